@@ -1,0 +1,1 @@
+"""quill's engine: partitioned log, processors, invoker, timers, schema registry."""

@@ -1,0 +1,80 @@
+"""Identifiers: invocation ids that embed their partition key, deployment ids, partition keys.
+
+An invocation id is ``inv_1`` + base62(u64 partition key, 11 chars) + base62(u128 uuid, 22 chars),
+the format of the real Restate server, so ids from quill look familiar to Restate tooling and
+any component can route an id to its partition without a lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_INDEX = {c: i for i, c in enumerate(_ALPHABET)}
+_KEY_CHARS = 11  # ceil(64 / log2(62))
+_UUID_CHARS = 22  # ceil(128 / log2(62))
+INVOCATION_PREFIX = "inv_1"
+_INVOCATION_ID_LEN = len(INVOCATION_PREFIX) + _KEY_CHARS + _UUID_CHARS
+
+
+def _b62(value: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        value, rem = divmod(value, 62)
+        chars.append(_ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def _unb62(text: str) -> int:
+    value = 0
+    for c in text:
+        value = value * 62 + _INDEX[c]
+    return value
+
+
+def random_partition_key() -> int:
+    return int.from_bytes(os.urandom(8), "big")
+
+
+def hashed_partition_key(*parts: str) -> int:
+    """A stable partition key, so everything about one object key lands in one partition."""
+    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+class InvocationId(str):
+    """An invocation id string that also knows its partition key and raw bytes."""
+
+    __slots__ = ()
+
+    @classmethod
+    def new(cls, partition_key: int) -> InvocationId:
+        uuid = int.from_bytes(os.urandom(16), "big")
+        return cls(INVOCATION_PREFIX + _b62(partition_key, _KEY_CHARS) + _b62(uuid, _UUID_CHARS))
+
+    @classmethod
+    def parse(cls, text: str) -> InvocationId:
+        """Validate ``text``; raises ValueError when it is not an invocation id."""
+        if len(text) != _INVOCATION_ID_LEN or not text.startswith(INVOCATION_PREFIX):
+            raise ValueError(f"bad invocation id '{text}'")
+        body = text[len(INVOCATION_PREFIX) :]
+        if any(c not in _INDEX for c in body):
+            raise ValueError(f"bad invocation id '{text}'")
+        if _unb62(body[:_KEY_CHARS]) >= 1 << 64 or _unb62(body[_KEY_CHARS:]) >= 1 << 128:
+            raise ValueError(f"bad invocation id '{text}'")
+        return cls(text)
+
+    @property
+    def partition_key(self) -> int:
+        start = len(INVOCATION_PREFIX)
+        return _unb62(self[start : start + _KEY_CHARS])
+
+    def to_bytes(self) -> bytes:
+        """The 24 raw bytes the service protocol carries in ``StartMessage.id``."""
+        start = len(INVOCATION_PREFIX) + _KEY_CHARS
+        return self.partition_key.to_bytes(8, "big") + _unb62(self[start:]).to_bytes(16, "big")
+
+
+def new_deployment_id() -> str:
+    return "dp_" + _b62(int.from_bytes(os.urandom(16), "big"), _UUID_CHARS)

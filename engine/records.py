@@ -1,0 +1,102 @@
+"""Stored records and log commands, as msgspec Structs (msgpack on disk).
+
+Commands are what the partition log holds; records are the partition state derived from them.
+Field order is part of the storage format (``array_like``): append new fields at the end, with
+defaults.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Target(msgspec.Struct, frozen=True, array_like=True):
+    service: str
+    handler: str
+    key: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.service}/{self.key}/{self.handler}" if self.key else f"{self.service}/{self.handler}"
+
+
+class Failure(msgspec.Struct, frozen=True, array_like=True):
+    code: int
+    message: str
+
+
+class Completion(msgspec.Struct, frozen=True, array_like=True):
+    """The outcome of an invocation: exactly one of ``value`` / ``failure``."""
+
+    value: bytes | None = None
+    failure: Failure | None = None
+
+
+class InvocationStatus(msgspec.Struct, array_like=True):
+    """Everything about one invocation but its journal entries."""
+
+    id: str
+    target: Target
+    phase: str  # scheduled | running | suspended | completed
+    created_at: int
+    modified_at: int
+    journal_length: int = 0
+    execution_time: int | None = None  # ms since epoch, for delayed sends
+    deployment_id: str | None = None  # pinned by the first attempt
+    # Notification ids present in the journal, so resumption never re-reads the journal.
+    completion_ids: list[int] = []
+    signal_ids: list[int] = []
+    signal_names: list[str] = []
+    # What a suspended invocation waits for (any one of them resumes it).
+    awaiting_completions: list[int] = []
+    awaiting_signals: list[int] = []
+    awaiting_signal_names: list[str] = []
+    completion: Completion | None = None
+
+
+class Deployment(msgspec.Struct, kw_only=True):
+    id: str
+    uri: str
+    use_http_11: bool
+    additional_headers: dict[str, str]
+    protocol_mode: str  # REQUEST_RESPONSE | BIDI_STREAM
+    min_protocol_version: int
+    max_protocol_version: int
+    protocol_version: int  # the version quill speaks to it
+    manifest: dict  # type: ignore[type-arg]  # the discovery manifest, as the SDK sent it
+    created_at: int
+    sdk_version: str | None = None
+
+
+# -- log commands ----------------------------------------------------------------------------
+class Invoke(msgspec.Struct, tag="invoke", array_like=True):
+    invocation_id: str
+    target: Target
+    input_entry: bytes  # serialized InputCommandMessage, journal entry 0
+    execution_time: int | None = None
+
+
+class AttemptOutcome(msgspec.Struct, tag="attempt", array_like=True):
+    """What one attempt produced: new journal entries and how it ended."""
+
+    invocation_id: str
+    attempt: int
+    deployment_id: str
+    entries: list[tuple[int, bytes]]  # (message type, payload) in arrival order
+    ending: str  # end | suspend | error | incomplete
+    awaiting_completions: list[int] = []
+    awaiting_signals: list[int] = []
+    awaiting_signal_names: list[str] = []
+
+
+class TimerFired(msgspec.Struct, tag="timer", array_like=True):
+    invocation_id: str
+    fire_at: int
+
+
+Command = Invoke | AttemptOutcome | TimerFired

@@ -1,0 +1,149 @@
+"""RocksDB storage with group commit.
+
+Writers stage puts and deletes; a single background task writes everything staged so far as one
+``WriteBatch`` with one fsync, on a dedicated thread so the event loop never blocks. Callbacks
+registered with :meth:`Store.after_commit` run, in registration order, once the writes staged
+before them are durable. Until then staged values are visible to :meth:`Store.get` through an
+overlay, so the one writer of a partition reads its own writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterator
+
+import rocksdict
+
+from engine import keys
+from engine.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+CommitCallback = Callable[["Exception | None"], None]
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.create_missing_column_families(True)
+        column_options = {name: rocksdict.Options(raw_mode=True) for name in keys.COLUMN_FAMILIES}
+        self._db = rocksdict.Rdict(str(path), options, column_families=column_options)
+        self._columns = {name: self._db.get_column_family(name) for name in keys.COLUMN_FAMILIES}
+        self._handles = {name: self._db.get_column_family_handle(name) for name in keys.COLUMN_FAMILIES}
+        self._sync = rocksdict.WriteOptions()
+        self._sync.sync = True
+        self._batch = rocksdict.WriteBatch(raw_mode=True)
+        self._overlay: dict[tuple[str, bytes], bytes | None] = {}
+        self._staged_keys: list[tuple[str, bytes, bytes | None]] = []
+        self._callbacks: list[CommitCallback] = []
+        self._wakeup = asyncio.Event()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quill-fsync")
+        self._task: asyncio.Task[None] | None = None
+        self._failure: Exception | None = None
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, column: str, key: bytes) -> bytes | None:
+        staged = self._overlay.get((column, key), _MISSING)
+        if staged is not _MISSING:
+            return staged  # type: ignore[return-value]
+        return self._columns[column].get(key)
+
+    def scan(self, column: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Committed entries under ``prefix`` (used at start-up, when nothing is staged)."""
+        it = self._columns[column].iter()
+        it.seek(prefix)
+        while it.valid():
+            key = it.key()
+            if not key.startswith(prefix):
+                break
+            yield key, it.value()
+            it.next()
+
+    def last_key(self, column: str, prefix: bytes) -> bytes | None:
+        """The greatest committed key under ``prefix``."""
+        it = self._columns[column].iter()
+        it.seek_for_prev(prefix + b"\xff" * 16)
+        if it.valid() and it.key().startswith(prefix):
+            return it.key()
+        return None
+
+    # -- writes ------------------------------------------------------------------------------
+    def put(self, column: str, key: bytes, value: bytes) -> None:
+        self._check()
+        self._batch.put(key, value, self._handles[column])
+        self._overlay[(column, key)] = value
+        self._staged_keys.append((column, key, value))
+        self._wakeup.set()
+
+    def delete(self, column: str, key: bytes) -> None:
+        self._check()
+        self._batch.delete(key, self._handles[column])
+        self._overlay[(column, key)] = None
+        self._staged_keys.append((column, key, None))
+        self._wakeup.set()
+
+    def delete_range(self, column: str, begin: bytes, end: bytes) -> None:
+        """Range deletes bypass the overlay: use them only for data nobody reads back (log trim)."""
+        self._check()
+        self._batch.delete_range(begin, end, self._handles[column])
+        self._wakeup.set()
+
+    def after_commit(self, callback: CommitCallback) -> None:
+        self._callbacks.append(callback)
+        self._wakeup.set()
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise Unavailable(f"storage failed: {self._failure}")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._commit_loop(), name="quill-group-commit")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await self.flush()
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        self._thread.shutdown(wait=True)
+        self._db.close()
+
+    async def flush(self) -> None:
+        """Wait until everything staged so far is durable."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.after_commit(lambda exc: done.done() or done.set_result(None))
+        await done
+
+    async def _commit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, staged, callbacks = self._batch, self._staged_keys, self._callbacks
+            self._batch = rocksdict.WriteBatch(raw_mode=True)
+            self._staged_keys, self._callbacks = [], []
+            error: Exception | None = None
+            if not batch.is_empty():
+                try:
+                    await loop.run_in_executor(self._thread, self._db.write, batch, self._sync)
+                except Exception as exc:  # noqa: BLE001 - any storage failure stops all writes
+                    log.critical("storage write failed, refusing further writes: %s", exc)
+                    self._failure = error = exc
+            for column, key, value in staged:
+                # Only drop overlay entries not overwritten by a later, still staged write.
+                if self._overlay.get((column, key), _MISSING) is value:
+                    del self._overlay[(column, key)]
+            for callback in callbacks:
+                callback(error)
+
+
+_MISSING = object()

@@ -1,0 +1,103 @@
+"""The ingress ASGI application (port 8080).
+
+A plain ASGI callable rather than a framework router: this is the hot path of every invocation,
+and the routes are few and fixed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from engine.engine import Engine, InvocationRequest
+from engine.errors import BadRequest, InvocationFailure, MethodNotAllowed, PayloadTooLarge, QuillError
+from engine.records import Completion
+from ingress.paths import parse_invocation_path, split_path
+from ingress.responses import Send, respond, respond_error, respond_json
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+# Headers Restate leaves out of the journaled input: hop-by-hop ones and idempotency controls.
+_SKIPPED_HEADERS = frozenset({b"connection", b"host", b"idempotency-key", b"idempotency-expires"})
+
+
+class IngressApp:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._limit = engine.config.request_size_limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            await self._route(scope, receive, send)
+        except QuillError as error:
+            await respond_error(send, error)
+
+    async def _route(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        segments = split_path(scope.get("raw_path") or scope["path"].encode())
+        if segments == ["restate", "health"]:
+            await respond_json(send, 200, {"services": sorted(self._engine.schema.services)})
+            return
+        method = scope["method"]
+        if method not in ("GET", "POST"):
+            raise MethodNotAllowed(f"Method {method} not allowed, use GET or POST")
+        route = parse_invocation_path(segments, self._engine.schema)
+        body = await self._read_body(receive)
+        request = InvocationRequest(target=route.target, body=body, headers=self._input_headers(scope))
+        if route.send:
+            invocation_id = await self._engine.send(request)
+            await respond_json(
+                send,
+                202,
+                {"invocationId": str(invocation_id), "status": "Accepted"},
+                [(b"x-restate-id", invocation_id.encode())],
+            )
+            return
+        invocation_id, completion = await self._engine.call(request)
+        await self._respond_completion(send, route.target.service, route.target.handler, invocation_id, completion)
+
+    async def _respond_completion(
+        self, send: Send, service: str, handler: str, invocation_id: str, completion: Completion
+    ) -> None:
+        id_header = (b"x-restate-id", invocation_id.encode())
+        if completion.failure is not None:
+            failure = InvocationFailure(completion.failure.code, completion.failure.message)
+            await respond_error(send, failure, [id_header])
+            return
+        value = completion.value or b""
+        _, manifest = self._engine.schema.resolve(service, handler)
+        output = manifest.output or {}
+        headers = [id_header]
+        content_type = output.get("contentType", "application/json")
+        if content_type and (value or output.get("setContentTypeIfEmpty", False)):
+            headers.append((b"content-type", content_type.encode()))
+        await respond(send, 200, value, headers)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._limit:
+                raise PayloadTooLarge(f"Request body exceeds the limit of {self._limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @staticmethod
+    def _input_headers(scope: dict[str, Any]) -> list[tuple[str, str]]:
+        path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        ingress_path = (path + b"?" + query if query else path).decode("latin-1")
+        headers = [("x-restate-ingress-path", ingress_path)]
+        headers.extend(
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in scope["headers"]
+            if name not in _SKIPPED_HEADERS
+        )
+        return headers
+

@@ -1,0 +1,59 @@
+"""Parsing ingress paths into invocation targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from engine.errors import BadRequest
+from engine.records import Target
+from engine.schema import Schema
+
+VALID_FORMS = (
+    "/restate/call/{service}/{handler}, /restate/call/{service}/{key}/{handler},"
+    " /restate/send/{service}/{handler}, /restate/send/{service}/{key}/{handler},"
+    " /{service}/{handler}[/send], /{service}/{key}/{handler}[/send]"
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    target: Target
+    send: bool
+
+
+def split_path(raw_path: bytes) -> list[str]:
+    """Path segments, each percent-decoded on its own so a key may contain '/'."""
+    text = raw_path.decode("latin-1")
+    return [unquote(segment) for segment in text.strip("/").split("/")] if text.strip("/") else []
+
+
+def parse_invocation_path(segments: list[str], schema: Schema) -> Route:
+    """Resolve ``/restate/call|send/...`` and the older unversioned forms against the schema."""
+    versioned = len(segments) >= 2 and segments[0] == "restate" and segments[1] in ("call", "send")
+    parts = segments[2:] if versioned else segments
+    if len(parts) < 2 or any(not p for p in parts):
+        raise BadRequest(f"Bad path, expected one of: {VALID_FORMS}")
+    service, rest = parts[0], parts[1:]
+    entry = schema.services.get(service)
+    if entry is None:
+        schema.resolve(service, rest[-1])  # raises the not-found error
+        raise AssertionError("unreachable")
+    keyed = entry.manifest.ty in ("VIRTUAL_OBJECT", "WORKFLOW")
+    segments_needed = 2 if keyed else 1
+    if versioned:
+        send = segments[1] == "send"
+    else:
+        # The older API marks a send with a trailing '/send' segment.
+        send = len(rest) == segments_needed + 1 and rest[-1] == "send"
+        if send:
+            rest = rest[:-1]
+    verb = "send" if send else "call"
+    if len(rest) != segments_needed:
+        if keyed:
+            kind = entry.manifest.ty.lower().replace("_", " ")
+            raise BadRequest(f"Bad path: '{service}' is a {kind} and needs a key: /restate/{verb}/{service}/{{key}}/{{handler}}")
+        raise BadRequest(f"Bad path: '{service}' is a service and takes no key: /restate/{verb}/{service}/{{handler}}")
+    key, handler = (rest[0], rest[1]) if keyed else ("", rest[0])
+    schema.resolve(service, handler)
+    return Route(Target(service, handler, key), send)

@@ -1,0 +1,51 @@
+"""The ``quill`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from engine.config import load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="quill", description="A durable-execution server, wire-compatible with Restate.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server (ingress + admin API)")
+    serve.add_argument("--config", default=os.environ.get("QUILL_CONFIG"), help="TOML configuration file")
+    serve.add_argument("--bind", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--ingress-port", type=int, help="ingress port (default 8080)")
+    serve.add_argument("--admin-port", type=int, help="admin API port (default 9070)")
+    serve.add_argument("--data-dir", help="data directory (default ./quill-data)")
+    serve.add_argument("--partitions", type=int, help="number of partitions, fixed at first start (default 8)")
+    serve.add_argument("--log-level", default=os.environ.get("QUILL_LOG_LEVEL", "info"))
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    overrides = {
+        "bind": args.bind,
+        "ingress_port": args.ingress_port,
+        "admin_port": args.admin_port,
+        "data_dir": args.data_dir,
+        "partitions": args.partitions,
+    }
+    try:
+        config = load_config(file=args.config, overrides=overrides)
+    except (ValueError, OSError) as exc:
+        print(f"quill: {exc}", file=sys.stderr)
+        return 2
+    from quill.server import serve as run_server
+
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(run_server(config))
+    return 0

@@ -1,0 +1,73 @@
+"""Runs the engine and the two HTTP faces (ingress, admin) on one asyncio event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Iterator
+
+import uvicorn
+
+from admin import create_admin_app
+from engine.config import Config
+from engine.engine import Engine
+from ingress import IngressApp
+
+log = logging.getLogger("quill")
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to :func:`serve`, which owns both servers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn(app: object, config: Config, port: int) -> _Server:
+    return _Server(
+        uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host=config.bind,
+            port=port,
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            http="httptools",
+            loop="none",
+            timeout_keep_alive=30,
+        )
+    )
+
+
+async def serve(config: Config, started: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or cancellation); ``started`` is set once both ports listen."""
+    engine = Engine(config)
+    await engine.start()
+    servers = [_uvicorn(IngressApp(engine), config, config.ingress_port), _uvicorn(create_admin_app(engine), config, config.admin_port)]
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, stop)
+        loop.add_signal_handler(signal.SIGTERM, stop)
+    tasks = [loop.create_task(server.serve()) for server in servers]
+    try:
+        while not all(server.started for server in servers):
+            if any(task.done() for task in tasks):
+                break
+            await asyncio.sleep(0.01)
+        if all(server.started for server in servers):
+            log.info("quill serving ingress on %s:%d, admin on %s:%d", config.bind, config.ingress_port, config.bind, config.admin_port)
+            if started is not None:
+                started.set()
+        await asyncio.gather(*tasks)
+    finally:
+        stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await engine.stop()
