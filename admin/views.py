@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from engine.config import Config
 from engine.durations import format_duration
 from engine.manifest import HandlerManifest, ServiceManifest
-from engine.records import Deployment
+from engine.records import Deployment, timestamp
 from engine.schema import Schema, ServiceEntry
 
 _SERVICE_TYPES = {"SERVICE": "Service", "VIRTUAL_OBJECT": "VirtualObject", "WORKFLOW": "Workflow"}
 _HANDLER_TYPES = {"EXCLUSIVE": "Exclusive", "SHARED": "Shared", "WORKFLOW": "Workflow"}
-
-
-def timestamp(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def deployment_view(deployment: Deployment, schema: Schema) -> dict[str, Any]:

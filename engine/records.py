@@ -8,12 +8,18 @@ defaults.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 import msgspec
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def timestamp(ms: int) -> str:
+    """RFC 3339 with milliseconds, as Restate renders times."""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Target(msgspec.Struct, frozen=True, array_like=True):

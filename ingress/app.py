@@ -7,13 +7,17 @@ and the routes are few and fixed.
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs
+import logging
 
+from engine.durations import parse_duration
 from engine.engine import Engine, InvocationRequest
 from engine.errors import BadRequest, InvocationFailure, MethodNotAllowed, PayloadTooLarge, QuillError
-from engine.records import Completion
+from engine.records import Completion, now_ms, timestamp
 from ingress.paths import parse_invocation_path, split_path
 from ingress.responses import Send, respond, respond_error, respond_json
 
+log = logging.getLogger(__name__)
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 # Headers Restate leaves out of the journaled input: hop-by-hop ones and idempotency controls.
@@ -32,6 +36,9 @@ class IngressApp:
             await self._route(scope, receive, send)
         except QuillError as error:
             await respond_error(send, error)
+        except Exception:  # noqa: BLE001 - a bug must still answer in Restate's error shape
+            log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
+            await respond_error(send, QuillError("internal error, see the server log"))
 
     async def _route(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         segments = split_path(scope.get("raw_path") or scope["path"].encode())
@@ -42,16 +49,17 @@ class IngressApp:
         if method not in ("GET", "POST"):
             raise MethodNotAllowed(f"Method {method} not allowed, use GET or POST")
         route = parse_invocation_path(segments, self._engine.schema)
+        execution_time = _execution_time(scope.get("query_string", b""), route.send)
         body = await self._read_body(receive)
-        request = InvocationRequest(target=route.target, body=body, headers=self._input_headers(scope))
+        request = InvocationRequest(
+            target=route.target, body=body, headers=self._input_headers(scope), execution_time=execution_time
+        )
         if route.send:
             invocation_id = await self._engine.send(request)
-            await respond_json(
-                send,
-                202,
-                {"invocationId": str(invocation_id), "status": "Accepted"},
-                [(b"x-restate-id", invocation_id.encode())],
-            )
+            accepted = {"invocationId": str(invocation_id), "status": "Accepted"}
+            if execution_time is not None:
+                accepted["executionTime"] = timestamp(execution_time)
+            await respond_json(send, 202, accepted, [(b"x-restate-id", invocation_id.encode())])
             return
         invocation_id, completion = await self._engine.call(request)
         await self._respond_completion(send, route.target.service, route.target.handler, invocation_id, completion)
@@ -101,3 +109,17 @@ class IngressApp:
         )
         return headers
 
+
+
+def _execution_time(query_string: bytes, send: bool) -> int | None:
+    """The ``?delay=`` of a send as an absolute time (ms since epoch); calls take no delay."""
+    values = parse_qs(query_string.decode("latin-1")).get("delay")
+    if not values:
+        return None
+    if not send:
+        raise BadRequest("The 'delay' parameter is only supported by send, not by call")
+    try:
+        seconds = parse_duration(values[-1])
+    except ValueError as exc:
+        raise BadRequest(f"Bad delay query parameter: {exc}") from exc
+    return now_ms() + int(seconds * 1000) if seconds > 0 else None

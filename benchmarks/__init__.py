@@ -1,0 +1,1 @@
+"""Benchmark harness: quill vs. the real Restate server (see README.md)."""

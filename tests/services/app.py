@@ -1,0 +1,60 @@
+"""Restate SDK services for the integration tests, served with hypercorn as a real deployment."""
+
+from __future__ import annotations
+
+import restate
+from restate.exceptions import TerminalError
+
+from tests.services import control
+
+greeter = restate.Service("Greeter")
+
+
+@greeter.handler()
+async def greet(ctx: restate.Context, name: str) -> str:
+    return f"Hello {name}!"
+
+
+@greeter.handler()
+async def counted(ctx: restate.Context, name: str) -> str:
+    count = await ctx.run_typed("count", control.record, name=f"counted:{name}")
+    return f"Hello {name} #{count}"
+
+
+@greeter.handler()
+async def fail(ctx: restate.Context, name: str) -> str:
+    raise TerminalError(f"no greeting for {name}", status_code=409)
+
+
+@greeter.handler()
+async def flaky(ctx: restate.Context, name: str) -> str:
+    """Fails with a retryable error until the third attempt."""
+    attempt = await control.record(f"flaky:{name}")
+    if attempt < 3:
+        raise ValueError(f"attempt {attempt} fails")
+    return f"{name} after {attempt} attempts"
+
+
+@greeter.handler()
+async def headers(ctx: restate.Context) -> dict[str, str]:
+    return dict(ctx.request().headers)
+
+
+durable = restate.Service("Durable")
+
+
+@durable.handler()
+async def process(ctx: restate.Context, name: str) -> int:
+    """A side effect, then a gate the test opens, then a second side effect."""
+    count = await ctx.run_typed("count", control.record, name=f"count:{name}")
+
+    async def wait_at_gate() -> None:
+        await control.record(f"entered:{name}")
+        await control.gate("process").wait()
+
+    await ctx.run_typed("gate", wait_at_gate)
+    await ctx.run_typed("done", control.record, name=f"done:{name}")
+    return count
+
+
+app = control.with_control_routes(restate.app(services=[greeter, durable]))

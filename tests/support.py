@@ -1,0 +1,117 @@
+"""Real processes for integration tests: quill and an SDK service, on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Process:
+    """A child process whose output is drained by a thread that signals a readiness line."""
+
+    def __init__(self, argv: list[str], ready_marker: str, env: dict[str, str] | None = None) -> None:
+        self.output: list[str] = []
+        self._ready = threading.Event()
+        self._marker = ready_marker
+        self._proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(30) or self._proc.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"{argv[:4]} did not start:\n" + "".join(self.output[-40:]))
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _drain(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self.output.append(line)
+            if self._marker in line:
+                self._ready.set()
+        self._ready.set()  # exited: unblock the waiter, which then checks poll()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: nothing gets to clean up."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+        self._proc.wait(10)
+        self._close()
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+        self._close()
+
+    def _close(self) -> None:
+        self._reader.join(5)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+class Quill(Process):
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, partitions: int = 4) -> None:
+        self.ingress_port = free_port()
+        self.admin_port = free_port()
+        self.data_dir = data_dir
+        super().__init__(
+            [
+                sys.executable, "-m", "quill", "serve",
+                "--bind", "127.0.0.1",
+                "--ingress-port", str(self.ingress_port),
+                "--admin-port", str(self.admin_port),
+                "--data-dir", str(data_dir),
+                "--partitions", str(partitions),
+            ],
+            ready_marker="quill serving",
+            env=env,
+        )
+
+    @property
+    def ingress(self) -> str:
+        return f"http://127.0.0.1:{self.ingress_port}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+
+class SdkService(Process):
+    """A real restate-sdk app under hypercorn (HTTP/1.1, so the SDK asks for request/response)."""
+
+    def __init__(self, app: str = "tests.services.app:app") -> None:
+        self.port = free_port()
+        super().__init__(
+            [sys.executable, "-m", "hypercorn", app, "--bind", f"127.0.0.1:{self.port}", "--workers", "1"],
+            ready_marker="Running on",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
