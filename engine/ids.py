@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# Lower case before upper case: ids of the real server only decode within range with this order.
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
 _KEY_CHARS = 11  # ceil(64 / log2(62))
 _UUID_CHARS = 22  # ceil(128 / log2(62))

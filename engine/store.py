@@ -45,6 +45,7 @@ class Store:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quill-fsync")
         self._task: asyncio.Task[None] | None = None
         self._failure: Exception | None = None
+        self.commits = 0  # group commits written, for tests and metrics
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, column: str, key: bytes) -> bytes | None:
@@ -115,6 +116,9 @@ class Store:
                 pass
             self._task = None
         self._thread.shutdown(wait=True)
+        # Column-family views keep the database open (and its lock held) until dropped.
+        self._columns.clear()
+        self._handles.clear()
         self._db.close()
 
     async def flush(self) -> None:
@@ -133,6 +137,7 @@ class Store:
             self._staged_keys, self._callbacks = [], []
             error: Exception | None = None
             if not batch.is_empty():
+                self.commits += 1
                 try:
                     await loop.run_in_executor(self._thread, self._db.write, batch, self._sync)
                 except Exception as exc:  # noqa: BLE001 - any storage failure stops all writes
