@@ -175,7 +175,7 @@ async def _raw_worker(cfg: LoadConfig, shared: _Shared) -> None:
             try:
                 writer.write(request)
                 status, close = await asyncio.wait_for(_read_response(reader), cfg.request_timeout_s)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ProtocolError, ValueError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ProtocolError, ValueError) as exc:
                 shared.record(time.perf_counter_ns() - started, False, f"{type(exc).__name__}: {exc}")
                 writer.close()
                 writer, reader = None, None
@@ -215,9 +215,7 @@ def _httpx_client(cfg: LoadConfig) -> httpx.AsyncClient:
 WindowHook = Callable[[], None]
 
 
-async def _clock(
-    cfg: LoadConfig, shared: _Shared, on_start: WindowHook, on_end: WindowHook
-) -> tuple[float, float]:
+async def _clock(cfg: LoadConfig, shared: _Shared, on_start: WindowHook, on_end: WindowHook) -> tuple[float, float]:
     await asyncio.sleep(cfg.warmup_s)
     on_start()
     shared.measuring = True

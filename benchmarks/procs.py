@@ -84,7 +84,7 @@ def machine_cpu() -> MachineCpu:
     with open("/proc/stat") as fh:
         values = [int(v) for v in fh.readline().split()[1:]]
     # user nice system idle iowait irq softirq steal (guest* already in user).
-    user, nice, system, idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    user, nice, system, _idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
     return MachineCpu(busy_s=(user + nice + system + irq + softirq + steal) / _CLK_TCK, iowait_s=iowait / _CLK_TCK)
 
 
@@ -111,7 +111,9 @@ class Managed:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def start(name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> Managed:
+def start(
+    name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Managed:
     log = log_path.open("wb")
     proc = subprocess.Popen(
         argv,

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class Row:
     driver_cores: float
     other_cores: float
     iowait_cores: float
+    server_idle_cores: float
     sent_total: int
     error_samples: list[str]
 
@@ -70,24 +72,26 @@ class Row:
 # ----------------------------------------------------------------------- CLI
 
 
-def _csv(kind: type[int] | type[str]):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> list[object]:
-        return [kind(part) for part in text.split(",") if part]
+def _str_list(text: str) -> list[str]:
+    return [part for part in text.split(",") if part]
 
-    return parse
+
+def _int_list(text: str) -> list[int]:
+    return [int(part) for part in _str_list(text)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     p.add_argument("--target", choices=["quill", "restate"], required=True)
-    p.add_argument("--handler", type=_csv(str), default=["noop"], help="noop, run, or a list: noop,run")
-    p.add_argument("--concurrency", type=_csv(int), default=[1], help="in-flight requests, or a list: 1,32")
+    p.add_argument("--handler", type=_str_list, default=["noop"], help="noop, run, or a list: noop,run")
+    p.add_argument("--concurrency", type=_int_list, default=[1], help="in-flight requests, or a list: 1,32")
     p.add_argument("--duration", type=float, default=15.0, help="measured window, seconds")
     p.add_argument("--warmup", type=float, default=3.0, help="load before the window, seconds")
     p.add_argument("--max-requests", type=int, default=2_000_000, help="hard cap on requests sent per case")
     p.add_argument("--request-timeout", type=float, default=30.0)
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load driver HTTP client")
     p.add_argument("--sdk-worker-class", choices=["asyncio", "uvloop"], default="uvloop")
+    p.add_argument("--idle", type=float, default=2.0, help="seconds to sample the idle server's CPU before loading")
     p.add_argument("--repeat", type=int, default=1, help="run every case this many times (fresh stack each)")
     p.add_argument("--json-out", type=Path, help="append one JSON line per case to this file")
     p.add_argument("--keep-data", action="store_true", help="keep the temp dir (logs, data) afterwards")
@@ -161,8 +165,29 @@ def _per_inv_ms(cpu_s: float, n: int) -> float:
     return cpu_s * 1000.0 / n if n else float("nan")
 
 
-def _row(case: Case, server: targets.Server, client: str, res: load.LoadResult, before: CpuSample, after: CpuSample) -> Row:
-    d_server, d_sdk, d_driver = (after.server_s - before.server_s, after.sdk_s - before.sdk_s, after.driver_s - before.driver_s)
+def idle_cores(pid: int, seconds: float) -> float:
+    """Background CPU of an idle server: at low load it is a big share of CPU/invocation."""
+    if seconds <= 0:
+        return float("nan")
+    start = procs.tree_cpu_seconds(pid)
+    time.sleep(seconds)
+    return (procs.tree_cpu_seconds(pid) - start) / seconds
+
+
+def _row(
+    case: Case,
+    server: targets.Server,
+    client: str,
+    res: load.LoadResult,
+    before: CpuSample,
+    after: CpuSample,
+    idle: float,
+) -> Row:
+    d_server, d_sdk, d_driver = (
+        after.server_s - before.server_s,
+        after.sdk_s - before.sdk_s,
+        after.driver_s - before.driver_s,
+    )
     n, w = res.invocations, res.window_s
     machine_busy = after.machine.busy_s - before.machine.busy_s
     # CPU burnt by anything that is not part of this benchmark (other jobs on
@@ -188,6 +213,7 @@ def _row(case: Case, server: targets.Server, client: str, res: load.LoadResult, 
         driver_cores=round(d_driver / w, 3),
         other_cores=round(other / w, 3),
         iowait_cores=round((after.machine.iowait_s - before.machine.iowait_s) / w, 3),
+        server_idle_cores=round(idle, 3),
         sent_total=res.sent_total,
         error_samples=res.error_samples,
     )
@@ -214,14 +240,17 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
             client=args.client,
         )
         load.run_sync(load.wait_until_callable(cfg, args.startup_timeout))
-        samples: list[CpuSample] = []
         srv_pid, sdk_pid = server.managed.pid, sdk.pid
+        idle = idle_cores(srv_pid, args.idle)
+        samples: list[CpuSample] = []
         result = load.run_sync(
-            load.run_load(cfg, lambda: samples.append(_cpu(srv_pid, sdk_pid)), lambda: samples.append(_cpu(srv_pid, sdk_pid)))
+            load.run_load(
+                cfg, lambda: samples.append(_cpu(srv_pid, sdk_pid)), lambda: samples.append(_cpu(srv_pid, sdk_pid))
+            )
         )
         if not server.managed.alive():
             raise RuntimeError(f"server died during the run:\n{server.managed.log_tail()}")
-        return _row(case, server, args.client, result, samples[0], samples[1])
+        return _row(case, server, args.client, result, samples[0], samples[1], idle)
     finally:
         if server is not None:
             procs.stop(server.managed)
@@ -251,14 +280,17 @@ def format_table(rows: list[Row]) -> str:
     cells = [[fmt.format(getattr(r, attr)) for _, attr, fmt in _COLUMNS] for r in rows]
     headers = [h for h, _, _ in _COLUMNS]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = lambda vals: "| " + " | ".join(v.rjust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
+
+    def line(vals: list[str]) -> str:
+        return "| " + " | ".join(v.rjust(w) for v, w in zip(vals, widths, strict=True)) + " |"
+
     sep = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
     return "\n".join([line(headers), sep, *(line(c) for c in cells)])
 
 
 def environment() -> dict[str, object]:
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "python": platform.python_version(),
