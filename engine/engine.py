@@ -49,12 +49,11 @@ class Engine:
         store = self._store = Store(self.config.data_path)
         store.start()
         count = self._partition_count(store)
-        limits = httpx.Limits(max_connections=self.config.concurrent_invocations, max_keepalive_connections=256)
-        timeout = httpx.Timeout(self.config.abort_timeout, connect=10.0)
-        self._client = httpx.AsyncClient(limits=limits, timeout=timeout)
+        # Discovery and other control-plane calls; invocations use the invoker's own pool.
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self.schema = Schema(store, self.config.cluster_name)
         self.schema.load()
-        self.invoker = Invoker(self.config, self.schema, self._client)
+        self.invoker = Invoker(self.config, self.schema)
         self._partitions = [Partition(p, store, self, self.config.log_retained_entries) for p in range(count)]
         for partition in self._partitions:
             partition.recover()

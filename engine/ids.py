@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 
 # Lower case before upper case: ids of the real server only decode within range with this order.
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -19,11 +20,17 @@ INVOCATION_PREFIX = "inv_1"
 _INVOCATION_ID_LEN = len(INVOCATION_PREFIX) + _KEY_CHARS + _UUID_CHARS
 
 
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+
+
 def _b62(value: int, width: int) -> str:
+    # Two digits per division: ids are built on every invocation.
     chars = []
-    for _ in range(width):
-        value, rem = divmod(value, 62)
-        chars.append(_ALPHABET[rem])
+    for _ in range(width // 2):
+        value, rem = divmod(value, 3844)
+        chars.append(_PAIRS[rem])
+    if width % 2:
+        chars.append(_ALPHABET[value % 62])
     return "".join(reversed(chars))
 
 
@@ -35,7 +42,13 @@ def _unb62(text: str) -> int:
 
 
 def random_partition_key() -> int:
-    return int.from_bytes(os.urandom(8), "big")
+    return random.getrandbits(64)
+
+
+def _random_uuid() -> int:
+    # Version-4 style randomness from the seeded PRNG: ids must be unique, not secret, and
+    # os.urandom costs a system call per invocation.
+    return random.getrandbits(128)
 
 
 def hashed_partition_key(*parts: str) -> int:
@@ -51,8 +64,7 @@ class InvocationId(str):
 
     @classmethod
     def new(cls, partition_key: int) -> InvocationId:
-        uuid = int.from_bytes(os.urandom(16), "big")
-        return cls(INVOCATION_PREFIX + _b62(partition_key, _KEY_CHARS) + _b62(uuid, _UUID_CHARS))
+        return cls(INVOCATION_PREFIX + _b62(partition_key, _KEY_CHARS) + _b62(_random_uuid(), _UUID_CHARS))
 
     @classmethod
     def parse(cls, text: str) -> InvocationId:

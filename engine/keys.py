@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import struct
 
-from engine.ids import InvocationId
-
 LOG = "log"
 STATUS = "status"
 JOURNAL = "journal"
@@ -36,20 +34,17 @@ def log_key(partition: int, lsn: int) -> bytes:
     return _LSN.pack(partition, lsn)
 
 
-def status_key(partition: int, invocation_id: InvocationId) -> bytes:
-    return _PARTITION.pack(partition) + invocation_id.to_bytes()
+def invocation_key(partition: int, raw_id: bytes) -> bytes:
+    """Key of an invocation's status, and prefix of its journal entries (raw id = 24 bytes)."""
+    return _PARTITION.pack(partition) + raw_id
 
 
-def invocation_id_of_status_key(key: bytes) -> bytes:
-    return key[2:]
+def journal_key(invocation: bytes, index: int) -> bytes:
+    return invocation + _INDEX.pack(index)
 
 
-def journal_prefix(partition: int, invocation_id: InvocationId) -> bytes:
-    return _PARTITION.pack(partition) + invocation_id.to_bytes()
-
-
-def journal_key(partition: int, invocation_id: InvocationId, index: int) -> bytes:
-    return journal_prefix(partition, invocation_id) + _INDEX.pack(index)
+def journal_range(invocation: bytes) -> tuple[bytes, bytes]:
+    return invocation, invocation + b"\xff" * (_INDEX.size + 1)
 
 
 def applied_lsn_key(partition: int) -> bytes:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import msgspec
 
@@ -54,12 +54,20 @@ class Runtime(Protocol):
 class Active:
     """An invocation that has not completed, with its journal cached in memory."""
 
-    __slots__ = ("status", "journal", "attempt")
+    __slots__ = ("status", "journal", "attempt", "raw_id", "key")
 
-    def __init__(self, status: InvocationStatus, journal: list[JournalEntry]) -> None:
+    def __init__(self, partition: int, status: InvocationStatus, journal: list[JournalEntry]) -> None:
         self.status = status
         self.journal = journal
         self.attempt = 0
+        self.raw_id = InvocationId(status.id).to_bytes()
+        self.key = keys.invocation_key(partition, self.raw_id)
+
+
+class AttemptSnapshot(NamedTuple):
+    status: InvocationStatus
+    journal: list[JournalEntry]
+    raw_id: bytes
 
 
 class Partition:
@@ -109,12 +117,12 @@ class Partition:
             if not waiters:
                 del self._waiters[invocation_id]
 
-    def snapshot(self, invocation_id: str, attempt: int) -> tuple[InvocationStatus, list[JournalEntry]] | None:
-        """Status and journal for attempt ``attempt``, or None if that attempt is stale."""
+    def snapshot(self, invocation_id: str, attempt: int) -> AttemptSnapshot | None:
+        """What attempt ``attempt`` needs to start, or None if that attempt is stale."""
         active = self._active.get(invocation_id)
         if active is None or active.attempt != attempt or active.status.phase != "running":
             return None
-        return active.status, list(active.journal)
+        return AttemptSnapshot(active.status, list(active.journal), active.raw_id)
 
     def recover(self) -> None:
         """Load unfinished invocations and restart them: running ones get a new attempt."""
@@ -123,12 +131,10 @@ class Partition:
             status = _decode_status(value)
             if status.phase == "completed":
                 continue
-            invocation_id = InvocationId(status.id)
-            journal = [
-                (int.from_bytes(raw[:2], "big"), raw[2:])
-                for _, raw in self._store.scan(keys.JOURNAL, keys.journal_prefix(self.id, invocation_id))
+            active = Active(self.id, status, [])
+            active.journal = [
+                (int.from_bytes(raw[:2], "big"), raw[2:]) for _, raw in self._store.scan(keys.JOURNAL, active.key)
             ]
-            active = Active(status, journal)
             self._active[status.id] = active
             if status.phase == "running":
                 self._next_attempt(active)()
@@ -162,7 +168,7 @@ class Partition:
             modified_at=now,
             execution_time=command.execution_time,
         )
-        active = Active(status, [])
+        active = Active(self.id, status, [])
         self._active[status.id] = active
         self._append(active, MessageType.INPUT_COMMAND, command.input_entry)
         self._put_status(active)
@@ -209,13 +215,8 @@ class Partition:
     # -- helpers -----------------------------------------------------------------------------
     def _append(self, active: Active, message_type: int, payload: bytes) -> None:
         status = active.status
-        invocation_id = InvocationId(status.id)
         index = status.journal_length
-        self._store.put(
-            keys.JOURNAL,
-            keys.journal_key(self.id, invocation_id, index),
-            message_type.to_bytes(2, "big") + payload,
-        )
+        self._store.put(keys.JOURNAL, keys.journal_key(active.key, index), message_type.to_bytes(2, "big") + payload)
         active.journal.append((message_type, payload))
         status.journal_length = index + 1
         if message_type == MessageType.OUTPUT_COMMAND:
@@ -232,8 +233,7 @@ class Partition:
 
     def _put_status(self, active: Active) -> None:
         active.status.modified_at = now_ms()
-        key = keys.status_key(self.id, InvocationId(active.status.id))
-        self._store.put(keys.STATUS, key, _encode(active.status))
+        self._store.put(keys.STATUS, active.key, _encode(active.status))
 
     @staticmethod
     def _awaited_is_present(status: InvocationStatus, outcome: AttemptOutcome) -> bool:
@@ -254,11 +254,9 @@ class Partition:
         completion = status.completion or Completion(
             failure=Failure(571, "the invocation ended without an output command")
         )
-        invocation_id = InvocationId(status.id)
         del self._active[status.id]
-        prefix = keys.journal_prefix(self.id, invocation_id)
-        self._store.delete_range(keys.JOURNAL, prefix, prefix + b"\xff\xff\xff\xff\xff")
-        self._store.delete(keys.STATUS, keys.status_key(self.id, invocation_id))
+        self._store.delete_range(keys.JOURNAL, *keys.journal_range(active.key))
+        self._store.delete(keys.STATUS, active.key)
 
         def notify() -> None:
             for waiter in self._waiters.pop(status.id, ()):
