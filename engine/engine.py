@@ -14,12 +14,22 @@ import msgspec
 
 from engine import keys
 from engine.config import Config
-from engine.errors import BadRequest
-from engine.ids import InvocationId, hashed_partition_key, random_partition_key
+from engine.errors import BadRequest, Conflict
+from engine.ids import InvocationId
 from engine.invoker import Invoker
-from engine.processor import Partition
+from engine.processor import HandlerInfo, Partition
 from engine.protocol import service_protocol_pb2 as pb
-from engine.records import Completion, Invoke, Target, TimerFired
+from engine.records import (
+    CallCompleted,
+    Command,
+    Completion,
+    Failure,
+    Invoke,
+    Signal,
+    Target,
+    Timer,
+    TimerFired,
+)
 from engine.schema import Schema
 from engine.store import Store
 from engine.timers import TimerService
@@ -57,6 +67,8 @@ class Engine:
         self._partitions = [Partition(p, store, self, self.config.log_retained_entries) for p in range(count)]
         for partition in self._partitions:
             partition.recover()
+        for partition in self._partitions:
+            partition.redeliver_outbox()
         recovered = sum(p.active_count for p in self._partitions)
         if recovered:
             log.info("recovered %d unfinished invocations", recovered)
@@ -76,46 +88,84 @@ class Engine:
         return self._client
 
     # -- invocations -------------------------------------------------------------------------
-    async def send(self, request: InvocationRequest) -> InvocationId:
-        """Accept a one-way invocation; returns once it is durable."""
-        invocation_id, partition = self._place(request.target)
-        await partition.submit(self._invoke_command(invocation_id, request))
-        return invocation_id
+    async def send(self, request: InvocationRequest) -> tuple[InvocationId, bool]:
+        """Accept a one-way invocation once it is durable; False if it existed already (workflow)."""
+        invocation_id, partition, command = self._prepare(request)
+        created = await partition.submit(command)
+        return invocation_id, created
 
     async def call(self, request: InvocationRequest) -> tuple[InvocationId, Completion]:
         """Invoke and wait for the result."""
-        invocation_id, partition = self._place(request.target)
+        invocation_id, partition, command = self._prepare(request)
         waiter = partition.wait_for_completion(invocation_id)
         try:
-            await partition.submit(self._invoke_command(invocation_id, request))
+            if not await partition.submit(command):
+                raise Conflict("the workflow method was already invoked", invocation_id=invocation_id)
             return invocation_id, await waiter
         finally:
             partition.forget_waiter(invocation_id, waiter)
 
-    def _place(self, target: Target) -> tuple[InvocationId, Partition]:
-        key = hashed_partition_key(target.service, target.key) if target.key else random_partition_key()
-        invocation_id = InvocationId.new(key)
-        return invocation_id, self._partitions[key % len(self._partitions)]
+    async def signal(
+        self, invocation_id: InvocationId, index: int, value: bytes | None = None, failure: Failure | None = None
+    ) -> None:
+        """Complete awakeable ``index`` of ``invocation_id`` (resolve with value, reject with failure)."""
+        await self._partition_of(invocation_id).submit(Signal(str(invocation_id), index, None, value, failure))
 
-    @staticmethod
-    def _invoke_command(invocation_id: InvocationId, request: InvocationRequest) -> Invoke:
+    def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, Partition, Invoke]:
+        target = request.target
+        info = self.handler_info(target.service, target.handler) or HandlerInfo(False, False, 0)
+        if info.workflow_run:
+            invocation_id = InvocationId.for_workflow(target.service, target.key)
+        else:
+            invocation_id = InvocationId.for_target(target.service, target.key)
         entry = pb.InputCommandMessage(
             headers=[pb.Header(key=k, value=v) for k, v in request.headers],
             value=pb.Value(content=request.body),
         )
-        return Invoke(
+        command = Invoke(
             invocation_id=str(invocation_id),
-            target=request.target,
+            target=target,
             input_entry=entry.SerializeToString(),
             execution_time=request.execution_time,
+            exclusive=info.exclusive,
+            retention=info.retention_ms if info.workflow_run else 0,
         )
+        return invocation_id, self._partition_of(invocation_id), command
+
+    def _partition_of(self, invocation_id: str) -> Partition:
+        return self._partitions[InvocationId(invocation_id).partition_key % len(self._partitions)]
 
     # -- runtime callbacks from partitions (see processor.Runtime) ---------------------------
     def start_attempt(self, partition: Partition, invocation_id: str, attempt: int) -> None:
         self.invoker.start(partition, invocation_id, attempt)
 
-    def arm_timer(self, partition: Partition, invocation_id: str, fire_at: int) -> None:
-        self._timers.schedule(fire_at, lambda: partition.submit(TimerFired(invocation_id, fire_at)))
+    def arm_timer(self, partition: Partition, timer: Timer) -> None:
+        self._timers.schedule(timer.fire_at, lambda: partition.submit(TimerFired(timer)))
+
+    def deliver(self, source: Partition, outbox_key: bytes, command: Command) -> None:
+        # Both partitions share one store: staging the delivery and the outbox delete together
+        # makes the hand-over atomic, so a message is delivered exactly once.
+        if isinstance(command, CallCompleted):
+            target_id = command.caller.invocation_id
+        else:
+            target_id = command.invocation_id  # type: ignore[union-attr]
+        self._partition_of(target_id).submit(command)
+        self._store_or_fail().delete(keys.OUTBOX, outbox_key)
+
+    def handler_info(self, service: str, handler: str) -> HandlerInfo | None:
+        entry = self.schema.services.get(service)
+        found = entry.manifest.handler(handler) if entry is not None else None
+        if entry is None or found is None:
+            return None
+        kind = entry.manifest.ty
+        handler_ty = found.ty or {"VIRTUAL_OBJECT": "EXCLUSIVE", "WORKFLOW": "WORKFLOW"}.get(kind)
+        retention = found.workflow_completion_retention
+        retention_ms = retention if retention is not None else int(self.config.workflow_completion_retention * 1000)
+        return HandlerInfo(handler_ty in ("EXCLUSIVE", "WORKFLOW"), handler_ty == "WORKFLOW", retention_ms)
+
+    def _store_or_fail(self) -> Store:
+        assert self._store is not None
+        return self._store
 
     # -- helpers -----------------------------------------------------------------------------
     def _partition_count(self, store: Store) -> int:

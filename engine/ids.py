@@ -7,6 +7,8 @@ any component can route an id to its partition without a lookup.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 import random
@@ -63,8 +65,26 @@ class InvocationId(str):
     __slots__ = ()
 
     @classmethod
-    def new(cls, partition_key: int) -> InvocationId:
-        return cls(INVOCATION_PREFIX + _b62(partition_key, _KEY_CHARS) + _b62(_random_uuid(), _UUID_CHARS))
+    def new(cls, partition_key: int, uuid: int | None = None) -> InvocationId:
+        uuid = _random_uuid() if uuid is None else uuid
+        return cls(INVOCATION_PREFIX + _b62(partition_key, _KEY_CHARS) + _b62(uuid, _UUID_CHARS))
+
+    @classmethod
+    def for_target(cls, service: str, key: str) -> InvocationId:
+        """A new id in the partition that owns ``(service, key)``; random for unkeyed targets."""
+        return cls.new(hashed_partition_key(service, key) if key else random_partition_key())
+
+    @classmethod
+    def for_workflow(cls, service: str, key: str) -> InvocationId:
+        """The one id of a workflow's run: deterministic, so a second run is recognised."""
+        digest = hashlib.sha256(b"wf\x00" + service.encode() + b"\x00" + key.encode()).digest()
+        return cls.new(hashed_partition_key(service, key), int.from_bytes(digest[:16], "big"))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> InvocationId:
+        if len(raw) != 24:
+            raise ValueError("an invocation id has 24 bytes")
+        return cls.new(int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big"))
 
     @classmethod
     def parse(cls, text: str) -> InvocationId:
@@ -91,3 +111,26 @@ class InvocationId(str):
 
 def new_deployment_id() -> str:
     return "dp_" + _b62(int.from_bytes(os.urandom(16), "big"), _UUID_CHARS)
+
+
+_AWAKEABLE_PREFIXES = ("sign_1", "prom_1")
+
+
+def parse_awakeable_id(text: str) -> tuple[InvocationId, int]:
+    """The invocation and signal index an awakeable id points to (``sign_1``/``prom_1`` + base64url)."""
+    prefix = text[:6]
+    if prefix not in _AWAKEABLE_PREFIXES:
+        raise ValueError(f"bad awakeable id '{text}'")
+    body = text[6:]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"bad awakeable id '{text}'") from exc
+    if len(raw) != 28:
+        raise ValueError(f"bad awakeable id '{text}'")
+    return InvocationId.from_bytes(raw[:24]), int.from_bytes(raw[24:], "big")
+
+
+def awakeable_id(invocation_id: InvocationId, index: int) -> str:
+    raw = invocation_id.to_bytes() + index.to_bytes(4, "big")
+    return "sign_1" + base64.urlsafe_b64encode(raw).decode().rstrip("=")

@@ -117,11 +117,13 @@ class Invoker:
         version = deployment.protocol_version
         status, journal = snapshot.status, snapshot.journal
         retry = self.retries.get(status.id)
+        eager = snapshot.state is not None and not self._lazy_state(status)
         start = pb.StartMessage(
             id=snapshot.raw_id,
             debug_id=status.id,
             known_entries=len(journal),
-            partial_state=not status.target.key,
+            state_map=[pb.StartMessage.StateEntry(key=k, value=v) for k, v in snapshot.state or ()] if eager else (),
+            partial_state=not eager,
             key=status.target.key,
             retry_count_since_last_stored_entry=retry.count if retry else 0,
             duration_since_last_stored_entry=int((time.monotonic() - retry.last_stored_at) * 1000) if retry else 0,
@@ -177,6 +179,15 @@ class Invoker:
         self._retry_timers[invocation_id] = asyncio.get_running_loop().call_later(
             delay, self.start, partition, invocation_id, attempt
         )
+
+    def _lazy_state(self, status: InvocationStatus) -> bool:
+        entry = self._schema.services.get(status.target.service)
+        if entry is None:
+            return False
+        handler = entry.manifest.handler(status.target.handler)
+        if handler is not None and handler.enable_lazy_state is not None:
+            return handler.enable_lazy_state
+        return bool(entry.manifest.enable_lazy_state)
 
     def _retry_policy(self, status: InvocationStatus) -> RetryPolicy:
         default = self._config.retry_policy

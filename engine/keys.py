@@ -57,3 +57,32 @@ DEPLOYMENT_PREFIX = b"deployment/"
 
 def deployment_key(deployment_id: str) -> bytes:
     return DEPLOYMENT_PREFIX + deployment_id.encode()
+
+
+def object_key(partition: int, service: str, key: str) -> bytes:
+    """Prefix of everything about one virtual-object / workflow key (lock, inbox, state, promises)."""
+    service_bytes, key_bytes = service.encode(), key.encode()
+    return (
+        _PARTITION.pack(partition) + _INDEX.pack(len(service_bytes)) + service_bytes + _INDEX.pack(len(key_bytes)) + key_bytes
+    )
+
+
+def state_key(object_prefix: bytes, name: bytes) -> bytes:
+    return object_prefix + name
+
+
+def inbox_key(object_prefix: bytes, sequence: int) -> bytes:
+    return object_prefix + sequence.to_bytes(8, "big")
+
+
+def promise_key(object_prefix: bytes, name: str) -> bytes:
+    return object_prefix + name.encode()
+
+
+def timer_key(partition: int, fire_at: int, raw_id: bytes, completion_id: int | None) -> bytes:
+    # Ordered by time, so start-up loads timers in firing order.
+    return _LSN.pack(partition, fire_at) + raw_id + _INDEX.pack(0 if completion_id is None else completion_id + 1)
+
+
+def outbox_key(partition: int, sequence: int) -> bytes:
+    return _LSN.pack(partition, sequence)

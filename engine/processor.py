@@ -3,10 +3,13 @@
 Commands are applied synchronously, in submission order, each assigned the next LSN. Applying a
 command stages the log entry and every state change it causes into the store's current group
 commit, so the log entry and its effect on state become durable in one atomic write. What the
-outside world may observe (starting an attempt, answering a caller, arming a timer) is an effect,
-released only after that write is durable. A crash therefore loses a suffix of commands whose
-effects nobody has seen, and recovery needs no replay: the state on disk is always the state after
-the last durable LSN.
+outside world may observe (starting an attempt, answering a caller, arming a timer, delivering a
+message to another partition) is an effect, released only after that write is durable. A crash
+therefore loses a suffix of commands whose effects nobody has seen, and recovery needs no replay:
+the state on disk is always the state after the last durable LSN.
+
+What the SDK's commands mean (state, timers, calls, promises, signals) is applied by
+:class:`engine.journal.JournalApplier`; this module owns the invocation lifecycle.
 """
 
 from __future__ import annotations
@@ -19,15 +22,20 @@ import msgspec
 
 from engine import keys
 from engine.ids import InvocationId
+from engine.journal import JournalApplier, set_completion
+from engine.objects import ObjectTable
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import (
     AttemptOutcome,
+    CallCompleted,
     Command,
     Completion,
     Failure,
     InvocationStatus,
     Invoke,
+    Signal,
+    Timer,
     TimerFired,
     now_ms,
 )
@@ -40,7 +48,14 @@ JournalEntry = tuple[int, bytes]
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_status = msgspec.msgpack.Decoder(InvocationStatus).decode
-_entry_header = (2, "big")
+_decode_timer = msgspec.msgpack.Decoder(Timer).decode
+_decode_command = msgspec.msgpack.Decoder(Command).decode
+
+
+class HandlerInfo(NamedTuple):
+    exclusive: bool
+    workflow_run: bool
+    retention_ms: int
 
 
 class Runtime(Protocol):
@@ -48,13 +63,17 @@ class Runtime(Protocol):
 
     def start_attempt(self, partition: Partition, invocation_id: str, attempt: int) -> None: ...
 
-    def arm_timer(self, partition: Partition, invocation_id: str, fire_at: int) -> None: ...
+    def arm_timer(self, partition: Partition, timer: Timer) -> None: ...
+
+    def deliver(self, source: Partition, outbox_key: bytes, command: Command) -> None: ...
+
+    def handler_info(self, service: str, handler: str) -> HandlerInfo | None: ...
 
 
 class Active:
     """An invocation that has not completed, with its journal cached in memory."""
 
-    __slots__ = ("status", "journal", "attempt", "raw_id", "key")
+    __slots__ = ("status", "journal", "attempt", "raw_id", "key", "object")
 
     def __init__(self, partition: int, status: InvocationStatus, journal: list[JournalEntry]) -> None:
         self.status = status
@@ -62,23 +81,29 @@ class Active:
         self.attempt = 0
         self.raw_id = InvocationId(status.id).to_bytes()
         self.key = keys.invocation_key(partition, self.raw_id)
+        target = status.target
+        self.object = keys.object_key(partition, target.service, target.key) if target.key else None
 
 
 class AttemptSnapshot(NamedTuple):
     status: InvocationStatus
     journal: list[JournalEntry]
     raw_id: bytes
+    state: list[tuple[bytes, bytes]] | None  # the object's whole state, for eager state
 
 
 class Partition:
     def __init__(self, partition_id: int, store: Store, runtime: Runtime, log_retained_entries: int) -> None:
         self.id = partition_id
-        self._store = store
-        self._runtime = runtime
+        self.store = store
+        self.runtime = runtime
+        self.objects = ObjectTable(partition_id, store)
         self._log_retained = log_retained_entries
-        self._lsn = self._last_lsn()
-        self._active: dict[str, Active] = {}
+        self._lsn = self._last_sequence(keys.LOG)
+        self._outbox_sequence = self._last_sequence(keys.OUTBOX)
+        self.active: dict[str, Active] = {}
         self._waiters: dict[str, list[asyncio.Future[Completion]]] = {}
+        self._journal = JournalApplier(self)
 
     # -- public API ------------------------------------------------------------------------
     def submit(self, command: Command) -> asyncio.Future[Any]:
@@ -86,10 +111,10 @@ class Partition:
         effects: list[Effect] = []
         result = self._apply(command, effects)
         self._lsn += 1
-        self._store.put(keys.LOG, keys.log_key(self.id, self._lsn), _encode(command))
+        self.store.put(keys.LOG, keys.log_key(self.id, self._lsn), _encode(command))
         if self._lsn % self._log_retained == 0:
             # Log and state commit atomically, so old entries serve only inspection: keep a tail.
-            self._store.delete_range(keys.LOG, keys.log_key(self.id, 0), keys.log_key(self.id, self._lsn - self._log_retained))
+            self.store.delete_range(keys.LOG, keys.log_key(self.id, 0), keys.log_key(self.id, self._lsn - self._log_retained))
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def release(error: Exception | None) -> None:
@@ -102,7 +127,7 @@ class Partition:
             if not done.done():
                 done.set_result(result)
 
-        self._store.after_commit(release)
+        self.store.after_commit(release)
         return done
 
     def wait_for_completion(self, invocation_id: str) -> asyncio.Future[Completion]:
@@ -119,31 +144,38 @@ class Partition:
 
     def snapshot(self, invocation_id: str, attempt: int) -> AttemptSnapshot | None:
         """What attempt ``attempt`` needs to start, or None if that attempt is stale."""
-        active = self._active.get(invocation_id)
+        active = self.active.get(invocation_id)
         if active is None or active.attempt != attempt or active.status.phase != "running":
             return None
-        return AttemptSnapshot(active.status, list(active.journal), active.raw_id)
+        state = self.objects.all_state(active.object) if active.object is not None else None
+        return AttemptSnapshot(active.status, list(active.journal), active.raw_id, state)
 
     def recover(self) -> None:
-        """Load unfinished invocations and restart them: running ones get a new attempt."""
+        """Reload unfinished invocations, locks and timers; running invocations get a new attempt."""
         prefix = keys.partition_prefix(self.id)
-        for _, value in self._store.scan(keys.STATUS, prefix):
+        self.objects.load()
+        for _, value in self.store.scan(keys.STATUS, prefix):
             status = _decode_status(value)
             if status.phase == "completed":
                 continue
             active = Active(self.id, status, [])
             active.journal = [
-                (int.from_bytes(raw[:2], "big"), raw[2:]) for _, raw in self._store.scan(keys.JOURNAL, active.key)
+                (int.from_bytes(raw[:2], "big"), raw[2:]) for _, raw in self.store.scan(keys.JOURNAL, active.key)
             ]
-            self._active[status.id] = active
+            self.active[status.id] = active
             if status.phase == "running":
                 self._next_attempt(active)()
-            elif status.phase == "scheduled" and status.execution_time is not None:
-                self._runtime.arm_timer(self, status.id, status.execution_time)
+        for _, value in self.store.scan(keys.TIMERS, prefix):
+            self.runtime.arm_timer(self, _decode_timer(value))
+
+    def redeliver_outbox(self) -> None:
+        """Deliver messages whose delivery a crash interrupted (after every partition recovered)."""
+        for key, value in self.store.scan(keys.OUTBOX, keys.partition_prefix(self.id)):
+            self.runtime.deliver(self, key, _decode_command(value))
 
     @property
     def active_count(self) -> int:
-        return len(self._active)
+        return len(self.active)
 
     # -- application -------------------------------------------------------------------------
     def _apply(self, command: Command, effects: list[Effect]) -> Any:
@@ -152,71 +184,133 @@ class Partition:
         if isinstance(command, Invoke):
             return self._apply_invoke(command, effects)
         if isinstance(command, TimerFired):
-            return self._apply_timer(command, effects)
+            return self._apply_timer(command.timer, effects)
+        if isinstance(command, CallCompleted):
+            return self._apply_call_completed(command, effects)
+        if isinstance(command, Signal):
+            return self._apply_signal(command, effects)
         raise TypeError(f"unknown command {command!r}")
 
     def _apply_invoke(self, command: Invoke, effects: list[Effect]) -> bool:
-        if command.invocation_id in self._active:
+        """Create the invocation; False if an invocation with this id exists (or is retained)."""
+        invocation_id = command.invocation_id
+        if invocation_id in self.active or self.store.get(
+            keys.STATUS, keys.invocation_key(self.id, InvocationId(invocation_id).to_bytes())
+        ):
+            if command.caller is not None:
+                failure = Failure(409, "the workflow method was already invoked")
+                self.send(CallCompleted(command.caller, Completion(failure=failure)), effects)
             return False
         now = now_ms()
         delayed = command.execution_time is not None and command.execution_time > now
         status = InvocationStatus(
-            id=command.invocation_id,
+            id=invocation_id,
             target=command.target,
-            phase="scheduled" if delayed else "running",
+            phase="scheduled",
             created_at=now,
             modified_at=now,
             execution_time=command.execution_time,
+            exclusive=command.exclusive,
+            caller=command.caller,
+            retention=command.retention,
         )
         active = Active(self.id, status, [])
-        self._active[status.id] = active
-        self._append(active, MessageType.INPUT_COMMAND, command.input_entry)
-        self._put_status(active)
+        self.active[invocation_id] = active
+        self.append(active, MessageType.INPUT_COMMAND, command.input_entry)
         if delayed:
-            fire_at = command.execution_time
-            assert fire_at is not None
-            effects.append(lambda: self._runtime.arm_timer(self, status.id, fire_at))
+            assert command.execution_time is not None
+            self.add_timer(Timer(invocation_id, command.execution_time), effects)
+            self._put_status(active)
         else:
-            effects.append(self._next_attempt(active))
+            self._start_or_enqueue(active, effects)
         return True
 
-    def _apply_timer(self, command: TimerFired, effects: list[Effect]) -> None:
-        active = self._active.get(command.invocation_id)
-        if active is None or active.status.phase != "scheduled":
-            return
+    def _start_or_enqueue(self, active: Active, effects: list[Effect]) -> None:
+        status = active.status
+        if status.exclusive and active.object is not None and not self.objects.try_lock(active.object, status.id):
+            self.objects.enqueue(active.object, self._lsn + 1, status.id)
+            status.phase = "inboxed"
+            self._put_status(active)
+        else:
+            self._run(active, effects)
+
+    def _run(self, active: Active, effects: list[Effect]) -> None:
         active.status.phase = "running"
-        self._put_status(active)
         effects.append(self._next_attempt(active))
+        self._put_status(active)
+
+    def _apply_timer(self, timer: Timer, effects: list[Effect]) -> None:
+        active = self.active.get(timer.invocation_id)
+        timer_key = keys.timer_key(self.id, timer.fire_at, InvocationId(timer.invocation_id).to_bytes(), timer.completion_id)
+        if self.store.get(keys.TIMERS, timer_key) is None:
+            return  # already fired
+        self.store.delete(keys.TIMERS, timer_key)
+        if active is None:
+            return
+        if timer.completion_id is None:
+            if active.status.phase == "scheduled":
+                self._start_or_enqueue(active, effects)
+            return
+        notification = pb.SleepCompletionNotificationMessage(completion_id=timer.completion_id, void=pb.Void())
+        self.notify(active, MessageType.SLEEP_COMPLETION, notification.SerializeToString(), effects)
+
+    def _apply_call_completed(self, command: CallCompleted, effects: list[Effect]) -> None:
+        active = self.active.get(command.caller.invocation_id)
+        if active is None or command.caller.completion_id in active.status.completion_ids:
+            return
+        notification = pb.CallCompletionNotificationMessage(completion_id=command.caller.completion_id)
+        set_completion(notification, command.completion)
+        self.notify(active, MessageType.CALL_COMPLETION, notification.SerializeToString(), effects)
+
+    def _apply_signal(self, command: Signal, effects: list[Effect]) -> None:
+        active = self.active.get(command.invocation_id)
+        if active is None:
+            return
+        status = active.status
+        if command.index is not None:
+            if command.index in status.signal_ids:
+                return  # an awakeable completes once
+            notification = pb.SignalNotificationMessage(idx=command.index)
+        else:
+            notification = pb.SignalNotificationMessage(name=command.name or "")
+        if command.failure is not None:
+            notification.failure.CopyFrom(pb.Failure(code=command.failure.code, message=command.failure.message))
+        elif command.value is not None:
+            notification.value.content = command.value
+        else:
+            notification.void.SetInParent()
+        self.notify(active, MessageType.SIGNAL_NOTIFICATION, notification.SerializeToString(), effects)
 
     def _apply_attempt(self, outcome: AttemptOutcome, effects: list[Effect]) -> bool:
         """Journal what the attempt produced; False when the attempt was stale and ignored."""
-        active = self._active.get(outcome.invocation_id)
+        active = self.active.get(outcome.invocation_id)
         if active is None or active.attempt != outcome.attempt or active.status.phase != "running":
             return False
         status = active.status
         if status.deployment_id is None:
             status.deployment_id = outcome.deployment_id
         for message_type, payload in outcome.entries:
-            self._append(active, message_type, payload)
+            self.append(active, message_type, payload)
+            self._journal.apply(active, message_type, payload, effects)
         if outcome.ending == "end":
             self._complete(active, effects)
             return True
         if outcome.ending == "suspend":
-            if self._awaited_is_present(status, outcome):
+            status.awaiting_completions = outcome.awaiting_completions
+            status.awaiting_signals = outcome.awaiting_signals
+            status.awaiting_signal_names = outcome.awaiting_signal_names
+            if self._awaited_is_present(status):
                 effects.append(self._next_attempt(active))
             else:
                 status.phase = "suspended"
-                status.awaiting_completions = outcome.awaiting_completions
-                status.awaiting_signals = outcome.awaiting_signals
-                status.awaiting_signal_names = outcome.awaiting_signal_names
         self._put_status(active)
         return True
 
-    # -- helpers -----------------------------------------------------------------------------
-    def _append(self, active: Active, message_type: int, payload: bytes) -> None:
+    # -- helpers used by the journal applier -------------------------------------------------
+    def append(self, active: Active, message_type: int, payload: bytes) -> None:
         status = active.status
         index = status.journal_length
-        self._store.put(keys.JOURNAL, keys.journal_key(active.key, index), message_type.to_bytes(2, "big") + payload)
+        self.store.put(keys.JOURNAL, keys.journal_key(active.key, index), message_type.to_bytes(2, "big") + payload)
         active.journal.append((message_type, payload))
         status.journal_length = index + 1
         if message_type == MessageType.OUTPUT_COMMAND:
@@ -227,47 +321,82 @@ class Partition:
                 status.signal_ids.append(signal.idx)
             else:
                 status.signal_names.append(signal.name)
-        elif message_type >= 0x8000 and message_type < 0xFC00:
+        elif 0x8000 <= message_type < 0xFC00:
             # Every completion notification carries completion_id as field 1.
             status.completion_ids.append(pb.RunCompletionNotificationMessage.FromString(payload).completion_id)
 
+    def notify(self, active: Active, message_type: int, payload: bytes, effects: list[Effect]) -> None:
+        """Journal a notification; a suspended invocation waiting for it resumes."""
+        self.append(active, message_type, payload)
+        status = active.status
+        if status.phase == "suspended" and self._awaited_is_present(status):
+            status.phase = "running"
+            effects.append(self._next_attempt(active))
+        self._put_status(active)
+
+    def add_timer(self, timer: Timer, effects: list[Effect]) -> None:
+        raw_id = InvocationId(timer.invocation_id).to_bytes()
+        self.store.put(keys.TIMERS, keys.timer_key(self.id, timer.fire_at, raw_id, timer.completion_id), _encode(timer))
+        effects.append(lambda: self.runtime.arm_timer(self, timer))
+
+    def send(self, command: Command, effects: list[Effect]) -> None:
+        """Route ``command`` to its partition through the durable outbox."""
+        self._outbox_sequence += 1
+        key = keys.outbox_key(self.id, self._outbox_sequence)
+        self.store.put(keys.OUTBOX, key, _encode(command))
+        effects.append(lambda: self.runtime.deliver(self, key, command))
+
     def _put_status(self, active: Active) -> None:
         active.status.modified_at = now_ms()
-        self._store.put(keys.STATUS, active.key, _encode(active.status))
+        self.store.put(keys.STATUS, active.key, _encode(active.status))
 
     @staticmethod
-    def _awaited_is_present(status: InvocationStatus, outcome: AttemptOutcome) -> bool:
+    def _awaited_is_present(status: InvocationStatus) -> bool:
         return (
-            not set(outcome.awaiting_completions).isdisjoint(status.completion_ids)
-            or not set(outcome.awaiting_signals).isdisjoint(status.signal_ids)
-            or not set(outcome.awaiting_signal_names).isdisjoint(status.signal_names)
+            not set(status.awaiting_completions).isdisjoint(status.completion_ids)
+            or not set(status.awaiting_signals).isdisjoint(status.signal_ids)
+            or not set(status.awaiting_signal_names).isdisjoint(status.signal_names)
         )
 
     def _next_attempt(self, active: Active) -> Effect:
         active.attempt += 1
         attempt = active.attempt
         invocation_id = active.status.id
-        return lambda: self._runtime.start_attempt(self, invocation_id, attempt)
+        return lambda: self.runtime.start_attempt(self, invocation_id, attempt)
 
     def _complete(self, active: Active, effects: list[Effect]) -> None:
         status = active.status
         completion = status.completion or Completion(
             failure=Failure(571, "the invocation ended without an output command")
         )
-        del self._active[status.id]
-        self._store.delete_range(keys.JOURNAL, *keys.journal_range(active.key))
-        self._store.delete(keys.STATUS, active.key)
+        del self.active[status.id]
+        self.store.delete_range(keys.JOURNAL, *keys.journal_range(active.key))
+        if status.caller is not None:
+            self.send(CallCompleted(status.caller, completion), effects)
+        if status.exclusive and active.object is not None:
+            next_id = self.objects.release(active.object, status.id)
+            if next_id is not None:
+                self._run(self.active[next_id], effects)  # it holds the lock already
+        if status.retention:
+            # Kept so a second run of the same workflow is recognised (retention purge: issue 4).
+            status.phase = "completed"
+            status.completion = completion
+            status.retain_until = now_ms() + status.retention
+            status.journal_length = 0
+            self._put_status(active)
+        else:
+            self.store.delete(keys.STATUS, active.key)
 
-        def notify() -> None:
+        def notify_waiters() -> None:
             for waiter in self._waiters.pop(status.id, ()):
                 if not waiter.done():
                     waiter.set_result(completion)
 
-        effects.append(notify)
+        effects.append(notify_waiters)
 
-    def _last_lsn(self) -> int:
-        last = self._store.last_key(keys.LOG, keys.partition_prefix(self.id))
-        return 0 if last is None else int.from_bytes(last[2:], "big")
+    def _last_sequence(self, column: str) -> int:
+        last = self.store.last_key(column, keys.partition_prefix(self.id))
+        return 0 if last is None else int.from_bytes(last[2:10], "big")
 
 
 def _completion_of_output(payload: bytes) -> Completion:

@@ -43,12 +43,19 @@ class Completion(msgspec.Struct, frozen=True, array_like=True):
     failure: Failure | None = None
 
 
+class CallerRef(msgspec.Struct, frozen=True, array_like=True):
+    """Where a service-to-service call's result goes: the caller and its completion id."""
+
+    invocation_id: str
+    completion_id: int
+
+
 class InvocationStatus(msgspec.Struct, array_like=True):
     """Everything about one invocation but its journal entries."""
 
     id: str
     target: Target
-    phase: str  # scheduled | running | suspended | completed
+    phase: str  # scheduled | inboxed | running | suspended | completed
     created_at: int
     modified_at: int
     journal_length: int = 0
@@ -63,6 +70,25 @@ class InvocationStatus(msgspec.Struct, array_like=True):
     awaiting_signals: list[int] = []
     awaiting_signal_names: list[str] = []
     completion: Completion | None = None
+    exclusive: bool = False  # holds (or waits for) its object's lock
+    caller: CallerRef | None = None
+    retain_until: int | None = None  # completed and kept (workflows) until then
+    retention: int = 0  # ms to keep the completed invocation
+
+
+class Promise(msgspec.Struct, array_like=True):
+    """A workflow's durable promise: its completion, or who waits for it."""
+
+    completion: Completion | None = None
+    waiters: list[CallerRef] = []
+
+
+class Timer(msgspec.Struct, frozen=True, array_like=True):
+    """A durable timer: starts a delayed invocation (completion_id None) or ends a sleep."""
+
+    invocation_id: str
+    fire_at: int
+    completion_id: int | None = None
 
 
 class Deployment(msgspec.Struct, kw_only=True):
@@ -85,6 +111,9 @@ class Invoke(msgspec.Struct, tag="invoke", array_like=True):
     target: Target
     input_entry: bytes  # serialized InputCommandMessage, journal entry 0
     execution_time: int | None = None
+    exclusive: bool = False  # takes the object's lock (exclusive object handler, workflow run)
+    caller: CallerRef | None = None
+    retention: int = 0  # ms to keep the completed invocation (workflow run); 0 = forget it
 
 
 class AttemptOutcome(msgspec.Struct, tag="attempt", array_like=True):
@@ -101,8 +130,24 @@ class AttemptOutcome(msgspec.Struct, tag="attempt", array_like=True):
 
 
 class TimerFired(msgspec.Struct, tag="timer", array_like=True):
+    timer: Timer
+
+
+class CallCompleted(msgspec.Struct, tag="call_completed", array_like=True):
+    """A callee finished: deliver its result to the caller's journal."""
+
+    caller: CallerRef
+    completion: Completion
+
+
+class Signal(msgspec.Struct, tag="signal", array_like=True):
+    """Completes an awakeable (signal index >= 17), a named signal, or cancels (index 1)."""
+
     invocation_id: str
-    fire_at: int
+    index: int | None
+    name: str | None
+    value: bytes | None = None
+    failure: Failure | None = None
 
 
-Command = Invoke | AttemptOutcome | TimerFired
+Command = Invoke | AttemptOutcome | TimerFired | CallCompleted | Signal

@@ -65,6 +65,17 @@ class Store:
             yield key, it.value()
             it.next()
 
+    def scan_merged(self, column: str, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """Entries under ``prefix`` as a reader of staged writes sees them, in key order."""
+        merged = dict(self.scan(column, prefix))
+        for (staged_column, key), value in self._overlay.items():
+            if staged_column == column and key.startswith(prefix):
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+        return sorted(merged.items())
+
     def last_key(self, column: str, prefix: bytes) -> bytes | None:
         """The greatest committed key under ``prefix``."""
         it = self._columns[column].iter()

@@ -12,8 +12,9 @@ import logging
 
 from engine.durations import parse_duration
 from engine.engine import Engine, InvocationRequest
-from engine.errors import BadRequest, InvocationFailure, MethodNotAllowed, PayloadTooLarge, QuillError
-from engine.records import Completion, now_ms, timestamp
+from engine.errors import BadRequest, InvocationFailure, MethodNotAllowed, NotFound, PayloadTooLarge, QuillError
+from engine.ids import parse_awakeable_id
+from engine.records import Completion, Failure, now_ms, timestamp
 from ingress.paths import parse_invocation_path, split_path
 from ingress.responses import Send, respond, respond_error, respond_json
 
@@ -35,7 +36,8 @@ class IngressApp:
         try:
             await self._route(scope, receive, send)
         except QuillError as error:
-            await respond_error(send, error)
+            id_header = [(b"x-restate-id", error.invocation_id.encode())] if error.invocation_id else []
+            await respond_error(send, error, id_header)
         except Exception:  # noqa: BLE001 - a bug must still answer in Restate's error shape
             log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
             await respond_error(send, QuillError("internal error, see the server log"))
@@ -46,6 +48,9 @@ class IngressApp:
             await respond_json(send, 200, {"services": sorted(self._engine.schema.services)})
             return
         method = scope["method"]
+        if len(segments) == 4 and segments[0] == "restate" and segments[1] in ("awakeables", "a"):
+            await self._complete_awakeable(method, segments[2], segments[3], receive, send)
+            return
         if method not in ("GET", "POST"):
             raise MethodNotAllowed(f"Method {method} not allowed, use GET or POST")
         route = parse_invocation_path(segments, self._engine.schema)
@@ -55,14 +60,30 @@ class IngressApp:
             target=route.target, body=body, headers=self._input_headers(scope), execution_time=execution_time
         )
         if route.send:
-            invocation_id = await self._engine.send(request)
-            accepted = {"invocationId": str(invocation_id), "status": "Accepted"}
+            invocation_id, created = await self._engine.send(request)
+            accepted = {"invocationId": str(invocation_id), "status": "Accepted" if created else "PreviouslyAccepted"}
             if execution_time is not None:
                 accepted["executionTime"] = timestamp(execution_time)
             await respond_json(send, 202, accepted, [(b"x-restate-id", invocation_id.encode())])
             return
         invocation_id, completion = await self._engine.call(request)
         await self._respond_completion(send, route.target.service, route.target.handler, invocation_id, completion)
+
+    async def _complete_awakeable(self, method: str, awakeable: str, action: str, receive: Receive, send: Send) -> None:
+        if action not in ("resolve", "reject"):
+            raise NotFound(f"Bad awakeable path, expected /restate/awakeables/{{id}}/resolve or /reject, got '{action}'")
+        if method != "POST":
+            raise MethodNotAllowed(f"Method {method} not allowed, use POST")
+        try:
+            invocation_id, index = parse_awakeable_id(awakeable)
+        except ValueError as exc:
+            raise BadRequest(f"Invalid awakeable id: {exc}") from exc
+        body = await self._read_body(receive)
+        if action == "resolve":
+            await self._engine.signal(invocation_id, index, value=body)
+        else:
+            await self._engine.signal(invocation_id, index, failure=Failure(500, body.decode("utf-8", "replace")))
+        await respond(send, 202)
 
     async def _respond_completion(
         self, send: Send, service: str, handler: str, invocation_id: str, completion: Completion

@@ -6,6 +6,7 @@ import restate
 from restate.exceptions import TerminalError
 
 from tests.services import control
+from tests.services.objects import services as object_services
 
 greeter = restate.Service("Greeter")
 
@@ -57,4 +58,4 @@ async def process(ctx: restate.Context, name: str) -> int:
     return count
 
 
-app = control.with_control_routes(restate.app(services=[greeter, durable]))
+app = control.with_control_routes(restate.app(services=[greeter, durable, *object_services]))

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 
 counters: Counter[str] = Counter()
+published: dict[str, str] = {}
 _changed: asyncio.Condition | None = None
 _gates: dict[str, asyncio.Event] = {}
 
@@ -33,6 +34,13 @@ async def record(name: str) -> int:
         counters[name] += 1
         _condition().notify_all()
         return counters[name]
+
+
+async def publish(key: str, value: str) -> None:
+    """Hand a value (e.g. an awakeable id) to the test."""
+    async with _condition():
+        published[key] = value
+        _condition().notify_all()
 
 
 def gate(name: str) -> asyncio.Event:
@@ -60,6 +68,11 @@ def with_control_routes(app: ASGIApp) -> ASGIApp:
             body: Any = {k: v for k, v in counters.items() if k.startswith(prefix)}
         elif action == "wait":
             body = await _wait(query.get("prefix", ""), int(query["total"]), float(query.get("timeout", "30")))
+        elif action == "published":
+            key = query["key"]
+            async with _condition():
+                await asyncio.wait_for(_condition().wait_for(lambda: key in published), float(query.get("timeout", "30")))
+            body = published[key]
         elif action == "open":
             gate(query["name"]).set()
             body = "opened"

@@ -1,0 +1,243 @@
+"""What the SDK's journaled commands do to partition state.
+
+Called by the partition for every command an attempt produced, right after it is journaled and
+in journal order, so a lazy ``get`` sees exactly the ``set``s before it. Commands whose answer is
+known at once (state reads, promise peeks, invocation ids) get their completion notification
+journaled immediately; the others arm a timer, route a message to another partition, or register
+a waiter.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from engine.ids import InvocationId, parse_awakeable_id
+from engine.protocol import service_protocol_pb2 as pb
+from engine.protocol.codec import MessageType
+from engine.records import CallerRef, CallCompleted, Completion, Failure, Invoke, Signal, Target, Timer, now_ms
+
+if TYPE_CHECKING:
+    from engine.processor import Active, Effect, Partition
+
+log = logging.getLogger(__name__)
+
+_Handler = Callable[["Active", bytes, "list[Effect]"], None]
+
+
+class JournalApplier:
+    def __init__(self, partition: Partition) -> None:
+        self._partition = partition
+        self._handlers: dict[int, _Handler] = {
+            MessageType.GET_LAZY_STATE_COMMAND: self._get_lazy_state,
+            MessageType.GET_LAZY_STATE_KEYS_COMMAND: self._get_lazy_state_keys,
+            MessageType.SET_STATE_COMMAND: self._set_state,
+            MessageType.CLEAR_STATE_COMMAND: self._clear_state,
+            MessageType.CLEAR_ALL_STATE_COMMAND: self._clear_all_state,
+            MessageType.SLEEP_COMMAND: self._sleep,
+            MessageType.CALL_COMMAND: self._call,
+            MessageType.ONE_WAY_CALL_COMMAND: self._one_way_call,
+            MessageType.SEND_SIGNAL_COMMAND: self._send_signal,
+            MessageType.COMPLETE_AWAKEABLE_COMMAND: self._complete_awakeable,
+            MessageType.GET_PROMISE_COMMAND: self._get_promise,
+            MessageType.PEEK_PROMISE_COMMAND: self._peek_promise,
+            MessageType.COMPLETE_PROMISE_COMMAND: self._complete_promise,
+            MessageType.ATTACH_INVOCATION_COMMAND: lambda active, payload, effects: self._unsupported_target(
+                active, payload, effects, MessageType.ATTACH_INVOCATION_COMPLETION
+            ),
+            MessageType.GET_INVOCATION_OUTPUT_COMMAND: lambda active, payload, effects: self._unsupported_target(
+                active, payload, effects, MessageType.GET_INVOCATION_OUTPUT_COMPLETION
+            ),
+        }
+
+    def apply(self, active: Active, message_type: int, payload: bytes, effects: list[Effect]) -> None:
+        handler = self._handlers.get(message_type)
+        if handler is not None:
+            handler(active, payload, effects)
+
+    # -- state -----------------------------------------------------------------------------
+    def _get_lazy_state(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        command = pb.GetLazyStateCommandMessage.FromString(payload)
+        value = self._partition.objects.get_state(active.object, command.key) if active.object else None
+        notification = pb.GetLazyStateCompletionNotificationMessage(completion_id=command.result_completion_id)
+        if value is None:
+            notification.void.SetInParent()
+        else:
+            notification.value.content = value
+        self._notify(active, MessageType.GET_LAZY_STATE_COMPLETION, notification, effects)
+
+    def _get_lazy_state_keys(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        command = pb.GetLazyStateKeysCommandMessage.FromString(payload)
+        names = [name for name, _ in self._partition.objects.all_state(active.object)] if active.object else []
+        notification = pb.GetLazyStateKeysCompletionNotificationMessage(
+            completion_id=command.result_completion_id, state_keys=pb.StateKeys(keys=names)
+        )
+        self._notify(active, MessageType.GET_LAZY_STATE_KEYS_COMPLETION, notification, effects)
+
+    def _set_state(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        if active.object is not None:
+            command = pb.SetStateCommandMessage.FromString(payload)
+            self._partition.objects.set_state(active.object, command.key, command.value.content)
+
+    def _clear_state(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        if active.object is not None:
+            self._partition.objects.clear_state(active.object, pb.ClearStateCommandMessage.FromString(payload).key)
+
+    def _clear_all_state(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        if active.object is not None:
+            self._partition.objects.clear_all_state(active.object)
+
+    # -- time --------------------------------------------------------------------------------
+    def _sleep(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        command = pb.SleepCommandMessage.FromString(payload)
+        self._partition.add_timer(Timer(active.status.id, command.wake_up_time, command.result_completion_id), effects)
+
+    # -- calls and signals -------------------------------------------------------------------
+    def _call(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        command = pb.CallCommandMessage.FromString(payload)
+        caller = CallerRef(active.status.id, command.result_completion_id)
+        self._invoke(active, command, command.parameter, None, caller, effects)
+
+    def _one_way_call(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        command = pb.OneWayCallCommandMessage.FromString(payload)
+        execution_time = command.invoke_time if command.invoke_time > now_ms() else None
+        self._invoke(active, command, command.parameter, execution_time, None, effects)
+
+    def _invoke(
+        self,
+        active: Active,
+        command: Any,
+        parameter: bytes,
+        execution_time: int | None,
+        caller: CallerRef | None,
+        effects: list[Effect],
+    ) -> None:
+        partition = self._partition
+        target = Target(command.service_name, command.handler_name, command.key)
+        info = partition.runtime.handler_info(target.service, target.handler)
+        if info is not None and info.workflow_run:
+            callee = InvocationId.for_workflow(target.service, target.key)
+        else:
+            callee = InvocationId.for_target(target.service, target.key)
+        id_notification = pb.CallInvocationIdCompletionNotificationMessage(
+            completion_id=command.invocation_id_notification_idx, invocation_id=str(callee)
+        )
+        self._notify(active, MessageType.CALL_INVOCATION_ID_COMPLETION, id_notification, effects)
+        if info is None:
+            if caller is not None:
+                failure = Failure(404, f"Service handler '{target.service}/{target.handler}' not found.")
+                partition.send(CallCompleted(caller, Completion(failure=failure)), effects)
+            return
+        entry = pb.InputCommandMessage(headers=command.headers, value=pb.Value(content=parameter))
+        invoke = Invoke(
+            invocation_id=str(callee),
+            target=target,
+            input_entry=entry.SerializeToString(),
+            execution_time=execution_time,
+            exclusive=info.exclusive,
+            caller=caller,
+            retention=info.retention_ms if info.workflow_run else 0,
+        )
+        partition.send(invoke, effects)
+
+    def _send_signal(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        command = pb.SendSignalCommandMessage.FromString(payload)
+        try:
+            target = InvocationId.parse(command.target_invocation_id)
+        except ValueError:
+            log.warning("invocation %s signals a bad invocation id %r", active.status.id, command.target_invocation_id)
+            return
+        index = command.idx if command.WhichOneof("signal_id") == "idx" else None
+        name = command.name if index is None else None
+        value, failure = _result_of(command, "value", "failure")
+        self._partition.send(Signal(str(target), index, name, value, failure), effects)
+
+    def _complete_awakeable(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        command = pb.CompleteAwakeableCommandMessage.FromString(payload)
+        try:
+            target, index = parse_awakeable_id(command.awakeable_id)
+        except ValueError:
+            log.warning("invocation %s completes a bad awakeable id %r", active.status.id, command.awakeable_id)
+            return
+        value, failure = _result_of(command, "value", "failure")
+        self._partition.send(Signal(str(target), index, None, value, failure), effects)
+
+    # -- workflow promises -------------------------------------------------------------------
+    def _get_promise(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        command = pb.GetPromiseCommandMessage.FromString(payload)
+        if active.object is None:
+            return
+        promise = self._partition.objects.get_promise(active.object, command.key)
+        if promise.completion is not None:
+            notification = pb.GetPromiseCompletionNotificationMessage(completion_id=command.result_completion_id)
+            set_completion(notification, promise.completion)
+            self._notify(active, MessageType.GET_PROMISE_COMPLETION, notification, effects)
+            return
+        promise.waiters.append(CallerRef(active.status.id, command.result_completion_id))
+        self._partition.objects.put_promise(active.object, command.key, promise)
+
+    def _peek_promise(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        command = pb.PeekPromiseCommandMessage.FromString(payload)
+        notification = pb.PeekPromiseCompletionNotificationMessage(completion_id=command.result_completion_id)
+        promise = self._partition.objects.get_promise(active.object, command.key) if active.object else None
+        if promise is None or promise.completion is None:
+            notification.void.SetInParent()
+        else:
+            set_completion(notification, promise.completion)
+        self._notify(active, MessageType.PEEK_PROMISE_COMPLETION, notification, effects)
+
+    def _complete_promise(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        command = pb.CompletePromiseCommandMessage.FromString(payload)
+        notification = pb.CompletePromiseCompletionNotificationMessage(completion_id=command.result_completion_id)
+        partition = self._partition
+        if active.object is None:
+            return
+        promise = partition.objects.get_promise(active.object, command.key)
+        if promise.completion is not None:
+            notification.failure.code = 409
+            notification.failure.message = f"Promise '{command.key}' was already completed"
+            self._notify(active, MessageType.COMPLETE_PROMISE_COMPLETION, notification, effects)
+            return
+        value, failure = _result_of(command, "completion_value", "completion_failure")
+        promise.completion = Completion(value=value, failure=failure)
+        waiters, promise.waiters = promise.waiters, []
+        partition.objects.put_promise(active.object, command.key, promise)
+        for waiter in waiters:
+            # Every handler of one workflow key lives in this partition.
+            waiting = partition.active.get(waiter.invocation_id)
+            if waiting is not None:
+                resolved = pb.GetPromiseCompletionNotificationMessage(completion_id=waiter.completion_id)
+                set_completion(resolved, promise.completion)
+                self._notify(waiting, MessageType.GET_PROMISE_COMPLETION, resolved, effects)
+        notification.void.SetInParent()
+        self._notify(active, MessageType.COMPLETE_PROMISE_COMPLETION, notification, effects)
+
+    def _unsupported_target(self, active: Active, payload: bytes, effects: list[Effect], completion_type: int) -> None:
+        # Attaching to other invocations needs retained outputs (idempotency, issue 4): fail the
+        # await clearly instead of leaving the handler suspended forever. Attach and get-output
+        # share their field layout, so one parse serves both.
+        command = pb.GetInvocationOutputCommandMessage.FromString(payload)
+        notification = pb.GetInvocationOutputCompletionNotificationMessage(completion_id=command.result_completion_id)
+        notification.failure.code = 501
+        notification.failure.message = "attaching to other invocations is not supported by quill yet"
+        self._notify(active, completion_type, notification, effects)
+
+    def _notify(self, active: Active, message_type: int, notification: Any, effects: list[Effect]) -> None:
+        self._partition.notify(active, message_type, notification.SerializeToString(), effects)
+
+
+def _result_of(command: Any, value_field: str, failure_field: str) -> tuple[bytes | None, Failure | None]:
+    if command.HasField(failure_field):
+        failure = getattr(command, failure_field)
+        return None, Failure(failure.code, failure.message)
+    if command.HasField(value_field):
+        return getattr(command, value_field).content, None
+    return None, None
+
+
+def set_completion(notification: Any, completion: Completion) -> None:
+    if completion.failure is not None:
+        notification.failure.code = completion.failure.code
+        notification.failure.message = completion.failure.message
+    else:
+        notification.value.content = completion.value or b""
