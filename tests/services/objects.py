@@ -70,6 +70,7 @@ timers = restate.Service("Timers")
 
 @timers.handler()
 async def sleep(ctx: restate.Context, millis: int) -> str:
+    await ctx.run_typed("before", control.record, name=f"sleeping:{ctx.request().id}")
     await ctx.sleep(timedelta(milliseconds=millis))
     await ctx.run_typed("woke", control.record, name=f"woke:{ctx.request().id}")
     return f"slept {millis}ms"
@@ -113,7 +114,9 @@ async def refuse(ctx: restate.Context) -> str:
 async def wait_for_awakeable(ctx: restate.Context, label: str) -> str:
     awakeable_id, promise = ctx.awakeable(type_hint=str)
     await ctx.run_typed("publish", control.publish, key=label, value=awakeable_id)
-    return f"got {await promise}"
+    value = await promise
+    await ctx.run_typed("awakened", control.record, name=f"awakened:{label}:{value}")
+    return f"got {value}"
 
 
 @caller.handler()
@@ -134,6 +137,7 @@ async def run(ctx: restate.WorkflowContext, email: str) -> str:
     await ctx.run_typed("started", control.record, name=f"signup-run:{ctx.key()}")
     ctx.set("email", email)
     code = await ctx.promise("confirm", type_hint=str).value()
+    await ctx.run_typed("done", control.record, name=f"signup-done:{ctx.key()}:{code}")
     return f"{email} confirmed with {code}"
 
 
