@@ -116,4 +116,4 @@ async def test_unsupported_method_is_405(quill: Quill, client: httpx.AsyncClient
 
 async def test_ingress_health_lists_services(quill: Quill, client: httpx.AsyncClient) -> None:
     response = await client.get(f"{quill.ingress}/restate/health")
-    assert response.json() == {"services": ["Durable", "Greeter"]}
+    assert response.json() == {"services": ["Caller", "Counter", "Durable", "Greeter", "Signup", "Timers"]}

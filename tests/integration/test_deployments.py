@@ -13,8 +13,12 @@ async def test_register_then_list(quill: Quill, sdk_service: SdkService, client:
     body = response.json()
     assert body["id"].startswith("dp_")
     services = {s["name"]: s for s in body["services"]}
-    assert set(services) == {"Greeter", "Durable"}
+    assert set(services) == {"Greeter", "Durable", "Counter", "Timers", "Caller", "Signup"}
     assert services["Greeter"]["ty"] == "Service"
+    assert services["Counter"]["ty"] == "VirtualObject"
+    assert services["Signup"]["ty"] == "Workflow"
+    handler_types = {h["name"]: h["ty"] for h in services["Counter"]["handlers"]}
+    assert (handler_types["add"], handler_types["get"]) == ("Exclusive", "Shared")
     assert {h["name"] for h in services["Greeter"]["handlers"]} >= {"greet", "counted", "fail"}
 
     again = await client.post(f"{quill.admin}/deployments", json={"uri": sdk_service.url, "use_http_11": True})
