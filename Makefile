@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TS_STAMP := tests/ts/node_modules/.installed
 
 .PHONY: run test bench proto clean
 
@@ -12,10 +13,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The TypeScript-SDK test services (Node and npm come with the machine).
+$(TS_STAMP): tests/ts/package.json tests/ts/package-lock.json
+	cd tests/ts && npm ci --no-audit --no-fund --ignore-scripts --silent
+	touch $(TS_STAMP)
+
 run: $(STAMP)
 	$(PY) -m quill serve
 
-test: $(STAMP)
+test: $(STAMP) $(TS_STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

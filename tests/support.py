@@ -115,3 +115,15 @@ class SdkService(Process):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+class TsService(Process):
+    """A real @restatedev/restate-sdk (TypeScript SDK) endpoint under Node, over HTTP/1.1."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        super().__init__(["node", "tests/ts/services.js", str(self.port)], ready_marker="Listening on")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
