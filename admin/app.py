@@ -43,6 +43,7 @@ def create_admin_app(engine: Engine) -> FastAPI:
             "min_admin_api_version": 1,
             "max_admin_api_version": 1,
             "ingress_endpoint": f"http://{config.bind}:{config.ingress_port}/",
+            "features": {"protocol_v7": config.enable_protocol_v7},
         }
 
     @app.post("/deployments", status_code=201)

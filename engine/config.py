@@ -43,6 +43,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     request_size_limit: int = 32 * 1024 * 1024
     log_retained_entries: int = 100_000
     cluster_name: str = "localcluster"
+    enable_protocol_v7: bool = False
 
     @property
     def data_path(self) -> Path:

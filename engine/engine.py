@@ -61,7 +61,7 @@ class Engine:
         count = self._partition_count(store)
         # Discovery and other control-plane calls; invocations use the invoker's own pool.
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
-        self.schema = Schema(store, self.config.cluster_name)
+        self.schema = Schema(store, self.config.cluster_name, self.config.enable_protocol_v7)
         self.schema.load()
         self.invoker = Invoker(self.config, self.schema)
         self._partitions = [Partition(p, store, self, self.config.log_retained_entries) for p in range(count)]

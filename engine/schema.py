@@ -11,7 +11,7 @@ from engine import keys
 from engine.errors import Conflict, DeploymentError, NotFound
 from engine.ids import new_deployment_id
 from engine.manifest import MANIFEST_ACCEPT, EndpointManifest, HandlerManifest, ServiceManifest, decode_manifest
-from engine.protocol.codec import MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION
+from engine.protocol.codec import DEFAULT_MAX_PROTOCOL_VERSION, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION
 from engine.records import Deployment, now_ms
 from engine.store import Store
 
@@ -27,9 +27,10 @@ class ServiceEntry:
 
 
 class Schema:
-    def __init__(self, store: Store, cluster_name: str) -> None:
+    def __init__(self, store: Store, cluster_name: str, enable_protocol_v7: bool = False) -> None:
         self._store = store
         self._cluster_name = cluster_name
+        self._max_version = MAX_PROTOCOL_VERSION if enable_protocol_v7 else DEFAULT_MAX_PROTOCOL_VERSION
         self.deployments: dict[str, Deployment] = {}
         self.services: dict[str, ServiceEntry] = {}
 
@@ -68,7 +69,7 @@ class Schema:
         """Discover ``uri`` and store it; returns the deployment and whether it is new."""
         headers = dict(additional_headers or {})
         manifest, raw, sdk_version = await self._discover(client, uri, headers)
-        version = _negotiate(manifest)
+        version = _negotiate(manifest, self._max_version)
         existing = next((d for d in self.deployments.values() if d.uri == uri), None)
         if existing is not None and existing.manifest == raw and not force:
             return existing, False
@@ -127,13 +128,13 @@ class Schema:
             self.services[service.name] = ServiceEntry(service, deployment.id, revision)
 
 
-def _negotiate(manifest: EndpointManifest) -> int:
+def _negotiate(manifest: EndpointManifest, max_version: int) -> int:
     low, high = manifest.min_protocol_version, manifest.max_protocol_version
     if low > high:
         raise DeploymentError(f"Bad manifest: minProtocolVersion {low} is greater than maxProtocolVersion {high}")
-    if high < MIN_PROTOCOL_VERSION or low > MAX_PROTOCOL_VERSION:
+    if high < MIN_PROTOCOL_VERSION or low > max_version:
         raise DeploymentError(
             f"The deployment supports service protocol versions [{low}, {high}], quill supports"
-            f" [{MIN_PROTOCOL_VERSION}, {MAX_PROTOCOL_VERSION}]. Use an SDK that supports them."
+            f" [{MIN_PROTOCOL_VERSION}, {max_version}]. Use an SDK that supports them."
         )
-    return min(high, MAX_PROTOCOL_VERSION)
+    return min(high, max_version)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import (
+    DEFAULT_MAX_PROTOCOL_VERSION,
     HEADER_SIZE,
     MAX_PROTOCOL_VERSION,
     MESSAGE_CLASSES,
@@ -26,6 +27,7 @@ from engine.protocol.codec import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_PROTOCOL_VERSION",
     "HEADER_SIZE",
     "MAX_PROTOCOL_VERSION",
     "MESSAGE_CLASSES",

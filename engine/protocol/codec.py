@@ -41,8 +41,10 @@ __all__ = [
 ]
 
 MIN_PROTOCOL_VERSION = 5
-# The reference server speaks at most V6 unless V7 is switched on explicitly.
-MAX_PROTOCOL_VERSION = 6
+# The highest version quill implements; like the reference server it speaks at most V6 unless V7
+# is switched on (config ``enable_protocol_v7``).
+MAX_PROTOCOL_VERSION = 7
+DEFAULT_MAX_PROTOCOL_VERSION = 6
 
 # Flags bit asking the peer to acknowledge this frame. On a V7 run proposal it
 # selects a ProposeRunCompletionAck reply instead of the full notification.
