@@ -8,6 +8,7 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from admin.openapi import service_openapi
 from admin.views import deployment_view, service_view
 from engine.engine import Engine
 from engine.errors import BadRequest, NotFound, QuillError
@@ -85,6 +86,16 @@ def create_admin_app(engine: Engine) -> FastAPI:
             raise NotFound(f"Deployment '{deployment_id}' not found")
         return deployment_view(deployment, engine.schema)
 
+    @app.patch("/invocations/{invocation_id}/cancel", status_code=202)
+    async def cancel(invocation_id: str) -> Response:
+        await engine.terminate(invocation_id, kill=False)
+        return Response(status_code=202)
+
+    @app.patch("/invocations/{invocation_id}/kill")
+    async def kill(invocation_id: str) -> Response:
+        await engine.terminate(invocation_id, kill=True)
+        return Response(status_code=200)
+
     @app.get("/services")
     async def list_services() -> dict[str, Any]:
         return {"services": [service_view(e, engine.config) for e in engine.schema.services.values()]}
@@ -95,5 +106,12 @@ def create_admin_app(engine: Engine) -> FastAPI:
         if entry is None:
             raise NotFound(f"Service '{name}' not found")
         return service_view(entry, engine.config)
+
+    @app.get("/services/{name}/openapi")
+    async def get_service_openapi(name: str) -> dict[str, Any]:
+        entry = engine.schema.services.get(name)
+        if entry is None:
+            raise NotFound(f"Service '{name}' not found")
+        return service_openapi(entry, f"http://{engine.config.bind}:{engine.config.ingress_port}/")
 
     return app

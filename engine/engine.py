@@ -14,7 +14,7 @@ import msgspec
 
 from engine import keys
 from engine.config import Config
-from engine.errors import BadRequest, Conflict
+from engine.errors import BadRequest, Conflict, NotFound
 from engine.ids import InvocationId
 from engine.invoker import Invoker
 from engine.processor import HandlerInfo, Partition
@@ -27,6 +27,7 @@ from engine.records import (
     Invoke,
     Signal,
     Target,
+    Terminate,
     Timer,
     TimerFired,
 )
@@ -110,6 +111,19 @@ class Engine:
     ) -> None:
         """Complete awakeable ``index`` of ``invocation_id`` (resolve with value, reject with failure)."""
         await self._partition_of(invocation_id).submit(Signal(str(invocation_id), index, None, value, failure))
+
+    async def terminate(self, invocation_id: str, *, kill: bool) -> str:
+        """Cancel or kill; see ``Partition._apply_terminate`` for the outcomes."""
+        try:
+            parsed = InvocationId.parse(invocation_id)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        outcome: str = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
+        if outcome == "not_found":
+            raise NotFound(f"Invocation '{invocation_id}' not found")
+        if outcome == "completed":
+            raise Conflict(f"Invocation '{invocation_id}' has already completed")
+        return outcome
 
     def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, Partition, Invoke]:
         target = request.target

@@ -175,7 +175,10 @@ class Invoker:
             log.warning("invocation %s paused after %d attempts: %s", invocation_id, retry.count, result.failure)
             return
         delay = result.retry_after if result.retry_after is not None else policy.delay(retry.count)
-        log.info("invocation %s attempt failed (%s), retrying in %.3fs", invocation_id, result.failure, delay)
+        # Journal mismatches and protocol violations mean the code no longer matches its journal:
+        # retries will not fix that without a deployment change, so make them loud.
+        level = logging.WARNING if result.failure and result.failure.startswith(("[570]", "[571]")) else logging.INFO
+        log.log(level, "invocation %s attempt failed (%s), retrying in %.3fs", invocation_id, result.failure, delay)
         self._retry_timers[invocation_id] = asyncio.get_running_loop().call_later(
             delay, self.start, partition, invocation_id, attempt
         )

@@ -35,6 +35,7 @@ from engine.records import (
     InvocationStatus,
     Invoke,
     Signal,
+    Terminate,
     Timer,
     TimerFired,
     now_ms,
@@ -189,6 +190,8 @@ class Partition:
             return self._apply_call_completed(command, effects)
         if isinstance(command, Signal):
             return self._apply_signal(command, effects)
+        if isinstance(command, Terminate):
+            return self._apply_terminate(command, effects)
         raise TypeError(f"unknown command {command!r}")
 
     def _apply_invoke(self, command: Invoke, effects: list[Effect]) -> bool:
@@ -280,6 +283,23 @@ class Partition:
         else:
             notification.void.SetInParent()
         self.notify(active, MessageType.SIGNAL_NOTIFICATION, notification.SerializeToString(), effects)
+
+    def _apply_terminate(self, command: Terminate, effects: list[Effect]) -> str:
+        """Returns "done" (completed now), "signalled" (cancel delivered), "completed" or "not_found"."""
+        active = self.active.get(command.invocation_id)
+        if active is None:
+            raw_id = InvocationId(command.invocation_id).to_bytes()
+            return "completed" if self.store.get(keys.STATUS, keys.invocation_key(self.id, raw_id)) else "not_found"
+        status = active.status
+        if not command.kill and status.phase in ("running", "suspended"):
+            # The SDK turns the built-in CANCEL signal into a terminal error at its next await.
+            self._apply_signal(Signal(status.id, 1, None), effects)
+            return "signalled"
+        if status.phase == "inboxed" and active.object is not None:
+            self.objects.remove_from_inbox(active.object, status.id)
+        status.completion = Completion(failure=Failure(409, "killed" if command.kill else "cancelled"))
+        self._complete(active, effects)
+        return "done"
 
     def _apply_attempt(self, outcome: AttemptOutcome, effects: list[Effect]) -> bool:
         """Journal what the attempt produced; False when the attempt was stale and ignored."""

@@ -150,4 +150,11 @@ class Signal(msgspec.Struct, tag="signal", array_like=True):
     failure: Failure | None = None
 
 
-Command = Invoke | AttemptOutcome | TimerFired | CallCompleted | Signal
+class Terminate(msgspec.Struct, tag="terminate", array_like=True):
+    """Cancel (graceful: the handler sees a cancellation and may compensate) or kill (immediate)."""
+
+    invocation_id: str
+    kill: bool
+
+
+Command = Invoke | AttemptOutcome | TimerFired | CallCompleted | Signal | Terminate

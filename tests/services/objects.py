@@ -152,4 +152,17 @@ async def peek(ctx: restate.WorkflowSharedContext) -> str:
     return value if value is not None else "pending"
 
 
+
+
+
+@caller.handler()
+async def cancellable(ctx: restate.Context, label: str) -> str:
+    """Sleeps for a minute unless cancelled; a cancellation runs a compensation step."""
+    await ctx.run_typed("publish", control.publish, key=label, value=ctx.request().id)
+    try:
+        await ctx.sleep(timedelta(minutes=1))
+    except TerminalError:
+        await ctx.run_typed("compensate", control.record, name=f"compensated:{label}")
+        raise
+    return "not cancelled"
 services = [counter, timers, caller, signup]
