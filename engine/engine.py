@@ -17,7 +17,7 @@ from engine.config import Config
 from engine.errors import BadRequest, Conflict, NotFound
 from engine.ids import InvocationId
 from engine.invoker import Invoker
-from engine.processor import HandlerInfo, Partition
+from engine.processor import HandlerInfo, InvocationView, InvokeResult, Outcome, Partition
 from engine.protocol import service_protocol_pb2 as pb
 from engine.records import (
     CallCompleted,
@@ -43,6 +43,7 @@ class InvocationRequest(msgspec.Struct, kw_only=True):
     body: bytes
     headers: list[tuple[str, str]]
     execution_time: int | None = None  # ms since epoch, for delayed sends
+    idempotency_key: str | None = None
 
 
 class Engine:
@@ -90,21 +91,47 @@ class Engine:
 
     # -- invocations -------------------------------------------------------------------------
     async def send(self, request: InvocationRequest) -> tuple[InvocationId, bool]:
-        """Accept a one-way invocation once it is durable; False if it existed already (workflow)."""
+        """Accept a one-way invocation once durable; False when it repeats an earlier one."""
         invocation_id, partition, command = self._prepare(request)
-        created = await partition.submit(command)
-        return invocation_id, created
+        result: InvokeResult = await partition.submit(command)
+        return invocation_id, result.created
 
-    async def call(self, request: InvocationRequest) -> tuple[InvocationId, Completion]:
-        """Invoke and wait for the result."""
+    async def call(self, request: InvocationRequest) -> tuple[InvocationId, Outcome]:
+        """Invoke and wait for the result; a repeated idempotent request gets the first one's."""
         invocation_id, partition, command = self._prepare(request)
         waiter = partition.wait_for_completion(invocation_id)
         try:
-            if not await partition.submit(command):
-                raise Conflict("the workflow method was already invoked", invocation_id=invocation_id)
+            result: InvokeResult = await partition.submit(command)
+            if not result.created:
+                if command.idempotency_key is None:
+                    raise Conflict("the workflow method was already invoked", invocation_id=invocation_id)
+                if result.existing is not None:
+                    return invocation_id, result.existing
             return invocation_id, await waiter
         finally:
             partition.forget_waiter(invocation_id, waiter)
+
+    async def attach(self, invocation_id: InvocationId) -> Outcome:
+        """Wait for the result of a running or retained invocation."""
+        partition = self._partition_of(invocation_id)
+        view = self._view(partition, invocation_id)
+        if view.outcome is not None:
+            return view.outcome
+        waiter = partition.wait_for_completion(invocation_id)
+        try:
+            return await waiter
+        finally:
+            partition.forget_waiter(invocation_id, waiter)
+
+    def output(self, invocation_id: InvocationId) -> Outcome | None:
+        """The result of a finished invocation, None while it runs."""
+        return self._view(self._partition_of(invocation_id), invocation_id).outcome
+
+    def _view(self, partition: Partition, invocation_id: InvocationId) -> InvocationView:
+        view = partition.view(invocation_id)
+        if view is None:
+            raise NotFound(f"invocation '{invocation_id}' not found", invocation_id=invocation_id)
+        return view
 
     async def signal(
         self, invocation_id: InvocationId, index: int, value: bytes | None = None, failure: Failure | None = None
@@ -130,6 +157,8 @@ class Engine:
         info = self.handler_info(target.service, target.handler) or HandlerInfo(False, False, 0)
         if info.workflow_run:
             invocation_id = InvocationId.for_workflow(target.service, target.key)
+        elif request.idempotency_key is not None:
+            invocation_id = InvocationId.for_idempotent(target.service, target.key, target.handler, request.idempotency_key)
         else:
             invocation_id = InvocationId.for_target(target.service, target.key)
         entry = pb.InputCommandMessage(
@@ -142,7 +171,8 @@ class Engine:
             input_entry=entry.SerializeToString(),
             execution_time=request.execution_time,
             exclusive=info.exclusive,
-            retention=info.retention_ms if info.workflow_run else 0,
+            retention=info.retention_ms if info.workflow_run or request.idempotency_key is not None else 0,
+            idempotency_key=request.idempotency_key,
         )
         return invocation_id, self._partition_of(invocation_id), command
 
@@ -173,9 +203,17 @@ class Engine:
             return None
         kind = entry.manifest.ty
         handler_ty = found.ty or {"VIRTUAL_OBJECT": "EXCLUSIVE", "WORKFLOW": "WORKFLOW"}.get(kind)
-        retention = found.workflow_completion_retention
-        retention_ms = retention if retention is not None else int(self.config.workflow_completion_retention * 1000)
-        return HandlerInfo(handler_ty in ("EXCLUSIVE", "WORKFLOW"), handler_ty == "WORKFLOW", retention_ms)
+        workflow_run = handler_ty == "WORKFLOW"
+        if workflow_run:
+            retention = found.workflow_completion_retention
+            default = self.config.workflow_completion_retention
+        else:
+            retention = found.idempotency_retention
+            if retention is None:
+                retention = entry.manifest.idempotency_retention
+            default = self.config.idempotency_retention
+        retention_ms = retention if retention is not None else int(default * 1000)
+        return HandlerInfo(handler_ty in ("EXCLUSIVE", "WORKFLOW"), workflow_run, retention_ms)
 
     def _store_or_fail(self) -> Store:
         assert self._store is not None

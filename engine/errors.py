@@ -9,6 +9,7 @@ to a response in one place (``ingress.responses.error_response`` and the admin e
     ├── MethodNotAllowed        405: HTTP method not served on that path
     ├── Conflict                409: the request clashes with stored state
     ├── PayloadTooLarge         413: request body over the configured limit
+    ├── NotReady                470: the invocation exists but has no result yet (output)
     ├── DeploymentError         400: discovery of a deployment failed or its manifest is unusable
     ├── Unavailable             503: the engine cannot accept work right now (shutting down, disk)
     └── InvocationFailure       the handler ended with a terminal error; status = its code
@@ -52,6 +53,10 @@ class MethodNotAllowed(QuillError):
 
 class PayloadTooLarge(QuillError):
     status = 413
+
+
+class NotReady(QuillError):
+    status = 470
 
 
 class Conflict(QuillError):

@@ -81,6 +81,14 @@ class InvocationId(str):
         return cls.new(hashed_partition_key(service, key), int.from_bytes(digest[:16], "big"))
 
     @classmethod
+    def for_idempotent(cls, service: str, key: str, handler: str, idempotency_key: str) -> InvocationId:
+        """The one id of an idempotent request: repeats resolve to the same invocation."""
+        parts = b"\x00".join(p.encode() for p in ("ik", service, key, handler, idempotency_key))
+        digest = hashlib.sha256(parts).digest()
+        partition_key = hashed_partition_key(service, key if key else idempotency_key)
+        return cls.new(partition_key, int.from_bytes(digest[:16], "big"))
+
+    @classmethod
     def from_bytes(cls, raw: bytes) -> InvocationId:
         if len(raw) != 24:
             raise ValueError("an invocation id has 24 bytes")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from engine.ids import InvocationId, parse_awakeable_id
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
-from engine.records import CallerRef, CallCompleted, Completion, Failure, Invoke, Signal, Target, Timer, now_ms
+from engine.records import Attach, CallCompleted, CallerRef, Completion, Failure, Invoke, Signal, Target, Timer, now_ms
 
 if TYPE_CHECKING:
     from engine.processor import Active, Effect, Partition
@@ -42,12 +42,8 @@ class JournalApplier:
             MessageType.GET_PROMISE_COMMAND: self._get_promise,
             MessageType.PEEK_PROMISE_COMMAND: self._peek_promise,
             MessageType.COMPLETE_PROMISE_COMMAND: self._complete_promise,
-            MessageType.ATTACH_INVOCATION_COMMAND: lambda active, payload, effects: self._unsupported_target(
-                active, payload, effects, MessageType.ATTACH_INVOCATION_COMPLETION
-            ),
-            MessageType.GET_INVOCATION_OUTPUT_COMMAND: lambda active, payload, effects: self._unsupported_target(
-                active, payload, effects, MessageType.GET_INVOCATION_OUTPUT_COMPLETION
-            ),
+            MessageType.ATTACH_INVOCATION_COMMAND: self._attach,
+            MessageType.GET_INVOCATION_OUTPUT_COMMAND: self._get_output,
         }
 
     def apply(self, active: Active, message_type: int, payload: bytes, effects: list[Effect]) -> None:
@@ -115,8 +111,11 @@ class JournalApplier:
         partition = self._partition
         target = Target(command.service_name, command.handler_name, command.key)
         info = partition.runtime.handler_info(target.service, target.handler)
+        idempotency_key = command.idempotency_key if command.HasField("idempotency_key") else None
         if info is not None and info.workflow_run:
             callee = InvocationId.for_workflow(target.service, target.key)
+        elif idempotency_key is not None:
+            callee = InvocationId.for_idempotent(target.service, target.key, target.handler, idempotency_key)
         else:
             callee = InvocationId.for_target(target.service, target.key)
         id_notification = pb.CallInvocationIdCompletionNotificationMessage(
@@ -136,7 +135,8 @@ class JournalApplier:
             execution_time=execution_time,
             exclusive=info.exclusive,
             caller=caller,
-            retention=info.retention_ms if info.workflow_run else 0,
+            retention=info.retention_ms if info.workflow_run or idempotency_key is not None else 0,
+            idempotency_key=idempotency_key,
         )
         partition.send(invoke, effects)
 
@@ -212,15 +212,23 @@ class JournalApplier:
         notification.void.SetInParent()
         self._notify(active, MessageType.COMPLETE_PROMISE_COMPLETION, notification, effects)
 
-    def _unsupported_target(self, active: Active, payload: bytes, effects: list[Effect], completion_type: int) -> None:
-        # Attaching to other invocations needs retained outputs (idempotency, issue 4): fail the
-        # await clearly instead of leaving the handler suspended forever. Attach and get-output
-        # share their field layout, so one parse serves both.
+    # -- other invocations' results -----------------------------------------------------------
+    def _attach(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
+        command = pb.AttachInvocationCommandMessage.FromString(payload)
+        self._ask_for_result(active, command, True, MessageType.ATTACH_INVOCATION_COMPLETION, effects)
+
+    def _get_output(self, active: Active, payload: bytes, effects: list[Effect]) -> None:
         command = pb.GetInvocationOutputCommandMessage.FromString(payload)
-        notification = pb.GetInvocationOutputCompletionNotificationMessage(completion_id=command.result_completion_id)
-        notification.failure.code = 501
-        notification.failure.message = "attaching to other invocations is not supported by quill yet"
-        self._notify(active, completion_type, notification, effects)
+        self._ask_for_result(active, command, False, MessageType.GET_INVOCATION_OUTPUT_COMPLETION, effects)
+
+    def _ask_for_result(self, active: Active, command: Any, wait: bool, notification_type: int, effects: list[Effect]) -> None:
+        caller = CallerRef(active.status.id, command.result_completion_id)
+        target = _target_invocation(command)
+        if target is None:
+            failure = Failure(400, "bad attach target: not an invocation id")
+            self._partition.send(CallCompleted(caller, Completion(failure=failure), notification_type), effects)
+            return
+        self._partition.send(Attach(str(target), caller, wait, notification_type), effects)
 
     def _notify(self, active: Active, message_type: int, notification: Any, effects: list[Effect]) -> None:
         self._partition.notify(active, message_type, notification.SerializeToString(), effects)
@@ -241,3 +249,19 @@ def set_completion(notification: Any, completion: Completion) -> None:
         notification.failure.message = completion.failure.message
     else:
         notification.value.content = completion.value or b""
+
+
+def _target_invocation(command: Any) -> InvocationId | None:
+    """The invocation an attach / get-output command points at (by id, idempotency key or workflow)."""
+    which = command.WhichOneof("target")
+    if which == "invocation_id":
+        try:
+            return InvocationId.parse(command.invocation_id)
+        except ValueError:
+            return None
+    if which == "idempotent_request_target":
+        t = command.idempotent_request_target
+        return InvocationId.for_idempotent(t.service_name, t.service_key, t.handler_name, t.idempotency_key)
+    if which == "workflow_target":
+        return InvocationId.for_workflow(command.workflow_target.workflow_name, command.workflow_target.workflow_key)
+    return None

@@ -79,9 +79,11 @@ def promise_key(object_prefix: bytes, name: str) -> bytes:
     return object_prefix + name.encode()
 
 
-def timer_key(partition: int, fire_at: int, raw_id: bytes, completion_id: int | None) -> bytes:
-    # Ordered by time, so start-up loads timers in firing order.
-    return _LSN.pack(partition, fire_at) + raw_id + _INDEX.pack(0 if completion_id is None else completion_id + 1)
+def timer_key(partition: int, fire_at: int, raw_id: bytes, completion_id: int | None, purge: bool) -> bytes:
+    # Ordered by time, so start-up loads timers in firing order; the suffix tells timers of one
+    # invocation apart (start = 0, sleep = completion id + 1, purge = 0xFFFFFFFF).
+    suffix = 0xFFFFFFFF if purge else 0 if completion_id is None else completion_id + 1
+    return _LSN.pack(partition, fire_at) + raw_id + _INDEX.pack(suffix)
 
 
 def outbox_key(partition: int, sequence: int) -> bytes:

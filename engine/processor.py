@@ -27,6 +27,8 @@ from engine.objects import ObjectTable
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import (
+    Attach,
+    Attachment,
     AttemptOutcome,
     CallCompleted,
     Command,
@@ -35,6 +37,7 @@ from engine.records import (
     InvocationStatus,
     Invoke,
     Signal,
+    Target,
     Terminate,
     Timer,
     TimerFired,
@@ -86,6 +89,24 @@ class Active:
         self.object = keys.object_key(partition, target.service, target.key) if target.key else None
 
 
+class Outcome(NamedTuple):
+    """A finished invocation as callers see it; ``expires`` is when a retained result goes."""
+
+    completion: Completion
+    expires: int | None
+    target: Target
+
+
+class InvokeResult(NamedTuple):
+    created: bool
+    existing: Outcome | None = None  # the retained result of an earlier, finished invocation
+
+
+class InvocationView(NamedTuple):
+    phase: str
+    outcome: Outcome | None
+
+
 class AttemptSnapshot(NamedTuple):
     status: InvocationStatus
     journal: list[JournalEntry]
@@ -103,7 +124,7 @@ class Partition:
         self._lsn = self._last_sequence(keys.LOG)
         self._outbox_sequence = self._last_sequence(keys.OUTBOX)
         self.active: dict[str, Active] = {}
-        self._waiters: dict[str, list[asyncio.Future[Completion]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._journal = JournalApplier(self)
 
     # -- public API ------------------------------------------------------------------------
@@ -131,17 +152,31 @@ class Partition:
         self.store.after_commit(release)
         return done
 
-    def wait_for_completion(self, invocation_id: str) -> asyncio.Future[Completion]:
-        waiter: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+    def wait_for_completion(self, invocation_id: str) -> asyncio.Future[Outcome]:
+        waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(invocation_id, []).append(waiter)
         return waiter
 
-    def forget_waiter(self, invocation_id: str, waiter: asyncio.Future[Completion]) -> None:
+    def forget_waiter(self, invocation_id: str, waiter: asyncio.Future[Outcome]) -> None:
         waiters = self._waiters.get(invocation_id)
         if waiters and waiter in waiters:
             waiters.remove(waiter)
             if not waiters:
                 del self._waiters[invocation_id]
+
+    def view(self, invocation_id: InvocationId) -> InvocationView | None:
+        """The phase of an invocation, with its result once completed (and retained)."""
+        active = self.active.get(invocation_id)
+        if active is not None:
+            return InvocationView(active.status.phase, None)
+        retained = self._retained(invocation_id)
+        if retained is None or retained.completion is None:
+            return None
+        return InvocationView("completed", Outcome(retained.completion, retained.retain_until, retained.target))
+
+    def _retained(self, invocation_id: str) -> InvocationStatus | None:
+        raw = self.store.get(keys.STATUS, keys.invocation_key(self.id, InvocationId(invocation_id).to_bytes()))
+        return None if raw is None else _decode_status(raw)
 
     def snapshot(self, invocation_id: str, attempt: int) -> AttemptSnapshot | None:
         """What attempt ``attempt`` needs to start, or None if that attempt is stale."""
@@ -192,18 +227,17 @@ class Partition:
             return self._apply_signal(command, effects)
         if isinstance(command, Terminate):
             return self._apply_terminate(command, effects)
+        if isinstance(command, Attach):
+            return self._apply_attach(command, effects)
         raise TypeError(f"unknown command {command!r}")
 
-    def _apply_invoke(self, command: Invoke, effects: list[Effect]) -> bool:
-        """Create the invocation; False if an invocation with this id exists (or is retained)."""
+    def _apply_invoke(self, command: Invoke, effects: list[Effect]) -> InvokeResult:
+        """Create the invocation, unless one with this (deterministic) id exists or is retained."""
         invocation_id = command.invocation_id
-        if invocation_id in self.active or self.store.get(
-            keys.STATUS, keys.invocation_key(self.id, InvocationId(invocation_id).to_bytes())
-        ):
-            if command.caller is not None:
-                failure = Failure(409, "the workflow method was already invoked")
-                self.send(CallCompleted(command.caller, Completion(failure=failure)), effects)
-            return False
+        existing = self.active.get(invocation_id)
+        retained = None if existing is not None else self._retained(invocation_id)
+        if existing is not None or retained is not None:
+            return self._duplicate(command, existing, retained, effects)
         now = now_ms()
         delayed = command.execution_time is not None and command.execution_time > now
         status = InvocationStatus(
@@ -216,6 +250,7 @@ class Partition:
             exclusive=command.exclusive,
             caller=command.caller,
             retention=command.retention,
+            idempotency_key=command.idempotency_key,
         )
         active = Active(self.id, status, [])
         self.active[invocation_id] = active
@@ -226,7 +261,42 @@ class Partition:
             self._put_status(active)
         else:
             self._start_or_enqueue(active, effects)
-        return True
+        return InvokeResult(True)
+
+    def _duplicate(
+        self, command: Invoke, existing: Active | None, retained: InvocationStatus | None, effects: list[Effect]
+    ) -> InvokeResult:
+        """A repeated idempotent request latches onto the first; a repeated workflow run is refused."""
+        outcome = None
+        if retained is not None and retained.completion is not None:
+            outcome = Outcome(retained.completion, retained.retain_until, retained.target)
+        if command.caller is not None:
+            if command.idempotency_key is None:
+                failure = Failure(409, "the workflow method was already invoked")
+                self.send(CallCompleted(command.caller, Completion(failure=failure)), effects)
+            elif outcome is not None:
+                self.send(CallCompleted(command.caller, outcome.completion), effects)
+            elif existing is not None:
+                self._attach_to(existing, Attachment(command.caller, MessageType.CALL_COMPLETION))
+        return InvokeResult(False, outcome)
+
+    def _attach_to(self, active: Active, attachment: Attachment) -> None:
+        active.status.attached = [*active.status.attached, attachment]
+        self._put_status(active)
+
+    def _apply_attach(self, command: Attach, effects: list[Effect]) -> None:
+        active = self.active.get(command.invocation_id)
+        if active is not None:
+            if command.wait:
+                self._attach_to(active, Attachment(command.caller, command.notification_type))
+            else:
+                self.send(CallCompleted(command.caller, None, command.notification_type), effects)
+            return
+        retained = self._retained(command.invocation_id)
+        completion = retained.completion if retained is not None else None
+        if completion is None:
+            completion = Completion(failure=Failure(404, f"invocation '{command.invocation_id}' not found"))
+        self.send(CallCompleted(command.caller, completion, command.notification_type), effects)
 
     def _start_or_enqueue(self, active: Active, effects: list[Effect]) -> None:
         status = active.status
@@ -243,11 +313,16 @@ class Partition:
         self._put_status(active)
 
     def _apply_timer(self, timer: Timer, effects: list[Effect]) -> None:
-        active = self.active.get(timer.invocation_id)
-        timer_key = keys.timer_key(self.id, timer.fire_at, InvocationId(timer.invocation_id).to_bytes(), timer.completion_id)
+        timer_key = self._timer_key(timer)
         if self.store.get(keys.TIMERS, timer_key) is None:
             return  # already fired
         self.store.delete(keys.TIMERS, timer_key)
+        if timer.purge:
+            retained = self._retained(timer.invocation_id)
+            if retained is not None and retained.phase == "completed":
+                self.store.delete(keys.STATUS, keys.invocation_key(self.id, InvocationId(timer.invocation_id).to_bytes()))
+            return
+        active = self.active.get(timer.invocation_id)
         if active is None:
             return
         if timer.completion_id is None:
@@ -257,13 +332,23 @@ class Partition:
         notification = pb.SleepCompletionNotificationMessage(completion_id=timer.completion_id, void=pb.Void())
         self.notify(active, MessageType.SLEEP_COMPLETION, notification.SerializeToString(), effects)
 
+    def _timer_key(self, timer: Timer) -> bytes:
+        raw_id = InvocationId(timer.invocation_id).to_bytes()
+        return keys.timer_key(self.id, timer.fire_at, raw_id, timer.completion_id, timer.purge)
+
     def _apply_call_completed(self, command: CallCompleted, effects: list[Effect]) -> None:
         active = self.active.get(command.caller.invocation_id)
         if active is None or command.caller.completion_id in active.status.completion_ids:
             return
+        # Call, attach and get-output notifications share one layout.
         notification = pb.CallCompletionNotificationMessage(completion_id=command.caller.completion_id)
-        set_completion(notification, command.completion)
-        self.notify(active, MessageType.CALL_COMPLETION, notification.SerializeToString(), effects)
+        if command.completion is None:
+            notification = pb.GetInvocationOutputCompletionNotificationMessage(
+                completion_id=command.caller.completion_id, void=pb.Void()
+            )
+        else:
+            set_completion(notification, command.completion)
+        self.notify(active, command.notification_type, notification.SerializeToString(), effects)
 
     def _apply_signal(self, command: Signal, effects: list[Effect]) -> None:
         active = self.active.get(command.invocation_id)
@@ -355,8 +440,7 @@ class Partition:
         self._put_status(active)
 
     def add_timer(self, timer: Timer, effects: list[Effect]) -> None:
-        raw_id = InvocationId(timer.invocation_id).to_bytes()
-        self.store.put(keys.TIMERS, keys.timer_key(self.id, timer.fire_at, raw_id, timer.completion_id), _encode(timer))
+        self.store.put(keys.TIMERS, self._timer_key(timer), _encode(timer))
         effects.append(lambda: self.runtime.arm_timer(self, timer))
 
     def send(self, command: Command, effects: list[Effect]) -> None:
@@ -393,24 +477,31 @@ class Partition:
         self.store.delete_range(keys.JOURNAL, *keys.journal_range(active.key))
         if status.caller is not None:
             self.send(CallCompleted(status.caller, completion), effects)
+        for attachment in status.attached:
+            self.send(CallCompleted(attachment.caller, completion, attachment.notification_type), effects)
         if status.exclusive and active.object is not None:
             next_id = self.objects.release(active.object, status.id)
             if next_id is not None:
                 self._run(self.active[next_id], effects)  # it holds the lock already
+        expires = None
         if status.retention:
-            # Kept so a second run of the same workflow is recognised (retention purge: issue 4).
+            # Kept so repeats of the request (idempotency key, workflow id) find the result.
+            expires = now_ms() + status.retention
             status.phase = "completed"
             status.completion = completion
-            status.retain_until = now_ms() + status.retention
+            status.retain_until = expires
             status.journal_length = 0
+            status.attached = []
             self._put_status(active)
+            self.add_timer(Timer(status.id, expires, purge=True), effects)
         else:
             self.store.delete(keys.STATUS, active.key)
+        outcome = Outcome(completion, expires, status.target)
 
         def notify_waiters() -> None:
             for waiter in self._waiters.pop(status.id, ()):
                 if not waiter.done():
-                    waiter.set_result(completion)
+                    waiter.set_result(outcome)
 
         effects.append(notify_waiters)
 

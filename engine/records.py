@@ -50,6 +50,13 @@ class CallerRef(msgspec.Struct, frozen=True, array_like=True):
     completion_id: int
 
 
+class Attachment(msgspec.Struct, frozen=True, array_like=True):
+    """A handler waiting for another invocation's result, and how to notify it."""
+
+    caller: CallerRef
+    notification_type: int
+
+
 class InvocationStatus(msgspec.Struct, array_like=True):
     """Everything about one invocation but its journal entries."""
 
@@ -72,8 +79,10 @@ class InvocationStatus(msgspec.Struct, array_like=True):
     completion: Completion | None = None
     exclusive: bool = False  # holds (or waits for) its object's lock
     caller: CallerRef | None = None
-    retain_until: int | None = None  # completed and kept (workflows) until then
+    retain_until: int | None = None  # completed and kept (workflows, idempotent calls) until then
     retention: int = 0  # ms to keep the completed invocation
+    attached: list[Attachment] = []  # handlers waiting for this invocation's result
+    idempotency_key: str | None = None
 
 
 class Promise(msgspec.Struct, array_like=True):
@@ -84,11 +93,12 @@ class Promise(msgspec.Struct, array_like=True):
 
 
 class Timer(msgspec.Struct, frozen=True, array_like=True):
-    """A durable timer: starts a delayed invocation (completion_id None) or ends a sleep."""
+    """A durable timer: starts a delayed invocation, ends a sleep, or purges a retained result."""
 
     invocation_id: str
     fire_at: int
-    completion_id: int | None = None
+    completion_id: int | None = None  # set for sleeps
+    purge: bool = False
 
 
 class Deployment(msgspec.Struct, kw_only=True):
@@ -113,7 +123,8 @@ class Invoke(msgspec.Struct, tag="invoke", array_like=True):
     execution_time: int | None = None
     exclusive: bool = False  # takes the object's lock (exclusive object handler, workflow run)
     caller: CallerRef | None = None
-    retention: int = 0  # ms to keep the completed invocation (workflow run); 0 = forget it
+    retention: int = 0  # ms to keep the completed invocation (workflow run, idempotent); 0 = forget it
+    idempotency_key: str | None = None
 
 
 class AttemptOutcome(msgspec.Struct, tag="attempt", array_like=True):
@@ -134,10 +145,20 @@ class TimerFired(msgspec.Struct, tag="timer", array_like=True):
 
 
 class CallCompleted(msgspec.Struct, tag="call_completed", array_like=True):
-    """A callee finished: deliver its result to the caller's journal."""
+    """A result for a caller's journal: a call's result, an attach, or a get-output answer."""
 
     caller: CallerRef
-    completion: Completion
+    completion: Completion | None  # None: get-output of an invocation that is not done yet
+    notification_type: int = 0x800D  # CallCompletionNotificationMessage
+
+
+class Attach(msgspec.Struct, tag="attach", array_like=True):
+    """A handler attaches to (``wait``) or asks for the output of another invocation."""
+
+    invocation_id: str
+    caller: CallerRef
+    wait: bool
+    notification_type: int
 
 
 class Signal(msgspec.Struct, tag="signal", array_like=True):
@@ -157,4 +178,4 @@ class Terminate(msgspec.Struct, tag="terminate", array_like=True):
     kill: bool
 
 
-Command = Invoke | AttemptOutcome | TimerFired | CallCompleted | Signal | Terminate
+Command = Invoke | AttemptOutcome | TimerFired | CallCompleted | Signal | Terminate | Attach

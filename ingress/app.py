@@ -12,10 +12,20 @@ import logging
 
 from engine.durations import parse_duration
 from engine.engine import Engine, InvocationRequest
-from engine.errors import BadRequest, InvocationFailure, MethodNotAllowed, NotFound, PayloadTooLarge, QuillError
+from engine.errors import (
+    BadRequest,
+    InvocationFailure,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    QuillError,
+)
 from engine.ids import parse_awakeable_id
-from engine.records import Completion, Failure, now_ms, timestamp
+from engine.processor import Outcome
+from engine.records import Failure, Target, now_ms, timestamp
 from ingress.paths import parse_invocation_path, split_path
+from ingress.results import target_from_body, target_from_path
 from ingress.responses import Send, respond, respond_error, respond_json
 
 log = logging.getLogger(__name__)
@@ -48,16 +58,25 @@ class IngressApp:
             await respond_json(send, 200, {"services": sorted(self._engine.schema.services)})
             return
         method = scope["method"]
-        if len(segments) == 4 and segments[0] == "restate" and segments[1] in ("awakeables", "a"):
-            await self._complete_awakeable(method, segments[2], segments[3], receive, send)
+        if len(segments) >= 2 and segments[0] == "restate" and segments[1] not in ("call", "send"):
+            await self._restate_route(method, segments, receive, send)
             return
         if method not in ("GET", "POST"):
             raise MethodNotAllowed(f"Method {method} not allowed, use GET or POST")
         route = parse_invocation_path(segments, self._engine.schema)
         execution_time = _execution_time(scope.get("query_string", b""), route.send)
+        idempotency_key = _header(scope, b"idempotency-key")
+        if idempotency_key is not None:
+            info = self._engine.handler_info(route.target.service, route.target.handler)
+            if info is not None and info.workflow_run:
+                raise BadRequest("The idempotency key is not supported on workflow run handlers")
         body = await self._read_body(receive)
         request = InvocationRequest(
-            target=route.target, body=body, headers=self._input_headers(scope), execution_time=execution_time
+            target=route.target,
+            body=body,
+            headers=self._input_headers(scope),
+            execution_time=execution_time,
+            idempotency_key=idempotency_key,
         )
         if route.send:
             invocation_id, created = await self._engine.send(request)
@@ -66,8 +85,37 @@ class IngressApp:
                 accepted["executionTime"] = timestamp(execution_time)
             await respond_json(send, 202, accepted, [(b"x-restate-id", invocation_id.encode())])
             return
-        invocation_id, completion = await self._engine.call(request)
-        await self._respond_completion(send, route.target.service, route.target.handler, invocation_id, completion)
+        invocation_id, outcome = await self._engine.call(request)
+        await self._respond_outcome(send, invocation_id, outcome)
+
+    async def _restate_route(self, method: str, segments: list[str], receive: Receive, send: Send) -> None:
+        """Everything under /restate/ but call and send: awakeables, attach, output, lookup."""
+        kind = segments[1]
+        if kind in ("awakeables", "a") and len(segments) == 4:
+            await self._complete_awakeable(method, segments[2], segments[3], receive, send)
+            return
+        if kind == "scope":
+            raise BadRequest("scoped invocations require vqueues to be enabled")
+        if kind in ("attach", "output", "lookup") and len(segments) == 2:
+            if method != "POST":
+                raise MethodNotAllowed(f"Method {method} not allowed, use POST")
+            invocation_id, action = target_from_body(await self._read_body(receive)), kind
+        elif kind in ("attach", "output", "invocation", "workflow"):
+            if method != "GET":
+                raise MethodNotAllowed(f"Method {method} not allowed, use GET")
+            invocation_id, action = target_from_path(segments)
+        else:
+            raise NotFound(f"Bad path '/{'/'.join(segments)}'")
+        if action == "lookup":
+            self._engine.output(invocation_id)  # raises NotFound for unknown invocations
+            await respond_json(send, 200, {"invocationId": str(invocation_id)})
+        elif action == "attach":
+            await self._respond_outcome(send, invocation_id, await self._engine.attach(invocation_id))
+        else:
+            outcome = self._engine.output(invocation_id)
+            if outcome is None:
+                raise NotReady("invocation exists but has not completed yet", invocation_id=invocation_id)
+            await self._respond_outcome(send, invocation_id, outcome)
 
     async def _complete_awakeable(self, method: str, awakeable: str, action: str, receive: Receive, send: Send) -> None:
         if action not in ("resolve", "reject"):
@@ -85,22 +133,26 @@ class IngressApp:
             await self._engine.signal(invocation_id, index, failure=Failure(500, body.decode("utf-8", "replace")))
         await respond(send, 202)
 
-    async def _respond_completion(
-        self, send: Send, service: str, handler: str, invocation_id: str, completion: Completion
-    ) -> None:
-        id_header = (b"x-restate-id", invocation_id.encode())
+    async def _respond_outcome(self, send: Send, invocation_id: str, outcome: Outcome) -> None:
+        headers = [(b"x-restate-id", invocation_id.encode())]
+        if outcome.expires is not None:
+            headers.append((b"idempotency-expires", timestamp(outcome.expires).encode()))
+        completion = outcome.completion
         if completion.failure is not None:
             failure = InvocationFailure(completion.failure.code, completion.failure.message)
-            await respond_error(send, failure, [id_header])
+            await respond_error(send, failure, headers)
             return
         value = completion.value or b""
-        _, manifest = self._engine.schema.resolve(service, handler)
-        output = manifest.output or {}
-        headers = [id_header]
+        output = self._output_spec(outcome.target)
         content_type = output.get("contentType", "application/json")
         if content_type and (value or output.get("setContentTypeIfEmpty", False)):
             headers.append((b"content-type", content_type.encode()))
         await respond(send, 200, value, headers)
+
+    def _output_spec(self, target: Target) -> dict[str, Any]:
+        entry = self._engine.schema.services.get(target.service)
+        handler = entry.manifest.handler(target.handler) if entry is not None else None
+        return (handler.output if handler is not None else None) or {}
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -144,3 +196,10 @@ def _execution_time(query_string: bytes, send: bool) -> int | None:
     except ValueError as exc:
         raise BadRequest(f"Bad delay query parameter: {exc}") from exc
     return now_ms() + int(seconds * 1000) if seconds > 0 else None
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None

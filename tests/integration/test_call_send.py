@@ -94,7 +94,7 @@ async def test_input_headers_reach_the_handler(quill: Quill, client: httpx.Async
         ("/restate/call/Greeter/nope", 404, "Service handler 'Greeter/nope' not found"),
         ("/restate/call/Greeter/k1/greet", 400, "takes no key"),
         ("/restate/call/Greeter", 400, "Bad path"),
-        ("/restate/bogus/Greeter/greet", 404, "not found"),
+        ("/restate/bogus/Greeter/greet", 404, "Bad path"),
     ],
 )
 async def test_bad_targets_get_restate_errors(
