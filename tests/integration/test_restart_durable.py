@@ -78,3 +78,26 @@ async def test_an_awakeable_survives_a_crash(server: Restartable, sdk_service: S
     resolved = await client.post(f"{quill.ingress}/restate/awakeables/{awakeable}/resolve", json="late")
     assert resolved.status_code == 202
     assert await _wait(client, sdk_service, "awakened:crash-aw:late", 1) == 1
+
+
+async def test_delayed_sends_and_retained_results_survive_a_crash(
+    server: Restartable, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
+    ingress = server.quill.ingress
+    delayed = await client.post(f"{ingress}/restate/send/Caller/mark?delay=1s", json="crash-delayed")
+    assert delayed.status_code == 202
+    first = await client.post(f"{ingress}/restate/call/Greeter/counted", json="crash-idem", headers={"idempotency-key": "ck"})
+    await client.post(f"{ingress}/restate/send/Signup/crash-out/run", json="o@example.com")
+    await client.post(f"{ingress}/restate/call/Signup/crash-out/confirm", json="K2")
+    workflow_result = (await client.get(f"{ingress}/restate/workflow/Signup/crash-out/attach")).json()
+
+    quill = server.crash_and_restart()
+    assert await _wait(client, sdk_service, "marked:crash-delayed", 1) == 1
+    again = await client.post(
+        f"{quill.ingress}/restate/call/Greeter/counted", json="crash-idem", headers={"idempotency-key": "ck"}
+    )
+    assert (again.json(), again.headers["x-restate-id"]) == (first.json(), first.headers["x-restate-id"])
+    ran = await client.get(f"{sdk_service.url}/test/counters", params={"prefix": "counted:crash-idem"})
+    assert ran.json() == {"counted:crash-idem": 1}
+    output = await client.get(f"{quill.ingress}/restate/workflow/Signup/crash-out/output")
+    assert output.json() == workflow_result == "o@example.com confirmed with K2"

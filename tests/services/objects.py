@@ -165,4 +165,19 @@ async def cancellable(ctx: restate.Context, label: str) -> str:
         await ctx.run_typed("compensate", control.record, name=f"compensated:{label}")
         raise
     return "not cancelled"
+@caller.handler()
+async def send_then_attach(ctx: restate.Context, key: str) -> int:
+    """One-way send with an idempotency key, then attach to its result by invocation id."""
+    handle = ctx.object_send(add, key, 7, idempotency_key=f"attach-{key}")
+    return await ctx.attach_invocation(await handle.invocation_id(), type_hint=int)
+
+
+@caller.handler()
+async def call_twice_idempotently(ctx: restate.Context, key: str) -> list[int]:
+    """Two calls with one idempotency key: the second gets the first's result."""
+    first = await ctx.object_call(add, key, 1, idempotency_key=f"twice-{key}")
+    second = await ctx.object_call(add, key, 1, idempotency_key=f"twice-{key}")
+    return [first, second]
+
+
 services = [counter, timers, caller, signup]
