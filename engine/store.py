@@ -1,7 +1,8 @@
 """RocksDB storage with group commit.
 
 Writers stage puts and deletes; a single background task writes everything staged so far as one
-``WriteBatch`` with one fsync, on a dedicated thread so the event loop never blocks. Callbacks
+``WriteBatch`` and then syncs the WAL once on a dedicated thread, so the event loop never waits
+for the disk. Callbacks
 registered with :meth:`Store.after_commit` run, in registration order, once the writes staged
 before them are durable. Until then staged values are visible to :meth:`Store.get` through an
 overlay, so the one writer of a partition reads its own writes.
@@ -35,8 +36,11 @@ class Store:
         self._db = rocksdict.Rdict(str(path), options, column_families=column_options)
         self._columns = {name: self._db.get_column_family(name) for name in keys.COLUMN_FAMILIES}
         self._handles = {name: self._db.get_column_family_handle(name) for name in keys.COLUMN_FAMILIES}
-        self._sync = rocksdict.WriteOptions()
-        self._sync.sync = True
+        # Writes go to the WAL unsynced; durability comes from flush_wal(sync=True) afterwards.
+        # rocksdict holds the GIL for the whole of a synced write (fsync included), which would
+        # stall the event loop, while flush_wal releases it.
+        self._unsynced = rocksdict.WriteOptions()
+        self._unsynced.sync = False
         self._batch = rocksdict.WriteBatch(raw_mode=True)
         self._overlay: dict[tuple[str, bytes], bytes | None] = {}
         self._staged_keys: list[tuple[str, bytes, bytes | None]] = []
@@ -150,7 +154,8 @@ class Store:
             if not batch.is_empty():
                 self.commits += 1
                 try:
-                    await loop.run_in_executor(self._thread, self._db.write, batch, self._sync)
+                    self._db.write(batch, self._unsynced)
+                    await loop.run_in_executor(self._thread, self._db.flush_wal, True)
                 except Exception as exc:  # noqa: BLE001 - any storage failure stops all writes
                     log.critical("storage write failed, refusing further writes: %s", exc)
                     self._failure = error = exc
