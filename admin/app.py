@@ -30,7 +30,7 @@ def create_admin_app(engine: Engine) -> FastAPI:
 
     @app.exception_handler(QuillError)
     async def quill_error(_: Request, error: QuillError) -> Response:
-        return JSONResponse({"message": error.message}, status_code=error.status)
+        return JSONResponse({"message": error.message, "restate_code": None}, status_code=error.status)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -94,6 +94,11 @@ def create_admin_app(engine: Engine) -> FastAPI:
     @app.patch("/invocations/{invocation_id}/kill")
     async def kill(invocation_id: str) -> Response:
         await engine.terminate(invocation_id, kill=True)
+        return Response(status_code=200)
+
+    @app.patch("/invocations/{invocation_id}/purge")
+    async def purge(invocation_id: str) -> Response:
+        await engine.purge(invocation_id)
         return Response(status_code=200)
 
     @app.get("/services")

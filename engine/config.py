@@ -39,6 +39,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     abort_timeout: float = 600.0
     idempotency_retention: float = 86_400.0
     workflow_completion_retention: float = 86_400.0
+    cleanup_interval: float = 60.0  # how often expired results are purged
     concurrent_invocations: int = 1000
     request_size_limit: int = 32 * 1024 * 1024
     log_retained_entries: int = 100_000
@@ -50,7 +51,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         return Path(self.data_dir)
 
 
-_DURATION_FIELDS = {"inactivity_timeout", "abort_timeout", "idempotency_retention", "workflow_completion_retention"}
+_DURATION_FIELDS = {
+    "inactivity_timeout",
+    "abort_timeout",
+    "idempotency_retention",
+    "workflow_completion_retention",
+    "cleanup_interval",
+}
 _RETRY_DURATION_FIELDS = {"initial_interval", "max_interval"}
 
 

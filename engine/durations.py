@@ -35,6 +35,8 @@ def parse_duration(text: str | float | int) -> float:
 def _parse_humantime(value: str) -> float:
     # humanfriendly parses one "<number><unit>" at a time; humantime allows a sequence ("1m30s").
     tokens = tokenize(value)
+    if not isinstance(tokens[-1], str):
+        raise ValueError(f"expected a unit (e.g. 's', 'ms', 'min') after the number in '{value}'")
     if len(tokens) <= 2:
         pairs = [value]
     elif len(tokens) % 2 == 0:

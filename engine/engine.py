@@ -17,7 +17,7 @@ from engine.config import Config
 from engine.errors import BadRequest, Conflict, NotFound
 from engine.ids import InvocationId
 from engine.invoker import Invoker
-from engine.processor import HandlerInfo, InvocationView, InvokeResult, Outcome, Partition
+from engine.processor import HandlerInfo, InvokeResult, Outcome, Partition
 from engine.protocol import service_protocol_pb2 as pb
 from engine.records import (
     CallCompleted,
@@ -25,11 +25,13 @@ from engine.records import (
     Completion,
     Failure,
     Invoke,
+    Purge,
     Signal,
     Target,
     Terminate,
     Timer,
     TimerFired,
+    now_ms,
 )
 from engine.schema import Schema
 from engine.store import Store
@@ -53,6 +55,7 @@ class Engine:
         self._partitions: list[Partition] = []
         self._client: httpx.AsyncClient | None = None
         self._timers = TimerService()
+        self._sweeper: asyncio.Task[None] | None = None
         self.schema: Schema
         self.invoker: Invoker
 
@@ -71,12 +74,16 @@ class Engine:
             partition.recover()
         for partition in self._partitions:
             partition.redeliver_outbox()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired(), name="quill-retention-sweeper")
         recovered = sum(p.active_count for p in self._partitions)
         if recovered:
             log.info("recovered %d unfinished invocations", recovered)
 
     async def stop(self) -> None:
         self._timers.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         if self._partitions:
             await self.invoker.stop()
         if self._client is not None:
@@ -104,7 +111,9 @@ class Engine:
             result: InvokeResult = await partition.submit(command)
             if not result.created:
                 if command.idempotency_key is None:
-                    raise Conflict("the workflow method was already invoked", invocation_id=invocation_id)
+                    raise Conflict(
+                        "the workflow method was already invoked", invocation_id=invocation_id, source="invocation"
+                    )
                 if result.existing is not None:
                     return invocation_id, result.existing
             return invocation_id, await waiter
@@ -114,7 +123,9 @@ class Engine:
     async def attach(self, invocation_id: InvocationId) -> Outcome:
         """Wait for the result of a running or retained invocation."""
         partition = self._partition_of(invocation_id)
-        view = self._view(partition, invocation_id)
+        view = partition.view(invocation_id)
+        if view is None:
+            raise NotFound("not found", invocation_id=invocation_id, source="invocation")
         if view.outcome is not None:
             return view.outcome
         waiter = partition.wait_for_completion(invocation_id)
@@ -125,13 +136,10 @@ class Engine:
 
     def output(self, invocation_id: InvocationId) -> Outcome | None:
         """The result of a finished invocation, None while it runs."""
-        return self._view(self._partition_of(invocation_id), invocation_id).outcome
-
-    def _view(self, partition: Partition, invocation_id: InvocationId) -> InvocationView:
-        view = partition.view(invocation_id)
+        view = self._partition_of(invocation_id).view(invocation_id)
         if view is None:
-            raise NotFound(f"invocation '{invocation_id}' not found", invocation_id=invocation_id)
-        return view
+            raise NotFound("invocation not found")
+        return view.outcome
 
     async def signal(
         self, invocation_id: InvocationId, index: int, value: bytes | None = None, failure: Failure | None = None
@@ -139,17 +147,35 @@ class Engine:
         """Complete awakeable ``index`` of ``invocation_id`` (resolve with value, reject with failure)."""
         await self._partition_of(invocation_id).submit(Signal(str(invocation_id), index, None, value, failure))
 
+    async def purge(self, invocation_id: str) -> None:
+        """Forget a completed invocation: its result, and so its idempotency key or workflow id."""
+        parsed = _parse_id(invocation_id)
+        outcome = await self._partition_of(parsed).submit(Purge([str(parsed)], expired=False))
+        if outcome == "not_found":
+            raise NotFound(f"The requested invocation '{invocation_id}' does not exist")
+        if outcome == "running":
+            raise Conflict(f"The invocation '{invocation_id}' is not yet completed.")
+
+    async def _sweep_expired(self) -> None:
+        """Purge invocations whose retention ended; the expiry index is ordered by time, so each
+        sweep reads only what is due."""
+        batch = 1000
+        while True:
+            await asyncio.sleep(self.config.cleanup_interval)
+            for partition in self._partitions:
+                while expired := partition.expired(now_ms(), batch):
+                    await partition.submit(Purge(expired, expired=True))
+                    if len(expired) < batch:
+                        break
+
     async def terminate(self, invocation_id: str, *, kill: bool) -> str:
         """Cancel or kill; see ``Partition._apply_terminate`` for the outcomes."""
-        try:
-            parsed = InvocationId.parse(invocation_id)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from exc
+        parsed = _parse_id(invocation_id)
         outcome: str = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
         if outcome == "not_found":
-            raise NotFound(f"Invocation '{invocation_id}' not found")
+            raise NotFound(f"The requested invocation '{invocation_id}' does not exist")
         if outcome == "completed":
-            raise Conflict(f"Invocation '{invocation_id}' has already completed")
+            raise Conflict(f"The invocation '{invocation_id}' was already completed.")
         return outcome
 
     def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, Partition, Invoke]:
@@ -171,7 +197,7 @@ class Engine:
             input_entry=entry.SerializeToString(),
             execution_time=request.execution_time,
             exclusive=info.exclusive,
-            retention=info.retention_ms if info.workflow_run or request.idempotency_key is not None else 0,
+            retention=info.retention_ms,
             idempotency_key=request.idempotency_key,
         )
         return invocation_id, self._partition_of(invocation_id), command
@@ -232,3 +258,10 @@ class Engine:
             raise BadRequest("partitions must be at least 1")
         store.put(keys.META, keys.PARTITION_COUNT_KEY, str(self.config.partitions).encode())
         return self.config.partitions
+
+
+def _parse_id(invocation_id: str) -> InvocationId:
+    try:
+        return InvocationId.parse(invocation_id)
+    except ValueError as exc:
+        raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {exc}") from exc

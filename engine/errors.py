@@ -27,12 +27,16 @@ class QuillError(Exception):
     status: int = 500
     source: str = "ingress"
 
-    def __init__(self, message: str, *, status: int | None = None, invocation_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, invocation_id: str | None = None, source: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.invocation_id = invocation_id  # answered as x-restate-id when the error concerns one
         if status is not None:
             self.status = status
+        if source is not None:
+            self.source = source
 
     @property
     def code(self) -> int:

@@ -97,13 +97,14 @@ class InvocationId(str):
     @classmethod
     def parse(cls, text: str) -> InvocationId:
         """Validate ``text``; raises ValueError when it is not an invocation id."""
+        bad = ValueError(f"bad invocation id '{text}': bad format")
         if len(text) != _INVOCATION_ID_LEN or not text.startswith(INVOCATION_PREFIX):
-            raise ValueError(f"bad invocation id '{text}'")
+            raise bad
         body = text[len(INVOCATION_PREFIX) :]
         if any(c not in _INDEX for c in body):
-            raise ValueError(f"bad invocation id '{text}'")
+            raise bad
         if _unb62(body[:_KEY_CHARS]) >= 1 << 64 or _unb62(body[_KEY_CHARS:]) >= 1 << 128:
-            raise ValueError(f"bad invocation id '{text}'")
+            raise bad
         return cls(text)
 
     @property
@@ -128,14 +129,15 @@ def parse_awakeable_id(text: str) -> tuple[InvocationId, int]:
     """The invocation and signal index an awakeable id points to (``sign_1``/``prom_1`` + base64url)."""
     prefix = text[:6]
     if prefix not in _AWAKEABLE_PREFIXES:
-        raise ValueError(f"bad awakeable id '{text}'")
+        raise ValueError(f"bad awakeable id '{text}': bad format")
+    wrong_type = ValueError(f"bad awakeable id '{text}': id doesn't match the expected type")
     body = text[6:]
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"bad awakeable id '{text}'") from exc
+        raise wrong_type from exc
     if len(raw) != 28:
-        raise ValueError(f"bad awakeable id '{text}'")
+        raise wrong_type
     return InvocationId.from_bytes(raw[:24]), int.from_bytes(raw[24:], "big")
 
 

@@ -135,7 +135,7 @@ class JournalApplier:
             execution_time=execution_time,
             exclusive=info.exclusive,
             caller=caller,
-            retention=info.retention_ms if info.workflow_run or idempotency_key is not None else 0,
+            retention=info.retention_ms,
             idempotency_key=idempotency_key,
         )
         partition.send(invoke, effects)
@@ -195,7 +195,7 @@ class JournalApplier:
         promise = partition.objects.get_promise(active.object, command.key)
         if promise.completion is not None:
             notification.failure.code = 409
-            notification.failure.message = f"Promise '{command.key}' was already completed"
+            notification.failure.message = "promise was already completed"
             self._notify(active, MessageType.COMPLETE_PROMISE_COMPLETION, notification, effects)
             return
         value, failure = _result_of(command, "completion_value", "completion_failure")

@@ -15,11 +15,11 @@ STATE = "state"
 INBOX = "inbox"
 LOCKS = "locks"
 TIMERS = "timers"
-IDEMPOTENCY = "idempotency"
 PROMISES = "promises"
 OUTBOX = "outbox"
+EXPIRY = "expiry"  # completed invocations by the time their retention ends
 META = "meta"
-COLUMN_FAMILIES = (LOG, STATUS, JOURNAL, STATE, INBOX, LOCKS, TIMERS, IDEMPOTENCY, PROMISES, OUTBOX, META)
+COLUMN_FAMILIES = (LOG, STATUS, JOURNAL, STATE, INBOX, LOCKS, TIMERS, PROMISES, OUTBOX, EXPIRY, META)
 
 _PARTITION = struct.Struct(">H")
 _LSN = struct.Struct(">HQ")
@@ -79,11 +79,22 @@ def promise_key(object_prefix: bytes, name: str) -> bytes:
     return object_prefix + name.encode()
 
 
-def timer_key(partition: int, fire_at: int, raw_id: bytes, completion_id: int | None, purge: bool) -> bytes:
+def timer_key(partition: int, fire_at: int, raw_id: bytes, completion_id: int | None) -> bytes:
     # Ordered by time, so start-up loads timers in firing order; the suffix tells timers of one
-    # invocation apart (start = 0, sleep = completion id + 1, purge = 0xFFFFFFFF).
-    suffix = 0xFFFFFFFF if purge else 0 if completion_id is None else completion_id + 1
-    return _LSN.pack(partition, fire_at) + raw_id + _INDEX.pack(suffix)
+    # invocation apart (start = 0, sleep = completion id + 1).
+    return _LSN.pack(partition, fire_at) + raw_id + _INDEX.pack(0 if completion_id is None else completion_id + 1)
+
+
+def expiry_key(partition: int, expires_at: int, raw_id: bytes) -> bytes:
+    return _LSN.pack(partition, expires_at) + raw_id
+
+
+def expiry_time(key: bytes) -> int:
+    return int.from_bytes(key[2:10], "big")
+
+
+def expiry_raw_id(key: bytes) -> bytes:
+    return key[10:]
 
 
 def outbox_key(partition: int, sequence: int) -> bytes:

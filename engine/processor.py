@@ -36,6 +36,7 @@ from engine.records import (
     Failure,
     InvocationStatus,
     Invoke,
+    Purge,
     Signal,
     Target,
     Terminate,
@@ -229,6 +230,8 @@ class Partition:
             return self._apply_terminate(command, effects)
         if isinstance(command, Attach):
             return self._apply_attach(command, effects)
+        if isinstance(command, Purge):
+            return self._apply_purge(command)
         raise TypeError(f"unknown command {command!r}")
 
     def _apply_invoke(self, command: Invoke, effects: list[Effect]) -> InvokeResult:
@@ -317,11 +320,6 @@ class Partition:
         if self.store.get(keys.TIMERS, timer_key) is None:
             return  # already fired
         self.store.delete(keys.TIMERS, timer_key)
-        if timer.purge:
-            retained = self._retained(timer.invocation_id)
-            if retained is not None and retained.phase == "completed":
-                self.store.delete(keys.STATUS, keys.invocation_key(self.id, InvocationId(timer.invocation_id).to_bytes()))
-            return
         active = self.active.get(timer.invocation_id)
         if active is None:
             return
@@ -334,7 +332,7 @@ class Partition:
 
     def _timer_key(self, timer: Timer) -> bytes:
         raw_id = InvocationId(timer.invocation_id).to_bytes()
-        return keys.timer_key(self.id, timer.fire_at, raw_id, timer.completion_id, timer.purge)
+        return keys.timer_key(self.id, timer.fire_at, raw_id, timer.completion_id)
 
     def _apply_call_completed(self, command: CallCompleted, effects: list[Effect]) -> None:
         active = self.active.get(command.caller.invocation_id)
@@ -385,6 +383,34 @@ class Partition:
         status.completion = Completion(failure=Failure(409, "killed" if command.kill else "cancelled"))
         self._complete(active, effects)
         return "done"
+
+    def _apply_purge(self, command: Purge) -> str:
+        """"purged", or why not: "running" (not completed yet) or "not_found"."""
+        result = "not_found"
+        now = now_ms()
+        for invocation_id in command.invocation_ids:
+            if invocation_id in self.active:
+                result = "running"
+                continue
+            retained = self._retained(invocation_id)
+            if retained is None or retained.retain_until is None:
+                continue
+            if command.expired and retained.retain_until > now:
+                continue  # retention was extended since the sweep read it
+            raw_id = InvocationId(invocation_id).to_bytes()
+            self.store.delete(keys.STATUS, keys.invocation_key(self.id, raw_id))
+            self.store.delete(keys.EXPIRY, keys.expiry_key(self.id, retained.retain_until, raw_id))
+            result = "purged"
+        return result
+
+    def expired(self, now: int, limit: int) -> list[str]:
+        """Ids of retained invocations whose retention ended by ``now`` (oldest first)."""
+        found = []
+        for key, _ in self.store.scan(keys.EXPIRY, keys.partition_prefix(self.id)):
+            if keys.expiry_time(key) > now or len(found) >= limit:
+                break
+            found.append(str(InvocationId.from_bytes(keys.expiry_raw_id(key))))
+        return found
 
     def _apply_attempt(self, outcome: AttemptOutcome, effects: list[Effect]) -> bool:
         """Journal what the attempt produced; False when the attempt was stale and ignored."""
@@ -493,10 +519,11 @@ class Partition:
             status.journal_length = 0
             status.attached = []
             self._put_status(active)
-            self.add_timer(Timer(status.id, expires, purge=True), effects)
+            self.store.put(keys.EXPIRY, keys.expiry_key(self.id, expires, active.raw_id), b"")
         else:
             self.store.delete(keys.STATUS, active.key)
-        outcome = Outcome(completion, expires, status.target)
+        # Restate sends idempotency-expires only when answering from the retained result.
+        outcome = Outcome(completion, None, status.target)
 
         def notify_waiters() -> None:
             for waiter in self._waiters.pop(status.id, ()):

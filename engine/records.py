@@ -17,9 +17,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def timestamp(ms: int) -> str:
+def timestamp(ms: int, utc_suffix: str = "Z") -> str:
     """RFC 3339 with milliseconds, as Restate renders times."""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    text = datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", utc_suffix)
+
+
+def timestamp_nanos(ms: int) -> str:
+    """RFC 3339 with nine fractional digits (millisecond precision), as Restate's executionTime."""
+    return timestamp(ms)[:-1] + "000000Z"
 
 
 class Target(msgspec.Struct, frozen=True, array_like=True):
@@ -93,12 +99,11 @@ class Promise(msgspec.Struct, array_like=True):
 
 
 class Timer(msgspec.Struct, frozen=True, array_like=True):
-    """A durable timer: starts a delayed invocation, ends a sleep, or purges a retained result."""
+    """A durable timer: starts a delayed invocation (completion_id None) or ends a sleep."""
 
     invocation_id: str
     fire_at: int
-    completion_id: int | None = None  # set for sleeps
-    purge: bool = False
+    completion_id: int | None = None
 
 
 class Deployment(msgspec.Struct, kw_only=True):
@@ -178,4 +183,11 @@ class Terminate(msgspec.Struct, tag="terminate", array_like=True):
     kill: bool
 
 
-Command = Invoke | AttemptOutcome | TimerFired | CallCompleted | Signal | Terminate | Attach
+class Purge(msgspec.Struct, tag="purge", array_like=True):
+    """Forget completed invocations: those whose retention ended (``expired``), or one on request."""
+
+    invocation_ids: list[str]
+    expired: bool
+
+
+Command = Invoke | AttemptOutcome | TimerFired | CallCompleted | Signal | Terminate | Attach | Purge

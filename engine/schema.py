@@ -43,10 +43,13 @@ class Schema:
     def resolve(self, service: str, handler: str) -> tuple[ServiceEntry, HandlerManifest]:
         entry = self.services.get(service)
         if entry is None:
-            raise NotFound(f"Service '{service}' not found. Make sure the service is registered.")
+            raise NotFound(f"service '{service}' not found, make sure to register the service before calling it.")
         found = entry.manifest.handler(handler)
         if found is None:
-            raise NotFound(f"Service handler '{service}/{handler}' not found.")
+            raise NotFound(
+                f"the service '{service}' exists, but the handler '{handler}' was not found,"
+                " check that the handler exists in the latest registered service version."
+            )
         return entry, found
 
     def deployment_for(self, service: str, pinned: str | None) -> Deployment | None:

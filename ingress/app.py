@@ -1,38 +1,36 @@
 """The ingress ASGI application (port 8080).
 
 A plain ASGI callable rather than a framework router: this is the hot path of every invocation,
-and the routes are few and fixed.
+and the routes are few and fixed. Status codes and messages follow the real Restate server.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
-import logging
 
 from engine.durations import parse_duration
 from engine.engine import Engine, InvocationRequest
-from engine.errors import (
-    BadRequest,
-    InvocationFailure,
-    MethodNotAllowed,
-    NotFound,
-    NotReady,
-    PayloadTooLarge,
-    QuillError,
-)
-from engine.ids import parse_awakeable_id
+from engine.errors import BadRequest, InvocationFailure, MethodNotAllowed, NotFound, NotReady, PayloadTooLarge, QuillError
+from engine.ids import InvocationId, parse_awakeable_id
 from engine.processor import Outcome
-from engine.records import Failure, Target, now_ms, timestamp
-from ingress.paths import parse_invocation_path, split_path
-from ingress.results import target_from_body, target_from_path
+from engine.records import Failure, Target, now_ms, timestamp, timestamp_nanos
+from ingress.paths import BAD_PATH, parse_invocation_path, split_path
 from ingress.responses import Send, respond, respond_error, respond_json
+from ingress.results import SCOPES_DISABLED, target_from_body, target_from_path
+from ingress.validation import validate_input
 
 log = logging.getLogger(__name__)
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 # Headers Restate leaves out of the journaled input: hop-by-hop ones and idempotency controls.
 _SKIPPED_HEADERS = frozenset({b"connection", b"host", b"idempotency-key", b"idempotency-expires"})
+_WORKFLOW_IDEMPOTENCY = (
+    "cannot use the idempotency key with workflow handlers."
+    " The handler invocation will already be idempotent by the workflow key itself."
+)
+_BAD_AWAKEABLE_PATH = "bad path, expected either /restate/awakeables/:id/resolve or /restate/awakeables/:id/reject"
 
 
 class IngressApp:
@@ -54,23 +52,31 @@ class IngressApp:
 
     async def _route(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         segments = split_path(scope.get("raw_path") or scope["path"].encode())
+        method = scope["method"]
         if segments == ["restate", "health"]:
             await respond_json(send, 200, {"services": sorted(self._engine.schema.services)})
             return
-        method = scope["method"]
         if len(segments) >= 2 and segments[0] == "restate" and segments[1] not in ("call", "send"):
-            await self._restate_route(method, segments, receive, send)
+            await self._restate_route(method, segments, scope, receive, send)
             return
         if method not in ("GET", "POST"):
-            raise MethodNotAllowed(f"Method {method} not allowed, use GET or POST")
+            raise MethodNotAllowed("method not allowed")
         route = parse_invocation_path(segments, self._engine.schema)
-        execution_time = _execution_time(scope.get("query_string", b""), route.send)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        if "limit-key" in query or _header(scope, b"x-restate-limit-key") is not None:
+            raise BadRequest("limit-key requires a scope to be set")
+        execution_time = _execution_time(query, route.send)
         idempotency_key = _header(scope, b"idempotency-key")
         if idempotency_key is not None:
             info = self._engine.handler_info(route.target.service, route.target.handler)
             if info is not None and info.workflow_run:
-                raise BadRequest("The idempotency key is not supported on workflow run handlers")
+                raise BadRequest(_WORKFLOW_IDEMPOTENCY)
+        if (too_large := _declared_length(scope)) is not None and too_large > self._limit:
+            await respond(send, 413, b"length limit exceeded", [(b"content-type", b"text/plain; charset=utf-8")])
+            return
         body = await self._read_body(receive)
+        _, handler = self._engine.schema.resolve(route.target.service, route.target.handler)
+        validate_input(handler.input, _header(scope, b"content-type"), body)
         request = InvocationRequest(
             target=route.target,
             body=body,
@@ -82,50 +88,60 @@ class IngressApp:
             invocation_id, created = await self._engine.send(request)
             accepted = {"invocationId": str(invocation_id), "status": "Accepted" if created else "PreviouslyAccepted"}
             if execution_time is not None:
-                accepted["executionTime"] = timestamp(execution_time)
+                accepted["executionTime"] = timestamp_nanos(execution_time)
             await respond_json(send, 202, accepted, [(b"x-restate-id", invocation_id.encode())])
             return
         invocation_id, outcome = await self._engine.call(request)
         await self._respond_outcome(send, invocation_id, outcome)
 
-    async def _restate_route(self, method: str, segments: list[str], receive: Receive, send: Send) -> None:
-        """Everything under /restate/ but call and send: awakeables, attach, output, lookup."""
+    async def _restate_route(
+        self, method: str, segments: list[str], scope: dict[str, Any], receive: Receive, send: Send
+    ) -> None:
+        """Everything under /restate/ but call and send: awakeables, attach, output, lookup, scopes."""
         kind = segments[1]
-        if kind in ("awakeables", "a") and len(segments) == 4:
-            await self._complete_awakeable(method, segments[2], segments[3], receive, send)
+        if kind in ("awakeables", "a"):
+            await self._complete_awakeable(method, segments, receive, send)
             return
         if kind == "scope":
-            raise BadRequest("scoped invocations require vqueues to be enabled")
+            if method not in ("GET", "POST"):
+                raise MethodNotAllowed("method not allowed")
+            if len(segments) < 4 or segments[3] not in ("call", "send"):
+                raise BadRequest(BAD_PATH)
+            parse_invocation_path(["restate", *segments[3:]], self._engine.schema)
+            raise BadRequest(SCOPES_DISABLED)
         if kind in ("attach", "output", "lookup") and len(segments) == 2:
             if method != "POST":
-                raise MethodNotAllowed(f"Method {method} not allowed, use POST")
+                raise MethodNotAllowed("method not allowed")
             invocation_id, action = target_from_body(await self._read_body(receive)), kind
         elif kind in ("attach", "output", "invocation", "workflow"):
             if method != "GET":
-                raise MethodNotAllowed(f"Method {method} not allowed, use GET")
+                raise MethodNotAllowed("method not allowed")
             invocation_id, action = target_from_path(segments)
         else:
-            raise NotFound(f"Bad path '/{'/'.join(segments)}'")
+            raise NotFound("not found")
         if action == "lookup":
-            self._engine.output(invocation_id)  # raises NotFound for unknown invocations
+            # Targets map to deterministic ids: Restate answers the id whether or not it exists.
             await respond_json(send, 200, {"invocationId": str(invocation_id)})
         elif action == "attach":
             await self._respond_outcome(send, invocation_id, await self._engine.attach(invocation_id))
         else:
             outcome = self._engine.output(invocation_id)
             if outcome is None:
-                raise NotReady("invocation exists but has not completed yet", invocation_id=invocation_id)
+                raise NotReady("the invocation exists but has not completed yet")
             await self._respond_outcome(send, invocation_id, outcome)
 
-    async def _complete_awakeable(self, method: str, awakeable: str, action: str, receive: Receive, send: Send) -> None:
+    async def _complete_awakeable(self, method: str, segments: list[str], receive: Receive, send: Send) -> None:
+        if len(segments) != 4:
+            raise BadRequest(_BAD_AWAKEABLE_PATH)
+        awakeable, action = segments[2], segments[3]
         if action not in ("resolve", "reject"):
-            raise NotFound(f"Bad awakeable path, expected /restate/awakeables/{{id}}/resolve or /reject, got '{action}'")
+            raise NotFound("not found")
         if method != "POST":
-            raise MethodNotAllowed(f"Method {method} not allowed, use POST")
+            raise MethodNotAllowed("method not allowed")
         try:
             invocation_id, index = parse_awakeable_id(awakeable)
         except ValueError as exc:
-            raise BadRequest(f"Invalid awakeable id: {exc}") from exc
+            raise BadRequest(str(exc)) from exc
         body = await self._read_body(receive)
         if action == "resolve":
             await self._engine.signal(invocation_id, index, value=body)
@@ -133,10 +149,10 @@ class IngressApp:
             await self._engine.signal(invocation_id, index, failure=Failure(500, body.decode("utf-8", "replace")))
         await respond(send, 202)
 
-    async def _respond_outcome(self, send: Send, invocation_id: str, outcome: Outcome) -> None:
+    async def _respond_outcome(self, send: Send, invocation_id: InvocationId | str, outcome: Outcome) -> None:
         headers = [(b"x-restate-id", invocation_id.encode())]
         if outcome.expires is not None:
-            headers.append((b"idempotency-expires", timestamp(outcome.expires).encode()))
+            headers.append((b"idempotency-expires", timestamp(outcome.expires, utc_suffix="+00:00").encode()))
         completion = outcome.completion
         if completion.failure is not None:
             failure = InvocationFailure(completion.failure.code, completion.failure.message)
@@ -164,7 +180,7 @@ class IngressApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._limit:
-                raise PayloadTooLarge(f"Request body exceeds the limit of {self._limit} bytes")
+                raise PayloadTooLarge("cannot read body: LengthLimitError")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -183,19 +199,18 @@ class IngressApp:
         return headers
 
 
-
-def _execution_time(query_string: bytes, send: bool) -> int | None:
+def _execution_time(query: dict[str, list[str]], send: bool) -> int | None:
     """The ``?delay=`` of a send as an absolute time (ms since epoch); calls take no delay."""
-    values = parse_qs(query_string.decode("latin-1")).get("delay")
-    if not values:
+    values = query.get("delay")
+    if values is None:
         return None
-    if not send:
-        raise BadRequest("The 'delay' parameter is only supported by send, not by call")
     try:
         seconds = parse_duration(values[-1])
     except ValueError as exc:
-        raise BadRequest(f"Bad delay query parameter: {exc}") from exc
-    return now_ms() + int(seconds * 1000) if seconds > 0 else None
+        raise BadRequest(f"bad delay query parameter, must be a ISO8601 duration: {exc}") from exc
+    if not send:
+        raise BadRequest("cannot use the delay query parameter with calls. The delay is supported only with sends")
+    return now_ms() + int(seconds * 1000)
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -203,3 +218,8 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def _declared_length(scope: dict[str, Any]) -> int | None:
+    value = _header(scope, b"content-length")
+    return int(value) if value is not None and value.isdigit() else None

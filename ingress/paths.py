@@ -9,11 +9,12 @@ from engine.errors import BadRequest
 from engine.records import Target
 from engine.schema import Schema
 
-VALID_FORMS = (
-    "/restate/call/{service}/{handler}, /restate/call/{service}/{key}/{handler},"
-    " /restate/send/{service}/{handler}, /restate/send/{service}/{key}/{handler},"
-    " /{service}/{handler}[/send], /{service}/{key}/{handler}[/send]"
+BAD_PATH = (
+    "bad path, expected /restate/call/:service/:handler, /restate/send/:service/:handler,"
+    " /restate/scope/:scope/call/:service/:handler, /restate/attach/:invocation_id,"
+    " /restate/output/:invocation_id, or /restate/lookup"
 )
+BAD_LEGACY_PATH = "bad path, expected either /:service-name/:handler or /:object-name/:object-key/:handler"
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def parse_invocation_path(segments: list[str], schema: Schema) -> Route:
     versioned = len(segments) >= 2 and segments[0] == "restate" and segments[1] in ("call", "send")
     parts = segments[2:] if versioned else segments
     if len(parts) < 2 or any(not p for p in parts):
-        raise BadRequest(f"Bad path, expected one of: {VALID_FORMS}")
+        raise BadRequest(BAD_PATH if versioned else f"bad path: /{'/'.join(segments)}")
     service, rest = parts[0], parts[1:]
     entry = schema.services.get(service)
     if entry is None:
@@ -48,12 +49,9 @@ def parse_invocation_path(segments: list[str], schema: Schema) -> Route:
         send = len(rest) == segments_needed + 1 and rest[-1] == "send"
         if send:
             rest = rest[:-1]
-    verb = "send" if send else "call"
     if len(rest) != segments_needed:
-        if keyed:
-            kind = entry.manifest.ty.lower().replace("_", " ")
-            raise BadRequest(f"Bad path: '{service}' is a {kind} and needs a key: /restate/{verb}/{service}/{{key}}/{{handler}}")
-        raise BadRequest(f"Bad path: '{service}' is a service and takes no key: /restate/{verb}/{service}/{{handler}}")
+        # Restate answers a key on a plain service, or none on an object, with the path forms.
+        raise BadRequest(BAD_PATH if versioned else BAD_LEGACY_PATH)
     key, handler = (rest[0], rest[1]) if keyed else ("", rest[0])
     schema.resolve(service, handler)
     return Route(Target(service, handler, key), send)

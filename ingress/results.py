@@ -8,7 +8,7 @@ from engine.errors import BadRequest, NotFound
 from engine.ids import InvocationId
 
 
-class InvocationTarget(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+class InvocationTarget(msgspec.Struct, rename="camel", kw_only=True):
     """Body of ``POST /restate/attach|output|lookup``."""
 
     target: str
@@ -22,6 +22,7 @@ class InvocationTarget(msgspec.Struct, rename="camel", forbid_unknown_fields=Tru
     scope: str | None = None
 
 
+SCOPES_DISABLED = "scoped invocations require vqueues to be enabled"
 _TARGET_FORMS = (
     '{"target":"invocation","invocationId"}, {"target":"workflow","workflowName","workflowKey"},'
     ' {"target":"idempotentInvocation","service","key"?,"handler","idempotencyKey"}'
@@ -32,16 +33,17 @@ def parse_id(text: str) -> InvocationId:
     try:
         return InvocationId.parse(text)
     except ValueError as exc:
-        raise BadRequest(f"Invalid invocation id: {exc}") from exc
+        raise BadRequest(str(exc)) from exc
 
 
 def target_from_body(body: bytes) -> InvocationId:
     try:
         parsed = msgspec.json.decode(body, type=InvocationTarget)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise BadRequest(f"Invalid target, expected one of {_TARGET_FORMS}: {exc}") from exc
+        # Restate answers 500 "cannot read body"; a malformed body is the client's error: 400.
+        raise BadRequest(f"cannot read body: invalid request body: {exc}, expected one of {_TARGET_FORMS}") from exc
     if parsed.scope is not None:
-        raise BadRequest("scoped invocations require vqueues to be enabled")
+        raise BadRequest(SCOPES_DISABLED)
     if parsed.target == "invocation" and parsed.invocation_id:
         return parse_id(parsed.invocation_id)
     if parsed.target == "workflow" and parsed.workflow_name and parsed.workflow_key is not None:
@@ -57,7 +59,7 @@ def target_from_path(segments: list[str]) -> tuple[InvocationId, str]:
         return parse_id(segments[2]), segments[1]
     action = segments[-1]
     if action not in ("attach", "output"):
-        raise NotFound(f"Bad path '/{'/'.join(segments)}'")
+        raise NotFound("not found")
     rest = segments[2:-1]
     if segments[1] == "workflow" and len(rest) == 2:
         return InvocationId.for_workflow(rest[0], rest[1]), action

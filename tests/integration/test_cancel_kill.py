@@ -58,3 +58,41 @@ async def test_unknown_and_malformed_ids(quill: Quill, client: httpx.AsyncClient
     bad = await client.patch(f"{quill.admin}/invocations/not-an-id/kill")
     assert bad.status_code == 400
     assert "invocation id" in bad.json()["message"]
+
+
+async def test_completed_invocations_are_retained_then_purged_on_request(
+    quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
+    url = f"{quill.ingress}/restate/call/Greeter/counted"
+    first = await client.post(url, json="purged", headers={"idempotency-key": "p1"})
+    invocation_id = first.headers["x-restate-id"]
+    # Completed: cancel and kill are conflicts, the result stays attachable.
+    assert (await client.patch(f"{quill.admin}/invocations/{invocation_id}/cancel")).status_code == 409
+    conflict = await client.patch(f"{quill.admin}/invocations/{invocation_id}/kill")
+    assert conflict.json() == {"message": f"The invocation '{invocation_id}' was already completed.", "restate_code": None}
+    assert (await client.get(f"{quill.ingress}/restate/attach/{invocation_id}")).json() == "Hello purged #1"
+
+    assert (await client.patch(f"{quill.admin}/invocations/{invocation_id}/purge")).status_code == 200
+    assert (await client.get(f"{quill.ingress}/restate/output/{invocation_id}")).status_code == 404
+    # The idempotency key is free again: the same request runs anew under the same id.
+    again = await client.post(url, json="purged", headers={"idempotency-key": "p1"})
+    assert (again.json(), again.headers["x-restate-id"]) == ("Hello purged #2", invocation_id)
+    assert (await client.patch(f"{quill.admin}/invocations/{invocation_id}/purge")).status_code == 200
+    assert (await client.patch(f"{quill.admin}/invocations/{invocation_id}/purge")).status_code == 404
+
+
+async def test_a_plain_call_stays_attachable_by_id(quill: Quill, client: httpx.AsyncClient) -> None:
+    call = await client.post(f"{quill.ingress}/restate/call/Greeter/greet", json="Zed")
+    assert "idempotency-expires" not in call.headers
+    attached = await client.get(f"{quill.ingress}/restate/attach/{call.headers['x-restate-id']}")
+    assert attached.json() == "Hello Zed!"
+    assert "idempotency-expires" in attached.headers
+
+
+async def test_purge_of_a_running_invocation_is_409(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+    sent = await client.post(f"{quill.ingress}/restate/send/Counter/purge-running/hold", json="purge-gate")
+    invocation_id = sent.json()["invocationId"]
+    response = await client.patch(f"{quill.admin}/invocations/{invocation_id}/purge")
+    assert response.status_code == 409
+    assert response.json()["message"] == f"The invocation '{invocation_id}' is not yet completed."
+    await client.get(f"{sdk_service.url}/test/open", params={"name": "purge-gate"})

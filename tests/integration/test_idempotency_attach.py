@@ -121,7 +121,6 @@ async def test_workflow_output_by_target(quill: Quill, client: httpx.AsyncClient
         ("GET", "/restate/output/garbage", None, 400),
         ("POST", "/restate/lookup", b"{", 400),
         ("POST", "/restate/lookup", b'{"target":"bogus"}', 400),
-        ("POST", "/restate/lookup", b'{"target":"workflow","workflowName":"Signup","workflowKey":"none"}', 404),
         ("PUT", "/restate/attach", b"{}", 405),
         ("POST", "/restate/output/inv_1aa1LyPnHJpL568xSKLK7vM8UTxeih7Nae", None, 405),
         ("POST", "/restate/scope/s1/call/Greeter/greet", b'"x"', 400),
@@ -131,6 +130,19 @@ async def test_bad_queries(quill: Quill, client: httpx.AsyncClient, method: str,
     response = await client.request(method, f"{quill.ingress}{path}", content=body)
     assert response.status_code == status
     assert response.json()["code"] == status
+
+
+async def test_lookup_answers_the_derived_id_even_for_unknown_targets(quill: Quill, client: httpx.AsyncClient) -> None:
+    target = {"target": "workflow", "workflowName": "Signup", "workflowKey": "never-ran"}
+    first = await client.post(f"{quill.ingress}/restate/lookup", json=target)
+    second = await client.post(f"{quill.ingress}/restate/lookup", json=target)
+    assert first.status_code == 200
+    assert first.json() == second.json()
+    output = await client.post(f"{quill.ingress}/restate/output", json=target)
+    assert (output.status_code, output.json()["message"]) == (404, "invocation not found")
+    attach = await client.post(f"{quill.ingress}/restate/attach", json=target)
+    assert (attach.status_code, attach.json()["source"]) == (404, "invocation")
+    assert attach.headers["x-restate-id"] == first.json()["invocationId"]
 
 
 async def test_handlers_attach_and_call_idempotently(quill: Quill, client: httpx.AsyncClient) -> None:

@@ -152,7 +152,7 @@ async def test_payload_schemas_come_from_the_handlers(quill: Quill, client: http
 async def test_unknown_service_is_404(quill: Quill, client: httpx.AsyncClient) -> None:
     response = await client.get(f"{quill.admin}/services/Nope/openapi")
     assert response.status_code == 404
-    assert response.json() == {"message": "Service 'Nope' not found"}
+    assert response.json()["message"] == "Service 'Nope' not found"
 
 
 async def test_generated_python_client_calls_the_ingress(
