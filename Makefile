@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TS_STAMP := tests/ts/node_modules/.installed
+RESTATE_CLI_VERSION := 1.7.12
+CLI_STAMP := .tooling/restate-cli/.installed-$(RESTATE_CLI_VERSION)
 
 .PHONY: run test bench proto clean
 
@@ -18,10 +20,16 @@ $(TS_STAMP): tests/ts/package.json tests/ts/package-lock.json
 	cd tests/ts && npm ci --no-audit --no-fund --ignore-scripts --silent
 	touch $(TS_STAMP)
 
+# The official restate CLI, for tests/integration/test_cli.py (git-ignored tooling dir).
+$(CLI_STAMP):
+	mkdir -p .tooling/restate-cli
+	npm install --prefix .tooling/restate-cli --no-audit --no-fund --ignore-scripts --silent @restatedev/restate@$(RESTATE_CLI_VERSION)
+	touch $(CLI_STAMP)
+
 run: $(STAMP)
 	$(PY) -m quill serve
 
-test: $(STAMP) $(TS_STAMP)
+test: $(STAMP) $(TS_STAMP) $(CLI_STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

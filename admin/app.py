@@ -1,32 +1,60 @@
-"""The admin API as a FastAPI application: not a hot path, and FastAPI gives us /openapi."""
+"""The admin API as a FastAPI application: not a hot path, and FastAPI gives us /openapi.
+
+Routes live in ``admin/routes_*.py``; this module assembles them, maps engine errors to Restate's
+error body, and serves every route under the versioned prefixes the CLI uses as well.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from admin.openapi import service_openapi
-from admin.views import deployment_view, service_view
+from admin.routes_deployments import deployments_router
+from admin.routes_invocations import invocations_router
+from admin.routes_query import query_router
+from admin.routes_services import services_router
 from engine.engine import Engine
-from engine.errors import BadRequest, NotFound, QuillError
+from engine.errors import QuillError
 from quill import __version__
 
+MIN_ADMIN_API_VERSION = 2
+MAX_ADMIN_API_VERSION = 4
 
-class RegisterDeployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    uri: str
-    additional_headers: dict[str, str] | None = None
-    use_http_11: bool = False
-    force: bool = False
-    breaking: bool = False
-    dry_run: bool = False
-    metadata: dict[str, str] | None = None
+
+class VersionPrefix:
+    """Serves ``/v2/...`` to ``/v4/...`` as the unprefixed routes; other versions are refused
+    with 400, as Restate refuses ``/v1``. The CLI reads ``/version`` and then prefixes every path
+    with the highest version both sides support."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            segment, _, rest = path[1:].partition("/")
+            if len(segment) >= 2 and segment[0] == "v" and segment[1:].isdigit():
+                version = int(segment[1:])
+                if not MIN_ADMIN_API_VERSION <= version <= MAX_ADMIN_API_VERSION:
+                    body = {
+                        "message": f"Unsupported admin API version {version}; this server supports versions"
+                        f" {MIN_ADMIN_API_VERSION} to {MAX_ADMIN_API_VERSION}.",
+                        "restate_code": None,
+                    }
+                    await JSONResponse(body, status_code=400)(scope, receive, send)
+                    return
+                stripped = "/" + rest
+                scope = {**scope, "path": stripped, "raw_path": stripped.encode()}
+        await self.app(scope, receive, send)
 
 
 def create_admin_app(engine: Engine) -> FastAPI:
-    app = FastAPI(title="Admin API", version=__version__)
+    # Restate serves the admin API document at /openapi.
+    app = FastAPI(title="Admin API", version=__version__, openapi_url="/openapi")
+    app.add_middleware(VersionPrefix)
 
     @app.exception_handler(QuillError)
     async def quill_error(_: Request, error: QuillError) -> Response:
@@ -41,82 +69,14 @@ def create_admin_app(engine: Engine) -> FastAPI:
         config = engine.config
         return {
             "version": __version__,
-            "min_admin_api_version": 1,
-            "max_admin_api_version": 1,
+            "min_admin_api_version": MIN_ADMIN_API_VERSION,
+            "max_admin_api_version": MAX_ADMIN_API_VERSION,
             "ingress_endpoint": f"http://{config.bind}:{config.ingress_port}/",
-            "features": {"protocol_v7": config.enable_protocol_v7},
+            "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": False},
         }
 
-    @app.post("/deployments", status_code=201)
-    async def register(request: Request) -> Response:
-        try:
-            body = msgspec.json.decode(await request.body(), type=RegisterDeployment)
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"Invalid registration request: {exc}") from exc
-        if not body.uri.startswith(("http://", "https://")):
-            raise BadRequest(f"Invalid uri '{body.uri}': expected an http:// or https:// URL")
-        deployment, created = await engine.schema.register(
-            engine.http_client,
-            body.uri,
-            use_http_11=body.use_http_11,
-            additional_headers=body.additional_headers,
-            force=body.force,
-            dry_run=body.dry_run,
-        )
-        services = [
-            service_view(entry, engine.config)
-            for entry in engine.schema.services.values()
-            if entry.deployment_id == deployment.id
-        ]
-        if body.dry_run:
-            services = [
-                {"name": s["name"], "ty": s["ty"]} for s in deployment.manifest.get("services", [])
-            ]
-        payload = {"id": deployment.id, "services": services}
-        return JSONResponse(payload, status_code=201 if created else 200)
-
-    @app.get("/deployments")
-    async def list_deployments() -> dict[str, Any]:
-        return {"deployments": [deployment_view(d, engine.schema) for d in engine.schema.deployments.values()]}
-
-    @app.get("/deployments/{deployment_id}")
-    async def get_deployment(deployment_id: str) -> dict[str, Any]:
-        deployment = engine.schema.deployments.get(deployment_id)
-        if deployment is None:
-            raise NotFound(f"Deployment '{deployment_id}' not found")
-        return deployment_view(deployment, engine.schema)
-
-    @app.patch("/invocations/{invocation_id}/cancel", status_code=202)
-    async def cancel(invocation_id: str) -> Response:
-        await engine.terminate(invocation_id, kill=False)
-        return Response(status_code=202)
-
-    @app.patch("/invocations/{invocation_id}/kill")
-    async def kill(invocation_id: str) -> Response:
-        await engine.terminate(invocation_id, kill=True)
-        return Response(status_code=200)
-
-    @app.patch("/invocations/{invocation_id}/purge")
-    async def purge(invocation_id: str) -> Response:
-        await engine.purge(invocation_id)
-        return Response(status_code=200)
-
-    @app.get("/services")
-    async def list_services() -> dict[str, Any]:
-        return {"services": [service_view(e, engine.config) for e in engine.schema.services.values()]}
-
-    @app.get("/services/{name}")
-    async def get_service(name: str) -> dict[str, Any]:
-        entry = engine.schema.services.get(name)
-        if entry is None:
-            raise NotFound(f"Service '{name}' not found")
-        return service_view(entry, engine.config)
-
-    @app.get("/services/{name}/openapi")
-    async def get_service_openapi(name: str) -> dict[str, Any]:
-        entry = engine.schema.services.get(name)
-        if entry is None:
-            raise NotFound(f"Service '{name}' not found")
-        return service_openapi(entry, f"http://{engine.config.bind}:{engine.config.ingress_port}/")
-
+    app.include_router(deployments_router(engine))
+    app.include_router(services_router(engine))
+    app.include_router(invocations_router(engine))
+    app.include_router(query_router(engine))
     return app

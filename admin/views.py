@@ -8,17 +8,21 @@ from engine.config import Config
 from engine.durations import format_duration
 from engine.manifest import HandlerManifest, ServiceManifest
 from engine.records import Deployment, timestamp
-from engine.schema import Schema, ServiceEntry
+from engine.schema import Schema, ServiceEntry, ServiceOverrides
 
 _SERVICE_TYPES = {"SERVICE": "Service", "VIRTUAL_OBJECT": "VirtualObject", "WORKFLOW": "Workflow"}
 _HANDLER_TYPES = {"EXCLUSIVE": "Exclusive", "SHARED": "Shared", "WORKFLOW": "Workflow"}
 
 
-def deployment_view(deployment: Deployment, schema: Schema) -> dict[str, Any]:
-    services = [
+def deployment_view(deployment: Deployment, schema: Schema, config: Config | None = None) -> dict[str, Any]:
+    """The deployment; with ``config``, its services in full (Restate's detailed response of
+    ``GET /deployments/{id}``), otherwise as name/revision pairs (the list)."""
+    entries = [entry for entry in schema.services.values() if entry.deployment_id == deployment.id]
+    services: list[dict[str, Any]] = [
         {"name": entry.manifest.name, "revision": entry.revision}
-        for entry in schema.services.values()
-        if entry.deployment_id == deployment.id
+        if config is None
+        else service_view(entry, config, schema.overrides.get(entry.manifest.name))
+        for entry in entries
     ]
     return {
         "id": deployment.id,
@@ -34,22 +38,28 @@ def deployment_view(deployment: Deployment, schema: Schema) -> dict[str, Any]:
     }
 
 
-def service_view(entry: ServiceEntry, config: Config) -> dict[str, Any]:
+def service_view(entry: ServiceEntry, config: Config, overrides: ServiceOverrides | None = None) -> dict[str, Any]:
     manifest = entry.manifest
     policy = config.retry_policy
-    return {
+    change = overrides or ServiceOverrides()
+    public = change.public if change.public is not None else not manifest.ingress_private
+    view: dict[str, Any] = {
         "name": manifest.name,
         "ty": _SERVICE_TYPES.get(manifest.ty, manifest.ty),
-        "handlers": [handler_view(manifest, h) for h in manifest.handlers],
+        "handlers": [handler_view(manifest, h, public) for h in manifest.handlers],
         "documentation": manifest.documentation,
         "metadata": manifest.metadata or {},
         "deployment_id": entry.deployment_id,
         "revision": entry.revision,
-        "public": not manifest.ingress_private,
-        "idempotency_retention": _ms(manifest.idempotency_retention, config.idempotency_retention),
-        "journal_retention": _ms(manifest.journal_retention, 86_400.0),
-        "inactivity_timeout": _ms(manifest.inactivity_timeout, config.inactivity_timeout),
-        "abort_timeout": _ms(manifest.abort_timeout, config.abort_timeout),
+        "public": public,
+        "idempotency_retention": _ms(
+            _first(change.idempotency_retention, manifest.idempotency_retention), config.idempotency_retention
+        ),
+        "journal_retention": _ms(_first(change.journal_retention, manifest.journal_retention), 86_400.0),
+        "inactivity_timeout": _ms(
+            _first(change.inactivity_timeout, manifest.inactivity_timeout), config.inactivity_timeout
+        ),
+        "abort_timeout": _ms(_first(change.abort_timeout, manifest.abort_timeout), config.abort_timeout),
         "enable_lazy_state": bool(manifest.enable_lazy_state),
         "retry_policy": {
             "initial_interval": _ms(manifest.retry_policy_initial_interval, policy.initial_interval),
@@ -59,9 +69,19 @@ def service_view(entry: ServiceEntry, config: Config) -> dict[str, Any]:
             "on_max_attempts": (manifest.retry_policy_on_max_attempts or policy.on_max_attempts).capitalize(),
         },
     }
+    if manifest.ty == "WORKFLOW":
+        # Restate shows it for workflows only; it lives on the workflow handler in the manifest.
+        run = next((h for h in manifest.handlers if (h.ty or "WORKFLOW") == "WORKFLOW"), None)
+        manifest_value = run.workflow_completion_retention if run is not None else None
+        view["workflow_completion_retention"] = _ms(
+            _first(change.workflow_completion_retention, manifest_value), config.workflow_completion_retention
+        )
+    return view
 
 
-def handler_view(service: ServiceManifest, handler: HandlerManifest) -> dict[str, Any]:
+def handler_view(
+    service: ServiceManifest, handler: HandlerManifest, service_public: bool | None = None
+) -> dict[str, Any]:
     default_ty = {"VIRTUAL_OBJECT": "EXCLUSIVE", "WORKFLOW": "WORKFLOW"}.get(service.ty)
     ty = handler.ty or default_ty
     input_schema = (handler.input or {}).get("jsonSchema")
@@ -71,7 +91,8 @@ def handler_view(service: ServiceManifest, handler: HandlerManifest) -> dict[str
         "ty": _HANDLER_TYPES.get(ty, ty) if ty else None,
         "documentation": handler.documentation,
         "metadata": handler.metadata or {},
-        "public": not (handler.ingress_private or service.ingress_private),
+        "public": (not service.ingress_private if service_public is None else service_public)
+        and not handler.ingress_private,
         "input_description": _describe(handler.input, input_schema, default_required=False),
         "output_description": _describe(handler.output, output_schema, default_required=True),
         "input_json_schema": input_schema,
@@ -91,3 +112,7 @@ def _describe(spec: dict[str, Any] | None, json_schema: Any, *, default_required
 
 def _ms(value: int | None, default_seconds: float) -> str:
     return format_duration(value / 1000 if value is not None else default_seconds)
+
+
+def _first(*values: int | None) -> int | None:
+    return next((v for v in values if v is not None), None)

@@ -16,6 +16,7 @@ from engine import keys
 from engine.config import Config
 from engine.errors import BadRequest, Conflict, NotFound
 from engine.ids import InvocationId
+from engine.http2 import Http2Pool
 from engine.invoker import Invoker
 from engine.processor import HandlerInfo, InvokeResult, Outcome, Partition
 from engine.protocol import service_protocol_pb2 as pb
@@ -24,6 +25,7 @@ from engine.records import (
     Command,
     Completion,
     Failure,
+    InvocationStatus,
     Invoke,
     Purge,
     Signal,
@@ -66,9 +68,10 @@ class Engine:
         count = self._partition_count(store)
         # Discovery and other control-plane calls; invocations use the invoker's own pool.
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
-        self.schema = Schema(store, self.config.cluster_name, self.config.enable_protocol_v7)
+        self._http2 = Http2Pool()
+        self.schema = Schema(store, self.config.cluster_name, self.config.enable_protocol_v7, self._http2)
         self.schema.load()
-        self.invoker = Invoker(self.config, self.schema)
+        self.invoker = Invoker(self.config, self.schema, self._http2)
         self._partitions = [Partition(p, store, self, self.config.log_retained_entries) for p in range(count)]
         for partition in self._partitions:
             partition.recover()
@@ -88,6 +91,8 @@ class Engine:
             await self.invoker.stop()
         if self._client is not None:
             await self._client.aclose()
+        if self._partitions:
+            await self._http2.close()
         if self._store is not None:
             await self._store.close()
 
@@ -230,13 +235,19 @@ class Engine:
         kind = entry.manifest.ty
         handler_ty = found.ty or {"VIRTUAL_OBJECT": "EXCLUSIVE", "WORKFLOW": "WORKFLOW"}.get(kind)
         workflow_run = handler_ty == "WORKFLOW"
+        # What an operator set with PATCH /services/{name} wins over the manifest.
+        override = self.schema.overrides.get(service)
         if workflow_run:
             retention = found.workflow_completion_retention
+            if override is not None and override.workflow_completion_retention is not None:
+                retention = override.workflow_completion_retention
             default = self.config.workflow_completion_retention
         else:
             retention = found.idempotency_retention
             if retention is None:
                 retention = entry.manifest.idempotency_retention
+            if override is not None and override.idempotency_retention is not None:
+                retention = override.idempotency_retention
             default = self.config.idempotency_retention
         retention_ms = retention if retention is not None else int(default * 1000)
         return HandlerInfo(handler_ty in ("EXCLUSIVE", "WORKFLOW"), workflow_run, retention_ms)
@@ -258,6 +269,25 @@ class Engine:
             raise BadRequest("partitions must be at least 1")
         store.put(keys.META, keys.PARTITION_COUNT_KEY, str(self.config.partitions).encode())
         return self.config.partitions
+
+    # -- admin queries (read-only views for the admin API and its SQL tables) -----------------
+    def inspect_invocation(self, invocation_id: str) -> tuple[InvocationStatus, list[tuple[int, bytes]]]:
+        """Status and journal of one invocation; 400 for a malformed id, 404 when unknown."""
+        parsed = _parse_id(invocation_id)
+        found = self._partition_of(parsed).inspect(str(parsed))
+        if found is None:
+            raise NotFound(f"The requested invocation '{invocation_id}' does not exist")
+        return found
+
+    def all_invocations(self) -> list[InvocationStatus]:
+        return [status for partition in self._partitions for status in partition.statuses()]
+
+    def all_journals(self) -> list[tuple[InvocationStatus, list[tuple[int, bytes]]]]:
+        return [entry for partition in self._partitions for entry in partition.journals()]
+
+    def all_state(self) -> list[tuple[int, bytes, bytes]]:
+        """(partition, STATE key, value) for every partition."""
+        return [(p.id, key, value) for p in self._partitions for key, value in p.state_entries()]
 
 
 def _parse_id(invocation_id: str) -> InvocationId:

@@ -119,7 +119,8 @@ class InvocationId(str):
 
 
 def new_deployment_id() -> str:
-    return "dp_" + _b62(int.from_bytes(os.urandom(16), "big"), _UUID_CHARS)
+    # Like invocation ids, "1" is the id scheme version: the CLI refuses deployment ids without it.
+    return "dp_1" + _b62(int.from_bytes(os.urandom(16), "big"), _UUID_CHARS)
 
 
 _AWAKEABLE_PREFIXES = ("sign_1", "prom_1")

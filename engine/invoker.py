@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from engine.manifest import EndpointManifest
-from engine.processor import AttemptSnapshot, JournalEntry, Partition
+from engine.bidi import BidiAttempt
+from engine.http2 import Http2Error, Http2Pool
+from engine.messages import AttemptResult, MessageReader, read_messages
+from engine.processor import AttemptSnapshot, Partition
 from engine.protocol import service_protocol_pb2 as pb
-from engine.protocol.codec import FrameDecoder, MessageType, ProtocolError, content_type, encode_message, encode_raw
+from engine.protocol.codec import content_type, encode_message, encode_raw
 from engine.records import AttemptOutcome, Deployment, InvocationStatus
 from engine.schema import Schema
 from engine.config import Config, RetryPolicy
@@ -37,19 +40,8 @@ class RetryState:
     paused: bool = False
 
 
-@dataclass
-class AttemptResult:
-    entries: list[JournalEntry]
-    ending: str  # end | suspend | error | incomplete
-    awaiting_completions: list[int] = field(default_factory=list)
-    awaiting_signals: list[int] = field(default_factory=list)
-    awaiting_signal_names: list[str] = field(default_factory=list)
-    failure: str | None = None
-    retry_after: float | None = None
-
-
 class Invoker:
-    def __init__(self, config: Config, schema: Schema) -> None:
+    def __init__(self, config: Config, schema: Schema, http2: Http2Pool) -> None:
         self._config = config
         self._schema = schema
         # aiohttp rather than httpx on this path: measured at 32 concurrent keep-alive connections,
@@ -60,6 +52,7 @@ class Invoker:
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
+        self._http2 = http2
         self._slots = asyncio.Semaphore(config.concurrent_invocations)
         self._tasks: set[asyncio.Task[None]] = set()
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}
@@ -93,7 +86,9 @@ class Invoker:
             if deployment is None:
                 result = AttemptResult([], "error", failure=f"no deployment serves {status.target.service}")
             else:
-                result = await self._call(deployment, snapshot)
+                result = await self._call(partition, attempt, deployment, snapshot)
+            if result.ending == "stale":
+                return
             accepted = await partition.submit(
                 AttemptOutcome(
                     invocation_id=invocation_id,
@@ -113,8 +108,38 @@ class Invoker:
         else:
             self._schedule_retry(partition, invocation_id, attempt, status, result)
 
-    async def _call(self, deployment: Deployment, snapshot: AttemptSnapshot) -> AttemptResult:
+    async def _call(
+        self, partition: Partition, attempt: int, deployment: Deployment, snapshot: AttemptSnapshot
+    ) -> AttemptResult:
         version = deployment.protocol_version
+        status = snapshot.status
+        body = self._start_and_journal(snapshot, version)
+        media_type = content_type(version)
+        headers = {
+            "content-type": media_type,
+            "accept": media_type,
+            "x-restate-invocation-id": status.id,
+            "x-restate-cluster-name": self._config.cluster_name,
+            **deployment.additional_headers,
+        }
+        if status.target.key:
+            headers["x-restate-service-key"] = status.target.key
+        url = f"{deployment.uri.rstrip('/')}/invoke/{status.target.service}/{status.target.handler}"
+        if deployment.use_http_11:
+            return await self._request_response_http11(url, headers, body, media_type)
+        try:
+            connection, stream = await self._http2.open_stream(url, list(headers.items()))
+        except Http2Error as exc:
+            return AttemptResult([], "error", failure=f"cannot reach {url}: {exc}")
+        reader = MessageReader()
+        if deployment.protocol_mode == "REQUEST_RESPONSE" or self._timeouts(status)[0] == 0:
+            # Request/response over HTTP/2: write everything, close our side, read the answer.
+            return await BidiAttempt.request_response(connection, stream, body, media_type, reader, self._config.abort_timeout)
+        inactivity, abort = self._timeouts(status)
+        bidi = BidiAttempt(partition, status.id, attempt, deployment.id, version, inactivity, abort)
+        return await bidi.run(connection, stream, body, media_type, reader)
+
+    def _start_and_journal(self, snapshot: AttemptSnapshot, version: int) -> bytes:
         status, journal = snapshot.status, snapshot.journal
         retry = self.retries.get(status.id)
         eager = snapshot.state is not None and not self._lazy_state(status)
@@ -130,18 +155,11 @@ class Invoker:
         )
         if version >= 6:
             start.random_seed = _random_seed(snapshot.raw_id)
-        body = b"".join([encode_message(start), *(encode_raw(t, p) for t, p in journal)])
-        media_type = content_type(version)
-        headers = {
-            "content-type": media_type,
-            "accept": media_type,
-            "x-restate-invocation-id": status.id,
-            "x-restate-cluster-name": self._config.cluster_name,
-            **deployment.additional_headers,
-        }
-        if status.target.key:
-            headers["x-restate-service-key"] = status.target.key
-        url = f"{deployment.uri.rstrip('/')}/invoke/{status.target.service}/{status.target.handler}"
+        return b"".join([encode_message(start), *(encode_raw(t, p) for t, p in journal)])
+
+    async def _request_response_http11(
+        self, url: str, headers: dict[str, str], body: bytes, media_type: str
+    ) -> AttemptResult:
         try:
             async with self._session.post(url, data=body, headers=headers) as response:
                 content = await response.read()
@@ -159,7 +177,22 @@ class Invoker:
             return AttemptResult(
                 [], "error", failure=f"unexpected content-type {response.headers.get('content-type')!r} from {url}"
             )
-        return _read_messages(content)
+        return read_messages(content)
+
+    def _timeouts(self, status: InvocationStatus) -> tuple[float, float]:
+        """(inactivity, abort) in seconds: handler, then service, then server default."""
+        inactivity, abort = self._config.inactivity_timeout, self._config.abort_timeout
+        entry = self._schema.services.get(status.target.service)
+        if entry is not None:
+            handler = entry.manifest.handler(status.target.handler)
+            for layer in (entry.manifest, handler):
+                if layer is None:
+                    continue
+                if layer.inactivity_timeout is not None:
+                    inactivity = layer.inactivity_timeout / 1000
+                if layer.abort_timeout is not None:
+                    abort = layer.abort_timeout / 1000
+        return inactivity, abort
 
     def _schedule_retry(
         self, partition: Partition, invocation_id: str, attempt: int, status: InvocationStatus, result: AttemptResult
@@ -223,53 +256,3 @@ class Invoker:
 def _random_seed(raw_id: bytes) -> int:
     # Stable across attempts and restarts, as the SDKs expect for deterministic randomness.
     return int.from_bytes(hashlib.blake2b(raw_id, digest_size=8).digest(), "big")
-
-
-def _read_messages(data: bytes) -> AttemptResult:
-    """Turn the SDK's response into journal entries and an ending."""
-    decoder = FrameDecoder()
-    entries: list[JournalEntry] = []
-    try:
-        frames = decoder.feed(data)
-    except ProtocolError as exc:
-        return AttemptResult([], "error", failure=f"protocol violation: {exc}")
-    for frame in frames:
-        kind = frame.type
-        if kind == MessageType.PROPOSE_RUN_COMPLETION:
-            # A run proposal is journaled as the notification the SDK will replay.
-            proposal = pb.ProposeRunCompletionMessage.FromString(frame.payload)
-            notification = pb.RunCompletionNotificationMessage(completion_id=proposal.result_completion_id)
-            if proposal.HasField("failure"):
-                notification.failure.CopyFrom(proposal.failure)
-            else:
-                notification.value.content = proposal.value
-            entries.append((MessageType.RUN_COMPLETION, notification.SerializeToString()))
-        elif kind >= 0x0400:
-            entries.append((kind, frame.payload))
-        elif kind == MessageType.END:
-            return AttemptResult(entries, "end")
-        elif kind == MessageType.SUSPENSION:
-            suspension = pb.SuspensionMessage.FromString(frame.payload)
-            completions, signals, names = _flatten_awaited(suspension)
-            return AttemptResult(entries, "suspend", completions, signals, names)
-        elif kind == MessageType.ERROR:
-            error = pb.ErrorMessage.FromString(frame.payload)
-            delay = error.next_retry_delay / 1000 if error.HasField("next_retry_delay") else None
-            return AttemptResult(entries, "error", failure=f"[{error.code}] {error.message}", retry_after=delay)
-        # AwaitingOn and acks are hints that need no answer in request/response mode.
-    return AttemptResult(entries, "incomplete", failure="the SDK closed the stream without End, Suspension or Error")
-
-
-def _flatten_awaited(message: pb.SuspensionMessage) -> tuple[list[int], list[int], list[str]]:
-    """Every notification the suspension names; any one of them may unblock the SDK."""
-    completions = list(message.waiting_completions)
-    signals = list(message.waiting_signals)
-    names = list(message.waiting_named_signals)
-    pending = [message.awaiting_on] if message.HasField("awaiting_on") else []
-    while pending:
-        future = pending.pop()
-        completions.extend(future.waiting_completions)
-        signals.extend(future.waiting_signals)
-        names.extend(future.waiting_named_signals)
-        pending.extend(future.nested_futures)
-    return completions, signals, names

@@ -99,3 +99,24 @@ def expiry_raw_id(key: bytes) -> bytes:
 
 def outbox_key(partition: int, sequence: int) -> bytes:
     return _LSN.pack(partition, sequence)
+
+
+SERVICE_CONFIG_PREFIX = b"service_config/"
+
+
+def service_config_key(service: str) -> bytes:
+    """Operator overrides of a service's settings (admin ``PATCH /services/{name}``)."""
+    return SERVICE_CONFIG_PREFIX + service.encode()
+
+
+def parse_state_key(key: bytes) -> tuple[str, str, bytes]:
+    """(service, object key, state name) of a STATE key built by ``state_key(object_key(...))``."""
+    offset = _PARTITION.size
+    (service_len,) = _INDEX.unpack_from(key, offset)
+    offset += _INDEX.size
+    service = key[offset : offset + service_len].decode()
+    offset += service_len
+    (key_len,) = _INDEX.unpack_from(key, offset)
+    offset += _INDEX.size
+    object_key_text = key[offset : offset + key_len].decode()
+    return service, object_key_text, key[offset + key_len :]

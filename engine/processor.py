@@ -23,6 +23,7 @@ import msgspec
 from engine import keys
 from engine.ids import InvocationId
 from engine.journal import JournalApplier, set_completion
+from engine.messages import JournalEntry
 from engine.objects import ObjectTable
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
@@ -49,7 +50,7 @@ from engine.store import Store
 log = logging.getLogger(__name__)
 
 Effect = Callable[[], None]
-JournalEntry = tuple[int, bytes]
+Push = Callable[[int, bytes], None]
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_status = msgspec.msgpack.Decoder(InvocationStatus).decode
@@ -127,6 +128,7 @@ class Partition:
         self.active: dict[str, Active] = {}
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._journal = JournalApplier(self)
+        self._streams: dict[str, tuple[int, Push]] = {}  # live bidi attempts, by invocation
 
     # -- public API ------------------------------------------------------------------------
     def submit(self, command: Command) -> asyncio.Future[Any]:
@@ -164,6 +166,14 @@ class Partition:
             waiters.remove(waiter)
             if not waiters:
                 del self._waiters[invocation_id]
+
+    def open_stream(self, invocation_id: str, attempt: int, push: Push) -> None:
+        """A bidi attempt listens: durable notifications for it are pushed as they happen."""
+        self._streams[invocation_id] = (attempt, push)
+
+    def close_stream(self, invocation_id: str, attempt: int) -> None:
+        if self._streams.get(invocation_id, (None,))[0] == attempt:
+            del self._streams[invocation_id]
 
     def view(self, invocation_id: InvocationId) -> InvocationView | None:
         """The phase of an invocation, with its result once completed (and retained)."""
@@ -460,6 +470,10 @@ class Partition:
         """Journal a notification; a suspended invocation waiting for it resumes."""
         self.append(active, message_type, payload)
         status = active.status
+        stream = self._streams.get(status.id)
+        if stream is not None and stream[0] == active.attempt:
+            push = stream[1]
+            effects.append(lambda: push(message_type, payload))
         if status.phase == "suspended" and self._awaited_is_present(status):
             status.phase = "running"
             effects.append(self._next_attempt(active))
@@ -535,6 +549,33 @@ class Partition:
     def _last_sequence(self, column: str) -> int:
         last = self.store.last_key(column, keys.partition_prefix(self.id))
         return 0 if last is None else int.from_bytes(last[2:10], "big")
+
+    # -- read-only inspection (admin API, SQL introspection) ---------------------------------
+    def inspect(self, invocation_id: str) -> tuple[InvocationStatus, list[JournalEntry]] | None:
+        """An invocation's status and journal: unfinished ones from memory, completed retained
+        ones from the store (their journal was dropped on completion)."""
+        active = self.active.get(invocation_id)
+        if active is not None:
+            return active.status, list(active.journal)
+        retained = self._retained(invocation_id)
+        return None if retained is None else (retained, [])
+
+    def statuses(self) -> list[InvocationStatus]:
+        """Every invocation this partition knows: unfinished, then completed retained ones."""
+        found: list[InvocationStatus] = [active.status for active in self.active.values()]
+        for _, value in self.store.scan_merged(keys.STATUS, keys.partition_prefix(self.id)):
+            status = _decode_status(value)
+            if status.phase == "completed":
+                found.append(status)
+        return found
+
+    def journals(self) -> list[tuple[InvocationStatus, list[JournalEntry]]]:
+        """Journals of the unfinished invocations (completed ones keep none)."""
+        return [(active.status, list(active.journal)) for active in self.active.values()]
+
+    def state_entries(self) -> list[tuple[bytes, bytes]]:
+        """Every (STATE key, value) of this partition, staged writes included."""
+        return self.store.scan_merged(keys.STATE, keys.partition_prefix(self.id))
 
 
 def _completion_of_output(payload: bytes) -> Completion:

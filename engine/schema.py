@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import httpx
 import msgspec
 
-from engine import keys
-from engine.errors import Conflict, DeploymentError, NotFound
+from engine import http2, keys
+from engine.errors import BadRequest, Conflict, DeploymentError, NotFound
+from engine.http2 import Http2Pool
 from engine.ids import new_deployment_id
 from engine.manifest import MANIFEST_ACCEPT, EndpointManifest, HandlerManifest, ServiceManifest, decode_manifest
 from engine.protocol.codec import DEFAULT_MAX_PROTOCOL_VERSION, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION
@@ -19,6 +20,24 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_deployment = msgspec.msgpack.Decoder(Deployment).decode
 
 
+class ServiceOverrides(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What an operator changed with ``PATCH /services/{name}``; None = keep the manifest's value.
+
+    Durations are milliseconds. Stored in META under ``keys.service_config_key``; they outlive
+    re-registration of the service, as Restate keeps service-level settings across revisions.
+    """
+
+    public: bool | None = None
+    idempotency_retention: int | None = None
+    workflow_completion_retention: int | None = None
+    journal_retention: int | None = None
+    inactivity_timeout: int | None = None
+    abort_timeout: int | None = None
+
+
+_decode_overrides = msgspec.msgpack.Decoder(ServiceOverrides).decode
+
+
 @dataclass(frozen=True)
 class ServiceEntry:
     manifest: ServiceManifest
@@ -27,17 +46,23 @@ class ServiceEntry:
 
 
 class Schema:
-    def __init__(self, store: Store, cluster_name: str, enable_protocol_v7: bool = False) -> None:
+    def __init__(
+        self, store: Store, cluster_name: str, enable_protocol_v7: bool = False, http2: Http2Pool | None = None
+    ) -> None:
         self._store = store
+        self._http2 = http2
         self._cluster_name = cluster_name
         self._max_version = MAX_PROTOCOL_VERSION if enable_protocol_v7 else DEFAULT_MAX_PROTOCOL_VERSION
         self.deployments: dict[str, Deployment] = {}
         self.services: dict[str, ServiceEntry] = {}
+        self.overrides: dict[str, ServiceOverrides] = {}
 
     def load(self) -> None:
         found = [_decode_deployment(v) for _, v in self._store.scan(keys.META, keys.DEPLOYMENT_PREFIX)]
         for deployment in sorted(found, key=lambda d: d.created_at):
             self._index(deployment)
+        for key, value in self._store.scan(keys.META, keys.SERVICE_CONFIG_PREFIX):
+            self.overrides[key[len(keys.SERVICE_CONFIG_PREFIX) :].decode()] = _decode_overrides(value)
 
     # -- lookup ------------------------------------------------------------------------------
     def resolve(self, service: str, handler: str) -> tuple[ServiceEntry, HandlerManifest]:
@@ -50,7 +75,23 @@ class Schema:
                 f"the service '{service}' exists, but the handler '{handler}' was not found,"
                 " check that the handler exists in the latest registered service version."
             )
+        if not self.is_public(service, found):
+            # Restate's ingress refuses private services (and private handlers) with 400.
+            raise BadRequest(f"service '{service}' is private")
         return entry, found
+
+    def is_public(self, service: str, handler: HandlerManifest | None = None) -> bool:
+        """Callable from the ingress: the operator's ``public`` wins over the manifest's
+        ``ingressPrivate``; a private handler stays private in a public service."""
+        entry = self.services.get(service)
+        if entry is None:
+            return False
+        override = self.overrides.get(service)
+        if override is not None and override.public is not None:
+            public = override.public
+        else:
+            public = not entry.manifest.ingress_private
+        return public and not (handler is not None and handler.ingress_private)
 
     def deployment_for(self, service: str, pinned: str | None) -> Deployment | None:
         if pinned is not None and pinned in self.deployments:
@@ -71,7 +112,7 @@ class Schema:
     ) -> tuple[Deployment, bool]:
         """Discover ``uri`` and store it; returns the deployment and whether it is new."""
         headers = dict(additional_headers or {})
-        manifest, raw, sdk_version = await self._discover(client, uri, headers)
+        manifest, raw, sdk_version = await self._discover(client, uri, headers, use_http_11)
         version = _negotiate(manifest, self._max_version)
         existing = next((d for d in self.deployments.values() if d.uri == uri), None)
         if existing is not None and existing.manifest == raw and not force:
@@ -102,25 +143,35 @@ class Schema:
         return deployment, existing is None
 
     async def _discover(
-        self, client: httpx.AsyncClient, uri: str, headers: dict[str, str]
+        self, client: httpx.AsyncClient, uri: str, headers: dict[str, str], use_http_11: bool
     ) -> tuple[EndpointManifest, dict, str | None]:  # type: ignore[type-arg]
         url = uri.rstrip("/") + "/discover"
         request_headers = {"accept": MANIFEST_ACCEPT, "x-restate-cluster-name": self._cluster_name, **headers}
+        problem = f"Error when trying to discover the service endpoint '{uri}'"
+        if use_http_11 or self._http2 is None:
+            try:
+                response = await client.get(url, headers=request_headers)
+            except httpx.HTTPError as exc:
+                raise DeploymentError(f"{problem}: {exc!r}") from exc
+            status, content, response_headers = response.status_code, response.content, response.headers
+        else:
+            # Like Restate, deployments speak HTTP/2 (h2c, prior knowledge) unless registered with use_http_11.
+            try:
+                status, response_headers, content = await http2.request(
+                    self._http2, url, list(request_headers.items()), b"", method="GET"
+                )
+            except http2.Http2Error as exc:
+                raise DeploymentError(
+                    f"{problem}: {exc}. The server possibly supports only HTTP1.1, register it with use_http_11: true"
+                ) from exc
+        if status != 200:
+            raise DeploymentError(f"{problem}: bad status code {status} from {url}: {content[:200]!r}")
         try:
-            response = await client.get(url, headers=request_headers)
-        except httpx.HTTPError as exc:
-            raise DeploymentError(f"Error when trying to discover the service endpoint '{uri}': {exc!r}") from exc
-        if response.status_code != 200:
-            raise DeploymentError(
-                f"Error when trying to discover the service endpoint '{uri}':"
-                f" bad status code {response.status_code} from {url}: {response.text[:200]}"
-            )
-        try:
-            manifest = decode_manifest(response.content)
-            raw = msgspec.json.decode(response.content)
+            manifest = decode_manifest(content)
+            raw = msgspec.json.decode(content)
         except msgspec.DecodeError as exc:
             raise DeploymentError(f"Cannot decode the discovery manifest of '{uri}': {exc}") from exc
-        return manifest, raw, response.headers.get("x-restate-server")
+        return manifest, raw, response_headers.get("x-restate-server")
 
     def _index(self, deployment: Deployment) -> None:
         self.deployments[deployment.id] = deployment
@@ -129,6 +180,84 @@ class Schema:
             previous = self.services.get(service.name)
             revision = 1 if previous is None else previous.revision + (previous.deployment_id != deployment.id)
             self.services[service.name] = ServiceEntry(service, deployment.id, revision)
+
+    # -- operator changes (admin API) --------------------------------------------------------
+    async def set_overrides(self, service: str, overrides: ServiceOverrides) -> None:
+        """Merge ``overrides`` (None fields keep the current value) into the stored ones."""
+        current = self.overrides.get(service, ServiceOverrides())
+        merged = msgspec.structs.replace(
+            current, **{f: v for f in ServiceOverrides.__struct_fields__ if (v := getattr(overrides, f)) is not None}
+        )
+        self._store.put(keys.META, keys.service_config_key(service), _encode(merged))
+        await self._store.flush()
+        self.overrides[service] = merged
+
+    async def remove_deployment(self, deployment_id: str) -> None:
+        """Forget a deployment; its services go too, unless an older deployment still serves them
+        (then that one serves them again, exactly as a restart would rebuild the registry)."""
+        if deployment_id not in self.deployments:
+            raise NotFound(f"Deployment '{deployment_id}' not found")
+        self._store.delete(keys.META, keys.deployment_key(deployment_id))
+        remaining = [d for d in self.deployments.values() if d.id != deployment_id]
+        self._reindex(remaining)
+        for service in [s for s in self.overrides if s not in self.services]:
+            self._store.delete(keys.META, keys.service_config_key(service))
+            del self.overrides[service]
+        await self._store.flush()
+
+    async def update_deployment(
+        self,
+        client: httpx.AsyncClient,
+        deployment_id: str,
+        *,
+        uri: str | None = None,
+        use_http_11: bool | None = None,
+        additional_headers: dict[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> Deployment:
+        """Re-discover a deployment (at a new ``uri``, with new headers) and replace it in place:
+        same id, so invocations pinned to it continue against the new address."""
+        existing = self.deployments.get(deployment_id)
+        if existing is None:
+            raise NotFound(f"Deployment '{deployment_id}' not found")
+        target = uri if uri is not None else existing.uri
+        headers = dict(additional_headers) if additional_headers is not None else dict(existing.additional_headers)
+        http_11 = existing.use_http_11 if use_http_11 is None else use_http_11
+        manifest, raw, sdk_version = await self._discover(client, target, headers, http_11)
+        version = _negotiate(manifest, self._max_version)
+        old = {s.name for s in msgspec.convert(existing.manifest, EndpointManifest).services}
+        new = {s.name for s in manifest.services}
+        if old - new:
+            raise BadRequest(
+                f"The deployment at '{target}' does not serve {sorted(old - new)} any more;"
+                " an update must keep the services of the deployment."
+            )
+        deployment = msgspec.structs.replace(
+            existing,
+            uri=target,
+            use_http_11=http_11,
+            additional_headers=headers,
+            protocol_mode=manifest.protocol_mode or "BIDI_STREAM",
+            min_protocol_version=manifest.min_protocol_version,
+            max_protocol_version=manifest.max_protocol_version,
+            protocol_version=version,
+            manifest=raw,
+            sdk_version=sdk_version,
+        )
+        if dry_run:
+            return deployment
+        self._store.put(keys.META, keys.deployment_key(deployment.id), _encode(deployment))
+        await self._store.flush()
+        self._reindex([deployment if d.id == deployment.id else d for d in self.deployments.values()])
+        return deployment
+
+    def _reindex(self, deployments: list[Deployment]) -> None:
+        # In place: the invoker and the ingress hold these dicts through the Schema only, but
+        # clearing keeps any other holder consistent too.
+        self.deployments.clear()
+        self.services.clear()
+        for deployment in sorted(deployments, key=lambda d: d.created_at):
+            self._index(deployment)
 
 
 def _negotiate(manifest: EndpointManifest, max_version: int) -> int:

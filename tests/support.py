@@ -120,9 +120,10 @@ class SdkService(Process):
 class TsService(Process):
     """A real @restatedev/restate-sdk (TypeScript SDK) endpoint under Node, over HTTP/1.1."""
 
-    def __init__(self) -> None:
+    def __init__(self, http2: bool = False) -> None:
         self.port = free_port()
-        super().__init__(["node", "tests/ts/services.js", str(self.port)], ready_marker="Listening on")
+        argv = ["node", "tests/ts/services.js", str(self.port), *(["h2"] if http2 else [])]
+        super().__init__(argv, ready_marker="Listening on")
 
     @property
     def url(self) -> str:

@@ -36,7 +36,7 @@ async def test_sigkill_loses_nothing_and_repeats_no_journaled_step(
         # The restarted server resumes all ten from their journals: each reaches the gate again.
         resumed = await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "entered:crash-", "total": 20})
         assert resumed.json() == 20
-        await client.get(f"{sdk_service.url}/test/open", params={"name": "process"})
+        await client.get(f"{sdk_service.url}/test/open", params={"name": "crash"})
         done = await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "done:crash-", "total": 10})
         assert done.json() == 10
         counts = (await client.get(f"{sdk_service.url}/test/counters", params={"prefix": "count:crash-"})).json()

@@ -37,6 +37,15 @@ async def flaky(ctx: restate.Context, name: str) -> str:
 
 
 @greeter.handler()
+async def two_steps(ctx: restate.Context, name: str) -> int:
+    """Two runs; the plain record counts attempts (one in bidi mode, three in request/response)."""
+    await control.record(f"attempt:{name}")
+    first = await ctx.run_typed("first", lambda: 1)
+    second = await ctx.run_typed("second", lambda: 2)
+    return first + second
+
+
+@greeter.handler()
 async def headers(ctx: restate.Context) -> dict[str, str]:
     return dict(ctx.request().headers)
 
@@ -51,9 +60,9 @@ async def process(ctx: restate.Context, name: str) -> int:
 
     async def wait_at_gate() -> None:
         await control.record(f"entered:{name}")
-        await control.gate("process").wait()
+        await control.gate(name.split("-")[0]).wait()
 
-    await ctx.run_typed("gate", wait_at_gate)
+    await ctx.run_typed("gate", wait_at_gate)  # gate named by the prefix: "crash-3" waits at "crash"
     await ctx.run_typed("done", control.record, name=f"done:{name}")
     return count
 

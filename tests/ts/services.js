@@ -1,5 +1,4 @@
 // TypeScript-SDK services for quill's integration tests, served over HTTP/1.1 (request/response).
-// Usage: node services.js PORT
 "use strict";
 
 // SDK 1.16.9+ calls Promise.withResolvers, which Node 20 lacks: define the standard function.
@@ -42,6 +41,14 @@ const greeter = restate.service({
   },
 });
 
+// Usage: node services.js PORT [h2]: "h2" serves with restate.serve() (HTTP/2 cleartext only, as most
+// TypeScript services run), otherwise node:http with the endpoint handler (HTTP/1.1).
 const port = Number(process.argv[2]);
-const server = http.createServer(restate.createEndpointHandler({ services: [counter, greeter] }));
-server.listen(port, "127.0.0.1", () => console.log(`Listening on 127.0.0.1:${port}`));
+if (process.argv[3] === "h2") {
+  Promise.resolve(restate.serve({ services: [counter, greeter], port })).then(() =>
+    console.log(`Listening on 127.0.0.1:${port} (h2c)`),
+  );
+} else {
+  const server = http.createServer(restate.createEndpointHandler({ services: [counter, greeter] }));
+  server.listen(port, "127.0.0.1", () => console.log(`Listening on 127.0.0.1:${port}`));
+}

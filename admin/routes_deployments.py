@@ -1,0 +1,94 @@
+"""``/deployments``: register (discovery), list, describe, update in place, remove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from admin.bodies import RegisterDeployment, UpdateDeployment, check_uri, decode_body
+from admin.views import deployment_view, service_view
+from engine.engine import Engine
+from engine.errors import NotFound, QuillError
+
+
+class NotImplementedYet(QuillError):
+    status = 501
+
+
+def deployments_router(engine: Engine) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/deployments", status_code=201)
+    async def register(request: Request) -> Response:
+        body = decode_body(await request.body(), RegisterDeployment, "registration")
+        check_uri(body.uri)
+        deployment, created = await engine.schema.register(
+            engine.http_client,
+            body.uri,
+            use_http_11=body.use_http_11,
+            additional_headers=body.additional_headers,
+            force=body.force,
+            dry_run=body.dry_run,
+        )
+        services = [
+            service_view(entry, engine.config, engine.schema.overrides.get(name))
+            for name, entry in engine.schema.services.items()
+            if entry.deployment_id == deployment.id
+        ]
+        if body.dry_run:
+            services = [{"name": s["name"], "ty": s["ty"]} for s in deployment.manifest.get("services", [])]
+        payload = {
+            "id": deployment.id,
+            "services": services,
+            "min_protocol_version": deployment.min_protocol_version,
+            "max_protocol_version": deployment.max_protocol_version,
+            "sdk_version": deployment.sdk_version,
+        }
+        return JSONResponse(payload, status_code=201 if created else 200)
+
+    @router.get("/deployments")
+    async def list_deployments() -> dict[str, Any]:
+        return {"deployments": [deployment_view(d, engine.schema) for d in engine.schema.deployments.values()]}
+
+    @router.get("/deployments/{deployment_id}")
+    async def get_deployment(deployment_id: str) -> dict[str, Any]:
+        deployment = engine.schema.deployments.get(deployment_id)
+        if deployment is None:
+            raise NotFound(f"Deployment '{deployment_id}' not found")
+        return deployment_view(deployment, engine.schema, engine.config)
+
+    @router.delete("/deployments/{deployment_id}", status_code=202)
+    async def delete_deployment(deployment_id: str, force: bool = False) -> Response:
+        if deployment_id not in engine.schema.deployments:
+            raise NotFound(f"Deployment '{deployment_id}' not found")
+        if not force:
+            # As Restate 1.7: only the forced removal exists.
+            raise NotImplementedYet(
+                "Removing a deployment without force is not supported yet. Use force=true to remove it;"
+                " in-flight invocations of its services will fail to make progress."
+            )
+        await engine.schema.remove_deployment(deployment_id)
+        return Response(status_code=202)
+
+    async def update(deployment_id: str, request: Request) -> dict[str, Any]:
+        body = decode_body(await request.body(), UpdateDeployment, "update deployment")
+        if body.uri is not None:
+            check_uri(body.uri)
+        deployment = await engine.schema.update_deployment(
+            engine.http_client,
+            deployment_id,
+            uri=body.uri,
+            use_http_11=body.use_http_11,
+            additional_headers=body.additional_headers,
+            dry_run=body.dry_run,
+        )
+        view = deployment_view(deployment, engine.schema, engine.config)
+        if body.dry_run:
+            view["services"] = [{"name": s["name"], "ty": s["ty"]} for s in deployment.manifest.get("services", [])]
+        return view
+
+    router.add_api_route("/deployments/{deployment_id}", update, methods=["PATCH"], operation_id="update_deployment")
+    router.add_api_route("/deployments/{deployment_id}", update, methods=["PUT"], operation_id="replace_deployment")
+    return router

@@ -1,0 +1,73 @@
+"""``/services``: list, describe, handlers, operator overrides (PATCH), OpenAPI, state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from admin.bodies import ModifyService, decode_body, duration_ms
+from admin.openapi import service_openapi
+from admin.views import handler_view, service_view
+from engine.engine import Engine
+from engine.errors import BadRequest, NotFound
+from engine.schema import ServiceEntry, ServiceOverrides
+
+
+def services_router(engine: Engine) -> APIRouter:
+    router = APIRouter()
+
+    def entry_of(name: str) -> ServiceEntry:
+        entry = engine.schema.services.get(name)
+        if entry is None:
+            raise NotFound(f"Service '{name}' not found")
+        return entry
+
+    def view(name: str) -> dict[str, Any]:
+        return service_view(entry_of(name), engine.config, engine.schema.overrides.get(name))
+
+    @router.get("/services")
+    async def list_services() -> dict[str, Any]:
+        return {"services": [view(name) for name in engine.schema.services]}
+
+    @router.get("/services/{name}")
+    async def get_service(name: str) -> dict[str, Any]:
+        return view(name)
+
+    @router.patch("/services/{name}")
+    async def modify_service(name: str, request: Request) -> dict[str, Any]:
+        entry = entry_of(name)
+        body = decode_body(await request.body(), ModifyService, "modify service")
+        if body.workflow_completion_retention is not None and entry.manifest.ty != "WORKFLOW":
+            raise BadRequest(f"Cannot set the workflow completion retention of '{name}': it is not a workflow")
+        overrides = ServiceOverrides(
+            public=body.public,
+            idempotency_retention=duration_ms(body.idempotency_retention, "idempotency_retention"),
+            workflow_completion_retention=duration_ms(
+                body.workflow_completion_retention, "workflow_completion_retention"
+            ),
+            journal_retention=duration_ms(body.journal_retention, "journal_retention"),
+            inactivity_timeout=duration_ms(body.inactivity_timeout, "inactivity_timeout"),
+            abort_timeout=duration_ms(body.abort_timeout, "abort_timeout"),
+        )
+        await engine.schema.set_overrides(name, overrides)
+        return view(name)
+
+    @router.get("/services/{name}/handlers")
+    async def list_handlers(name: str) -> dict[str, Any]:
+        service = view(name)
+        return {"handlers": service["handlers"]}
+
+    @router.get("/services/{name}/handlers/{handler}")
+    async def get_handler(name: str, handler: str) -> dict[str, Any]:
+        entry = entry_of(name)
+        found = entry.manifest.handler(handler)
+        if found is None:
+            raise NotFound(f"Handler '{name}/{handler}' not found")
+        return handler_view(entry.manifest, found, engine.schema.is_public(name))
+
+    @router.get("/services/{name}/openapi")
+    async def get_service_openapi(name: str) -> dict[str, Any]:
+        return service_openapi(entry_of(name), f"http://{engine.config.bind}:{engine.config.ingress_port}/")
+
+    return router

@@ -1,0 +1,147 @@
+"""One attempt in BIDI_STREAM mode: a single HTTP/2 stream kept open in both directions.
+
+quill writes ``StartMessage`` + the journal and keeps its side open. Every batch of commands the
+SDK writes is journaled at once (an ``open`` AttemptOutcome); notifications the partition then
+produces — run completions, state, call results, timers, signals — are written back to the
+stream as soon as they are durable, so the handler continues without suspending. When nothing
+happens for the inactivity timeout quill closes its side, the SDK suspends, and a later
+notification resumes the invocation in a new attempt; the abort timeout bounds how long quill
+then waits for the SDK to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from engine.http2 import Connection, Http2Error, Stream
+from engine.messages import NO_ENDING, AttemptResult, MessageReader
+from engine.protocol import service_protocol_pb2 as pb
+from engine.protocol.codec import MessageType, encode_message, encode_raw
+from engine.records import AttemptOutcome
+
+if TYPE_CHECKING:
+    from engine.processor import Partition
+
+log = logging.getLogger(__name__)
+
+
+class BidiAttempt:
+    def __init__(
+        self,
+        partition: Partition,
+        invocation_id: str,
+        attempt: int,
+        deployment_id: str,
+        version: int,
+        inactivity_timeout: float,
+        abort_timeout: float,
+    ) -> None:
+        self._partition = partition
+        self._invocation_id = invocation_id
+        self._attempt = attempt
+        self._deployment_id = deployment_id
+        self._version = version
+        self._inactivity_timeout = inactivity_timeout
+        self._abort_timeout = abort_timeout
+        self._pushes: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+
+    async def run(
+        self, connection: Connection, stream: Stream, body: bytes, media_type: str, reader: MessageReader
+    ) -> AttemptResult:
+        partition = self._partition
+        partition.open_stream(self._invocation_id, self._attempt, self._push)
+        receiving: asyncio.Task[bytes | None] | None = None
+        pushing: asyncio.Task[tuple[int, bytes]] | None = None
+        try:
+            await stream.send(body)
+            response = await asyncio.wait_for(stream.response_headers, self._abort_timeout)
+            status = int(response.get(":status", "0"))
+            if status != 200:
+                return AttemptResult([], "error", failure=f"unexpected status {status} from the deployment")
+            if response.get("content-type") != media_type:
+                return AttemptResult([], "error", failure=f"unexpected content-type {response.get('content-type')!r}")
+            closed = False
+            timeout = self._inactivity_timeout
+            receiving = asyncio.ensure_future(stream.receive())
+            pushing = asyncio.ensure_future(self._pushes.get())
+            while True:
+                done, _ = await asyncio.wait({receiving, pushing}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    if closed:
+                        return AttemptResult([], "error", failure="abort timeout: the SDK did not finish the attempt")
+                    # Inactivity: close our side so the SDK suspends; it must answer within the abort timeout.
+                    await stream.end()
+                    closed, timeout = True, self._abort_timeout
+                    continue
+                if pushing in done:
+                    message_type, payload = pushing.result()
+                    if not closed:
+                        await stream.send(encode_raw(message_type, payload))
+                    pushing = asyncio.ensure_future(self._pushes.get())
+                if receiving in done:
+                    chunk = receiving.result()
+                    if chunk is None:
+                        return AttemptResult(reader.take_entries(), "incomplete", failure=NO_ENDING)
+                    result = reader.feed(chunk)
+                    if result is not None:
+                        return result
+                    if not await self._journal(reader):
+                        return AttemptResult([], "stale")
+                    if not closed:
+                        await self._answer_run_proposals(stream, reader)
+                        timeout = self._inactivity_timeout
+                    receiving = asyncio.ensure_future(stream.receive())
+        except (Http2Error, asyncio.TimeoutError) as exc:
+            return AttemptResult(reader.take_entries(), "error", failure=f"stream failed: {exc!r}")
+        finally:
+            partition.close_stream(self._invocation_id, self._attempt)
+            for task in (receiving, pushing):
+                if task is not None:
+                    task.cancel()
+            stream.reset()
+            connection.forget(stream)
+
+    @staticmethod
+    async def request_response(
+        connection: Connection, stream: Stream, body: bytes, media_type: str, reader: MessageReader, abort_timeout: float
+    ) -> AttemptResult:
+        """The request/response mode over an HTTP/2 stream: our side closes after the journal."""
+        try:
+            await stream.send(body, end=True)
+            response = await asyncio.wait_for(stream.response_headers, abort_timeout)
+            status = int(response.get(":status", "0"))
+            if status != 200:
+                return AttemptResult([], "error", failure=f"unexpected status {status} from the deployment")
+            if response.get("content-type") != media_type:
+                return AttemptResult([], "error", failure=f"unexpected content-type {response.get('content-type')!r}")
+            while (chunk := await asyncio.wait_for(stream.receive(), abort_timeout)) is not None:
+                if (result := reader.feed(chunk)) is not None:
+                    return result
+            return AttemptResult(reader.take_entries(), "incomplete", failure=NO_ENDING)
+        except (Http2Error, asyncio.TimeoutError) as exc:
+            return AttemptResult(reader.take_entries(), "error", failure=f"stream failed: {exc!r}")
+        finally:
+            stream.reset()
+            connection.forget(stream)
+
+    def _push(self, message_type: int, payload: bytes) -> None:
+        self._pushes.put_nowait((message_type, payload))
+
+    async def _journal(self, reader: MessageReader) -> bool:
+        """Journal what the SDK wrote so far; False if this attempt is no longer current."""
+        entries = reader.take_entries()
+        if not entries:
+            return True
+        outcome = AttemptOutcome(self._invocation_id, self._attempt, self._deployment_id, entries, "open")
+        return bool(await self._partition.submit(outcome))
+
+    async def _answer_run_proposals(self, stream: Stream, reader: MessageReader) -> None:
+        """Run results are durable now: acknowledge them (V7, when asked) or send them back."""
+        proposals, reader.run_proposals = reader.run_proposals, []
+        for completion_id, wants_ack, payload in proposals:
+            if wants_ack and self._version >= 7:
+                await stream.send(encode_message(pb.ProposeRunCompletionAckMessage(completion_id=completion_id)))
+            else:
+                await stream.send(encode_raw(MessageType.RUN_COMPLETION, payload))

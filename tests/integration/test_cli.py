@@ -1,0 +1,127 @@
+"""The official `restate` CLI (1.7.12, from the npm registry) against a live quill.
+
+`make test` installs it into the git-ignored `.tooling/restate-cli`; run directly, this module
+installs it there on first use and is skipped only when npm cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import REPO, Quill, SdkService
+
+CLI_VERSION = "1.7.12"
+CLI_PREFIX = REPO / ".tooling" / "restate-cli"
+CLI = CLI_PREFIX / "node_modules" / ".bin" / "restate"
+
+
+def _installed_version() -> str | None:
+    if not CLI.exists():
+        return None
+    done = subprocess.run([str(CLI), "--version"], check=False, capture_output=True, text=True, timeout=60)
+    return done.stdout.split()[1] if done.returncode == 0 and done.stdout.split()[1:] else None
+
+
+@pytest.fixture(scope="module")
+def cli() -> Path:
+    if _installed_version() != CLI_VERSION:
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not available to install @restatedev/restate")
+        install = subprocess.run(
+            [npm, "install", "--prefix", str(CLI_PREFIX), "--no-audit", "--no-fund", "--ignore-scripts",
+             f"@restatedev/restate@{CLI_VERSION}"],
+            check=False, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if install.returncode != 0 or _installed_version() != CLI_VERSION:
+            pytest.skip(f"npm could not install @restatedev/restate@{CLI_VERSION}: {install.stderr[-500:]}")
+    return CLI
+
+
+@pytest.fixture(scope="module")
+def quill(registered: Quill) -> Quill:
+    return registered
+
+
+def restate(cli: Path, quill: Quill, tmp_path: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "RESTATE_ADMIN_URL": quill.admin,
+        "RESTATE_INGRESS_URL": quill.ingress,
+        "RESTATE_CLI_CONFIG_HOME": str(tmp_path / "cli-config"),
+        "NO_COLOR": "1",
+    }
+    done = subprocess.run([str(cli), *args], check=False, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, f"restate {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+async def run_cli(cli: Path, quill: Quill, tmp_path: Path, *args: str) -> str:
+    # Off the event loop: the SDK service and quill answer while the CLI waits.
+    return await asyncio.to_thread(restate, cli, quill, tmp_path, *args)
+
+
+async def test_deployments_and_services(
+    cli: Path, quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    deployment_id = (await client.get(f"{quill.admin}/deployments")).json()["deployments"][0]["id"]
+    listed = await run_cli(cli, quill, tmp_path, "deployments", "list")
+    assert deployment_id in listed and sdk_service.url in listed
+    assert "- Greeter [1]" in listed and "- Counter [1]" in listed
+
+    services = await run_cli(cli, quill, tmp_path, "services", "list")
+    rows = {line.split()[1]: line for line in services.splitlines() if line.strip().startswith("[public]")}
+    assert set(rows) == {"Greeter", "Durable", "Counter", "Timers", "Caller", "Signup"}
+    assert "virtual object" in rows["Counter"] and "workflow" in rows["Signup"]
+    assert all(deployment_id in row for row in rows.values())
+
+    described = await run_cli(cli, quill, tmp_path, "services", "describe", "Greeter")
+    assert "Name:            Greeter" in described
+    assert "Service type:    Service" in described
+    assert f"Deployment ID:   {deployment_id}" in described
+    assert "Request/Response" in described
+    handlers = {line.split()[0]: line.split()[1:] for line in described.splitlines()[-8:] if line.strip()}
+    assert handlers["greet"] == ["JSON", "string", "JSON", "string"]
+
+
+async def test_invocations_cancel_kill_purge(
+    cli: Path, quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    held = (await client.post(f"{quill.ingress}/restate/send/Counter/cli-cancel/hold", json="cli-gate-1")).json()
+    await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "holding:cli-cancel", "total": 1})
+    cancelled = await run_cli(cli, quill, tmp_path, "invocations", "cancel", "--yes", held["invocationId"])
+    assert held["invocationId"] in cancelled and "Counter/cli-cancel/hold" in cancelled
+    assert "[OK]: Cancelled 1 invocations" in cancelled
+    # The handler sits inside a `ctx.run`: it sees the cancellation once the run is over.
+    await client.get(f"{sdk_service.url}/test/open", params={"name": "cli-gate-1"})
+    await client.get(f"{quill.ingress}/restate/attach/{held['invocationId']}")
+    assert (await client.get(f"{quill.admin}/invocations/{held['invocationId']}")).json()["status"] == "completed"
+
+    held = (await client.post(f"{quill.ingress}/restate/send/Counter/cli-kill/hold", json="cli-gate-2")).json()
+    killed = await run_cli(cli, quill, tmp_path, "invocations", "kill", "--yes", held["invocationId"])
+    assert "[OK]: Killed 1 invocations" in killed
+    assert (await client.get(f"{quill.ingress}/restate/attach/{held['invocationId']}")).json()["message"] == "killed"
+
+    done = await client.post(f"{quill.ingress}/restate/call/Greeter/greet", json="cli")
+    purged = await run_cli(cli, quill, tmp_path, "invocations", "purge", "--yes", done.headers["x-restate-id"])
+    assert done.headers["x-restate-id"] in purged and "[OK]: Purged 1 invocations" in purged
+    assert (await client.get(f"{quill.ingress}/restate/output/{done.headers['x-restate-id']}")).status_code == 404
+
+    await client.get(f"{sdk_service.url}/test/open", params={"name": "cli-gate-2"})
+
+
+async def test_state_and_sql(cli: Path, quill: Quill, client: httpx.AsyncClient, tmp_path: Path) -> None:
+    await client.post(f"{quill.ingress}/restate/call/Counter/cli-state/add", json=41)
+    state = await run_cli(cli, quill, tmp_path, "kv", "get", "Counter", "cli-state")
+    assert any(line.split() == ["value", "41"] for line in state.splitlines())
+    sql = await run_cli(
+        cli, quill, tmp_path, "sql", "select service_key, key from state where service_key = 'cli-state'"
+    )
+    assert any(line.split() == ["cli-state", "value"] for line in sql.splitlines())
