@@ -91,6 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--request-timeout", type=float, default=30.0)
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load driver HTTP client")
     p.add_argument("--sdk-worker-class", choices=["asyncio", "uvloop"], default="uvloop")
+    p.add_argument("--http2", action="store_true", help="register over h2c: bidirectional streaming mode")
     p.add_argument("--idle", type=float, default=2.0, help="seconds to sample the idle server's CPU before loading")
     p.add_argument("--repeat", type=int, default=1, help="run every case this many times (fresh stack each)")
     p.add_argument("--json-out", type=Path, help="append one JSON line per case to this file")
@@ -227,7 +228,7 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
         server = targets.start_server(case.target, workdir, extra_env)
         targets.wait_sdk_ready(sdk, sdk_port, args.startup_timeout)
         targets.wait_http_ok(server.managed, f"http://127.0.0.1:{server.ports.admin}/health", args.startup_timeout)
-        targets.register_deployment(server.ports.admin, sdk_port)
+        targets.register_deployment(server.ports.admin, sdk_port, args.http2)
         cfg = load.LoadConfig(
             host="127.0.0.1",
             port=server.ports.ingress,

@@ -145,8 +145,11 @@ def wait_sdk_ready(managed: procs.Managed, port: int, timeout_s: float) -> None:
     wait_http_ok(managed, f"http://127.0.0.1:{port}/discover", timeout_s, method="HEAD")
 
 
-def register_deployment(admin_port: int, sdk_port: int) -> dict[str, object]:
-    body = {"uri": f"http://127.0.0.1:{sdk_port}", "use_http_11": True}
+def register_deployment(admin_port: int, sdk_port: int, http2: bool = False) -> dict[str, object]:
+    # HTTP/1.1: the SDK asks for request/response mode; HTTP/2 (h2c): bidirectional streaming.
+    body: dict[str, object] = {"uri": f"http://127.0.0.1:{sdk_port}"}
+    if not http2:
+        body["use_http_11"] = True
     resp = httpx.post(f"http://127.0.0.1:{admin_port}/deployments", json=body, timeout=30.0)
     if resp.status_code // 100 != 2:
         raise RuntimeError(f"registration failed: HTTP {resp.status_code}: {resp.text[:500]}")
