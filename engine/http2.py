@@ -95,7 +95,11 @@ class Connection:
             stream = Stream(self, stream_id)
             self._streams[stream_id] = stream
             request = [(":method", method), (":scheme", "http"), (":authority", self.authority), (":path", path), *headers]
-            self._h2.send_headers(stream_id, request)
+            try:
+                self._h2.send_headers(stream_id, request)
+            except h2.exceptions.H2Error as exc:
+                self._streams.pop(stream_id, None)
+                raise Http2Error(f"cannot open a stream: {exc}") from exc
             await self._flush()
         return stream
 
@@ -106,16 +110,20 @@ class Connection:
                 self._check()
                 if stream.closed_by_us:
                     return
-                window = min(self._h2.local_flow_control_window(stream.id), self._h2.max_outbound_frame_size)
-                if window > 0 or not view:
-                    piece, view = view[:window], view[window:]
-                    last = end and not view
-                    self._h2.send_data(stream.id, piece.tobytes(), end_stream=last)
-                    stream.closed_by_us = last
-                    await self._flush()
-                    if not view:
-                        return
-                    continue
+                try:
+                    window = min(self._h2.local_flow_control_window(stream.id), self._h2.max_outbound_frame_size)
+                    if window > 0 or not view:
+                        piece, view = view[:window], view[window:]
+                        last = end and not view
+                        self._h2.send_data(stream.id, piece.tobytes(), end_stream=last)
+                        stream.closed_by_us = last
+                        await self._flush()
+                        if not view:
+                            return
+                        continue
+                except h2.exceptions.H2Error as exc:
+                    # Typically the peer already closed or reset this stream.
+                    raise Http2Error(f"cannot write to stream {stream.id}: {exc}") from exc
                 self._window_changed.clear()
             await self._window_changed.wait()
 
