@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from engine.http2 import Connection, Http2Error, Stream
+from engine.http2 import Connection, ConnectionDrained, Http2Error, Stream, StreamRefused
 from engine.messages import NO_ENDING, AttemptResult, MessageReader
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType, encode_message, encode_raw
@@ -46,6 +46,7 @@ class BidiAttempt:
         self._inactivity_timeout = inactivity_timeout
         self._abort_timeout = abort_timeout
         self._pushes: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+        self._journaled = False  # once something is journaled, the request body is out of date
 
     async def run(
         self, connection: Connection, stream: Stream, body: bytes, media_type: str, reader: MessageReader
@@ -93,6 +94,13 @@ class BidiAttempt:
                         await self._answer_run_proposals(stream, reader)
                         timeout = self._inactivity_timeout
                     receiving = asyncio.ensure_future(stream.receive())
+        except StreamRefused as exc:
+            if not self._journaled:
+                return AttemptResult([], "refused", failure=f"stream refused: {exc}")
+            return AttemptResult(reader.take_entries(), "error", failure=str(exc), retry_after=0.0)
+        except ConnectionDrained as exc:
+            # Not the deployment's fault: a new attempt (from a fresh snapshot) may start at once.
+            return AttemptResult(reader.take_entries(), "error", failure=str(exc), retry_after=0.0)
         except (Http2Error, asyncio.TimeoutError) as exc:
             return AttemptResult(reader.take_entries(), "error", failure=f"stream failed: {exc!r}")
         finally:
@@ -120,6 +128,10 @@ class BidiAttempt:
                 if (result := reader.feed(chunk)) is not None:
                     return result
             return AttemptResult(reader.take_entries(), "incomplete", failure=NO_ENDING)
+        except StreamRefused as exc:
+            return AttemptResult([], "refused", failure=f"stream refused: {exc}")
+        except ConnectionDrained as exc:
+            return AttemptResult(reader.take_entries(), "error", failure=str(exc), retry_after=0.0)
         except (Http2Error, asyncio.TimeoutError) as exc:
             return AttemptResult(reader.take_entries(), "error", failure=f"stream failed: {exc!r}")
         finally:
@@ -135,6 +147,7 @@ class BidiAttempt:
         if not entries:
             return True
         outcome = AttemptOutcome(self._invocation_id, self._attempt, self._deployment_id, entries, "open")
+        self._journaled = True
         return bool(await self._partition.submit(outcome))
 
     async def _answer_run_proposals(self, stream: Stream, reader: MessageReader) -> None:

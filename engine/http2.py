@@ -15,15 +15,23 @@ from urllib.parse import urlsplit
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
-import h2.settings
 
 log = logging.getLogger(__name__)
 
 
 class Http2Error(Exception):
     """The connection or the stream failed; the attempt using it should be retried."""
+
+
+class StreamRefused(Http2Error):
+    """The peer never processed the stream (GOAWAY, REFUSED_STREAM): safe to retry at once."""
+
+
+class ConnectionDrained(Http2Error):
+    """The peer closed a connection it had announced closing (GOAWAY) under an open stream."""
 
 
 class Stream:
@@ -76,6 +84,7 @@ class Connection:
         self._write_lock = asyncio.Lock()
         self._window_changed = asyncio.Event()
         self.broken: Exception | None = None
+        self.going_away = False  # the peer sent GOAWAY: finish open streams, open no new ones
         self._h2.initiate_connection()
         # A large receive window: SDK responses stream into memory we already budget for.
         self._h2.increment_flow_control_window(16 * 1024 * 1024)
@@ -85,12 +94,14 @@ class Connection:
     @property
     def capacity(self) -> int:
         """How many more streams the peer lets us open now."""
+        if self.going_away or self.broken is not None:
+            return 0
         limit = self._h2.remote_settings.max_concurrent_streams or 100
         return min(limit, 128) - len(self._streams)
 
     async def open_stream(self, method: str, path: str, headers: list[tuple[str, str]]) -> Stream:
         async with self._write_lock:
-            self._check()
+            self._check(opening=True)
             stream_id = self._h2.get_next_available_stream_id()
             stream = Stream(self, stream_id)
             self._streams[stream_id] = stream
@@ -145,9 +156,11 @@ class Connection:
             pass
         self._writer.close()
 
-    def _check(self) -> None:
+    def _check(self, opening: bool = False) -> None:
         if self.broken is not None:
-            raise Http2Error(f"connection to {self.authority} is broken: {self.broken}")
+            # A stream not yet opened was never seen by the peer; an open one may have been.
+            kind = StreamRefused if opening else Http2Error
+            raise kind(f"connection to {self.authority} is broken: {self.broken}")
 
     async def _flush(self) -> None:
         self._writer.write(self._h2.data_to_send())
@@ -171,7 +184,10 @@ class Connection:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure breaks the whole connection
+            if self.going_away:
+                exc = ConnectionDrained(f"the peer closed the connection after GOAWAY: {exc}")
             self._fail_all(exc if isinstance(exc, Http2Error) else Http2Error(str(exc)))
+            self._writer.close()
 
     def _dispatch(self, event: h2.events.Event) -> None:
         stream = self._streams.get(getattr(event, "stream_id", 0) or 0)
@@ -188,12 +204,18 @@ class Connection:
             if stream.closed_by_us:
                 self._streams.pop(stream.id, None)
         elif isinstance(event, h2.events.StreamReset) and stream is not None:
-            stream._fail(Http2Error(f"stream reset by the peer (error code {event.error_code})"))
+            kind = StreamRefused if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM else Http2Error
+            stream._fail(kind(f"stream reset by the peer (error code {event.error_code})"))
             self._streams.pop(stream.id, None)
         elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
             self._window_changed.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
-            self._fail_all(Http2Error(f"connection terminated by the peer (error code {event.error_code})"))
+            # GOAWAY: streams above last_stream_id were never processed; the others may finish.
+            self.going_away = True
+            last = event.last_stream_id if event.last_stream_id is not None else 0
+            for refused in [s for s in self._streams.values() if s.id > last]:
+                refused._fail(StreamRefused("the peer is closing the connection (GOAWAY)"))
+                self._streams.pop(refused.id, None)
 
     def _fail_all(self, error: Exception) -> None:
         self.broken = self.broken or error
@@ -225,7 +247,7 @@ class Http2Pool:
     async def _connection(self, authority: str, host: str, port: int) -> Connection:
         lock = self._connecting.setdefault(authority, asyncio.Lock())
         async with lock:
-            live = [c for c in self._connections.get(authority, []) if c.broken is None]
+            live = [c for c in self._connections.get(authority, []) if c.broken is None and not c.going_away]
             self._connections[authority] = live
             for connection in live:
                 if connection.capacity > 0:

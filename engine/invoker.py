@@ -20,7 +20,7 @@ import aiohttp
 
 from engine.manifest import EndpointManifest
 from engine.bidi import BidiAttempt
-from engine.http2 import Http2Error, Http2Pool
+from engine.http2 import Http2Error, Http2Pool, StreamRefused
 from engine.messages import AttemptResult, MessageReader, read_messages
 from engine.processor import AttemptSnapshot, Partition
 from engine.protocol import service_protocol_pb2 as pb
@@ -127,17 +127,26 @@ class Invoker:
         url = f"{deployment.uri.rstrip('/')}/invoke/{status.target.service}/{status.target.handler}"
         if deployment.use_http_11:
             return await self._request_response_http11(url, headers, body, media_type)
-        try:
-            connection, stream = await self._http2.open_stream(url, list(headers.items()))
-        except Http2Error as exc:
-            return AttemptResult([], "error", failure=f"cannot reach {url}: {exc}")
-        reader = MessageReader()
-        if deployment.protocol_mode == "REQUEST_RESPONSE" or self._timeouts(status)[0] == 0:
-            # Request/response over HTTP/2: write everything, close our side, read the answer.
-            return await BidiAttempt.request_response(connection, stream, body, media_type, reader, self._config.abort_timeout)
         inactivity, abort = self._timeouts(status)
-        bidi = BidiAttempt(partition, status.id, attempt, deployment.id, version, inactivity, abort)
-        return await bidi.run(connection, stream, body, media_type, reader)
+        for _ in range(3):
+            # A stream the deployment refused unprocessed (GOAWAY after its per-connection request
+            # limit, say) is retried at once on a fresh connection, not after the retry backoff.
+            try:
+                connection, stream = await self._http2.open_stream(url, list(headers.items()))
+            except StreamRefused:
+                continue
+            except Http2Error as exc:
+                return AttemptResult([], "error", failure=f"cannot reach {url}: {exc}")
+            reader = MessageReader()
+            if deployment.protocol_mode == "REQUEST_RESPONSE" or inactivity == 0:
+                # Request/response over HTTP/2: write everything, close our side, read the answer.
+                result = await BidiAttempt.request_response(connection, stream, body, media_type, reader, abort)
+            else:
+                bidi = BidiAttempt(partition, status.id, attempt, deployment.id, version, inactivity, abort)
+                result = await bidi.run(connection, stream, body, media_type, reader)
+            if result.ending != "refused":
+                return result
+        return AttemptResult([], "error", failure=f"{url} refused the stream three times")
 
     def _start_and_journal(self, snapshot: AttemptSnapshot, version: int) -> bytes:
         status, journal = snapshot.status, snapshot.journal
