@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from admin.routes_dapr import dapr_router
 from admin.routes_deployments import deployments_router
 from admin.routes_invocations import invocations_router
 from admin.routes_query import query_router
@@ -79,4 +80,5 @@ def create_admin_app(engine: Engine) -> FastAPI:
     app.include_router(services_router(engine))
     app.include_router(invocations_router(engine))
     app.include_router(query_router(engine))
+    app.include_router(dapr_router(engine))
     return app

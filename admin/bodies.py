@@ -64,3 +64,12 @@ def duration_ms(value: str | None, field: str) -> int | None:
 def check_uri(uri: str) -> None:
     if not uri.startswith(("http://", "https://")):
         raise BadRequest(f"Invalid uri '{uri}': expected an http:// or https:// URL")
+
+
+class ModifyState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of ``POST /services/{name}/state``: values as byte lists (Restate) or strings."""
+
+    object_key: str
+    new_state: dict[str, list[int] | str]
+    version: str | None = None
+    scope: str | None = None

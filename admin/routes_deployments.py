@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from admin.bodies import RegisterDeployment, UpdateDeployment, check_uri, decode_body
+from admin.routes_dapr import is_dapr_registration, register_dapr_app
 from admin.views import deployment_view, service_view
 from engine.engine import Engine
 from engine.errors import NotFound, QuillError
@@ -22,7 +23,10 @@ def deployments_router(engine: Engine) -> APIRouter:
 
     @router.post("/deployments", status_code=201)
     async def register(request: Request) -> Response:
-        body = decode_body(await request.body(), RegisterDeployment, "registration")
+        raw = await request.body()
+        if is_dapr_registration(raw):  # a plain-HTTP Dapr app: no Restate discovery
+            return await register_dapr_app(engine, raw)
+        body = decode_body(raw, RegisterDeployment, "registration")
         check_uri(body.uri)
         deployment, created = await engine.schema.register(
             engine.http_client,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
-from admin.bodies import ModifyService, decode_body, duration_ms
+from admin.bodies import ModifyService, ModifyState, decode_body, duration_ms
 from admin.openapi import service_openapi
 from admin.views import handler_view, service_view
 from engine.engine import Engine
@@ -52,6 +52,23 @@ def services_router(engine: Engine) -> APIRouter:
         )
         await engine.schema.set_overrides(name, overrides)
         return view(name)
+
+    @router.post("/services/{name}/state", status_code=202)
+    async def modify_state(name: str, request: Request) -> Response:
+        entry = entry_of(name)
+        if entry.manifest.ty not in ("VIRTUAL_OBJECT", "WORKFLOW"):
+            raise BadRequest(f"Service '{name}' is not a virtual object: it has no state")
+        body = decode_body(await request.body(), ModifyState, "modify state")
+        if body.scope is not None:
+            raise BadRequest("scoped state requires vqueues to be enabled")
+        try:
+            new_state = [
+                (k.encode(), v.encode() if isinstance(v, str) else bytes(v)) for k, v in sorted(body.new_state.items())
+            ]
+        except ValueError as exc:
+            raise BadRequest(f"Invalid state value: {exc}") from exc
+        await engine.replace_state(name, body.object_key, new_state, body.version)
+        return Response(status_code=202)
 
     @router.get("/services/{name}/handlers")
     async def list_handlers(name: str) -> dict[str, Any]:

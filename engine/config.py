@@ -45,6 +45,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     log_retained_entries: int = 100_000
     cluster_name: str = "localcluster"
     enable_protocol_v7: bool = False
+    dapr_port: int | None = None  # an extra listener serving only the Dapr API (daprd's 3500)
 
     @property
     def data_path(self) -> Path:

@@ -14,8 +14,9 @@ import msgspec
 
 from engine import keys
 from engine.config import Config
+from engine.dapr_apps import DaprApps
 from engine.errors import BadRequest, Conflict, NotFound
-from engine.ids import InvocationId
+from engine.ids import InvocationId, hashed_partition_key
 from engine.http2 import Http2Pool
 from engine.invoker import Invoker
 from engine.processor import HandlerInfo, InvokeResult, Outcome, Partition
@@ -28,6 +29,7 @@ from engine.records import (
     InvocationStatus,
     Invoke,
     Purge,
+    ReplaceState,
     Signal,
     Target,
     Terminate,
@@ -60,6 +62,7 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self.schema: Schema
         self.invoker: Invoker
+        self.dapr_apps: DaprApps  # Dapr apps and HTTP endpoints (service invocation, /v1.0/invoke)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -71,6 +74,9 @@ class Engine:
         self._http2 = Http2Pool()
         self.schema = Schema(store, self.config.cluster_name, self.config.enable_protocol_v7, self._http2)
         self.schema.load()
+        self.dapr_apps = DaprApps(store)
+        self.dapr_apps.load()
+        await self.dapr_apps.start()
         self.invoker = Invoker(self.config, self.schema, self._http2)
         self._partitions = [Partition(p, store, self, self.config.log_retained_entries) for p in range(count)]
         for partition in self._partitions:
@@ -91,6 +97,8 @@ class Engine:
             await self.invoker.stop()
         if self._client is not None:
             await self._client.aclose()
+        if hasattr(self, "dapr_apps"):
+            await self.dapr_apps.close()
         if self._partitions:
             await self._http2.close()
         if self._store is not None:
@@ -151,6 +159,17 @@ class Engine:
     ) -> None:
         """Complete awakeable ``index`` of ``invocation_id`` (resolve with value, reject with failure)."""
         await self._partition_of(invocation_id).submit(Signal(str(invocation_id), index, None, value, failure))
+
+    async def replace_state(
+        self, service: str, key: str, new_state: list[tuple[bytes, bytes]], version: str | None
+    ) -> None:
+        """Overwrite a virtual object's state between its invocations."""
+        partition = self._partitions[hashed_partition_key(service, key) % len(self._partitions)]
+        outcome = await partition.submit(ReplaceState(service, key, new_state, version))
+        if outcome == "locked":
+            raise Conflict(f"'{service}/{key}' is locked by a running invocation, retry when it is done")
+        if outcome == "conflict":
+            raise Conflict(f"the state of '{service}/{key}' changed: version '{version}' is outdated")
 
     async def purge(self, invocation_id: str) -> None:
         """Forget a completed invocation: its result, and so its idempotency key or workflow id."""

@@ -108,10 +108,10 @@ class Connection:
             request = [(":method", method), (":scheme", "http"), (":authority", self.authority), (":path", path), *headers]
             try:
                 self._h2.send_headers(stream_id, request)
-            except h2.exceptions.H2Error as exc:
+                await self._flush()
+            except (h2.exceptions.H2Error, Http2Error) as exc:
                 self._streams.pop(stream_id, None)
-                raise Http2Error(f"cannot open a stream: {exc}") from exc
-            await self._flush()
+                raise StreamRefused(f"cannot open a stream: {exc}") from exc
         return stream
 
     async def send_data(self, stream: Stream, data: bytes, end: bool) -> None:
@@ -163,8 +163,11 @@ class Connection:
             raise kind(f"connection to {self.authority} is broken: {self.broken}")
 
     async def _flush(self) -> None:
-        self._writer.write(self._h2.data_to_send())
-        await self._writer.drain()
+        try:
+            self._writer.write(self._h2.data_to_send())
+            await self._writer.drain()
+        except OSError as exc:  # the peer went away (reset, broken pipe)
+            raise Http2Error(f"connection to {self.authority} failed: {exc!r}") from exc
 
     async def _read_loop(self) -> None:
         try:

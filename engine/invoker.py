@@ -201,6 +201,13 @@ class Invoker:
                     inactivity = layer.inactivity_timeout / 1000
                 if layer.abort_timeout is not None:
                     abort = layer.abort_timeout / 1000
+        override = self._schema.overrides.get(status.target.service)
+        if override is not None:
+            # An operator's PATCH /services/{name} wins over the manifest.
+            if override.inactivity_timeout is not None:
+                inactivity = override.inactivity_timeout / 1000
+            if override.abort_timeout is not None:
+                abort = override.abort_timeout / 1000
         return inactivity, abort
 
     def _schedule_retry(

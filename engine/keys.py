@@ -120,3 +120,11 @@ def parse_state_key(key: bytes) -> tuple[str, str, bytes]:
     offset += _INDEX.size
     object_key_text = key[offset : offset + key_len].decode()
     return service, object_key_text, key[offset + key_len :]
+
+
+DAPR_APP_PREFIX = b"dapr_app/"
+
+
+def dapr_app_key(app_id: str) -> bytes:
+    """A registered Dapr app or HTTP endpoint (``engine.dapr_apps``), by app id / endpoint name."""
+    return DAPR_APP_PREFIX + app_id.encode()

@@ -6,6 +6,7 @@ recovery restores them; state and promises are read through the store, which see
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 
 import msgspec
@@ -87,6 +88,9 @@ class ObjectTable:
         for key, _ in self._store.scan_merged(keys.STATE, obj):
             self._store.delete(keys.STATE, key)
 
+    def is_locked(self, obj: bytes) -> bool:
+        return obj in self._locks
+
     # -- promises ------------------------------------------------------------------------------
     def get_promise(self, obj: bytes, name: str) -> Promise:
         raw = self._store.get(keys.PROMISES, keys.promise_key(obj, name))
@@ -94,3 +98,11 @@ class ObjectTable:
 
     def put_promise(self, obj: bytes, name: str, promise: Promise) -> None:
         self._store.put(keys.PROMISES, keys.promise_key(obj, name), _encode(promise))
+
+
+def state_version(entries: list[tuple[bytes, bytes]]) -> str:
+    """A digest of an object's whole state, for optimistic concurrency of operator edits."""
+    digest = hashlib.sha256()
+    for name, value in sorted(entries):
+        digest.update(len(name).to_bytes(8, "big") + name + len(value).to_bytes(8, "big") + value)
+    return digest.hexdigest()

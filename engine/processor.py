@@ -24,7 +24,7 @@ from engine import keys
 from engine.ids import InvocationId
 from engine.journal import JournalApplier, set_completion
 from engine.messages import JournalEntry
-from engine.objects import ObjectTable
+from engine.objects import ObjectTable, state_version
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import (
@@ -38,6 +38,7 @@ from engine.records import (
     InvocationStatus,
     Invoke,
     Purge,
+    ReplaceState,
     Signal,
     Target,
     Terminate,
@@ -242,6 +243,8 @@ class Partition:
             return self._apply_attach(command, effects)
         if isinstance(command, Purge):
             return self._apply_purge(command)
+        if isinstance(command, ReplaceState):
+            return self._apply_replace_state(command)
         raise TypeError(f"unknown command {command!r}")
 
     def _apply_invoke(self, command: Invoke, effects: list[Effect]) -> InvokeResult:
@@ -412,6 +415,18 @@ class Partition:
             self.store.delete(keys.EXPIRY, keys.expiry_key(self.id, retained.retain_until, raw_id))
             result = "purged"
         return result
+
+    def _apply_replace_state(self, command: ReplaceState) -> str:
+        """"replaced", or "locked" (an exclusive handler runs) / "conflict" (version mismatch)."""
+        obj = keys.object_key(self.id, command.service, command.key)
+        if self.objects.is_locked(obj):
+            return "locked"
+        if command.version is not None and command.version != state_version(self.objects.all_state(obj)):
+            return "conflict"
+        self.objects.clear_all_state(obj)
+        for name, value in command.new_state:
+            self.objects.set_state(obj, name, value)
+        return "replaced"
 
     def expired(self, now: int, limit: int) -> list[str]:
         """Ids of retained invocations whose retention ended by ``now`` (oldest first)."""

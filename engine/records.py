@@ -190,4 +190,13 @@ class Purge(msgspec.Struct, tag="purge", array_like=True):
     expired: bool
 
 
-Command = Invoke | AttemptOutcome | TimerFired | CallCompleted | Signal | Terminate | Attach | Purge
+class ReplaceState(msgspec.Struct, tag="replace_state", array_like=True):
+    """An operator overwrites a virtual object's whole state (admin ``POST /services/{s}/state``)."""
+
+    service: str
+    key: str
+    new_state: list[tuple[bytes, bytes]]
+    version: str | None = None
+
+
+Command = Invoke | AttemptOutcome | TimerFired | CallCompleted | Signal | Terminate | Attach | Purge | ReplaceState

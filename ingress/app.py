@@ -16,6 +16,7 @@ from engine.errors import BadRequest, InvocationFailure, MethodNotAllowed, NotFo
 from engine.ids import InvocationId, parse_awakeable_id
 from engine.processor import Outcome
 from engine.records import Failure, Target, now_ms, timestamp, timestamp_nanos
+from ingress.dapr import DaprIngress
 from ingress.paths import BAD_PATH, parse_invocation_path, split_path
 from ingress.responses import Send, respond, respond_error, respond_json
 from ingress.results import SCOPES_DISABLED, target_from_body, target_from_path
@@ -37,6 +38,7 @@ class IngressApp:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._limit = engine.config.request_size_limit
+        self._dapr = DaprIngress(engine)  # the Dapr sidecar API under /v1.0/
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,6 +53,9 @@ class IngressApp:
             await respond_error(send, QuillError("internal error, see the server log"))
 
     async def _route(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["path"].startswith("/v1.0/"):
+            await self._dapr(scope, receive, send)
+            return
         segments = split_path(scope.get("raw_path") or scope["path"].encode())
         method = scope["method"]
         if segments == ["restate", "health"]:

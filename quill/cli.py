@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--bind", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--ingress-port", type=int, help="ingress port (default 8080)")
     serve.add_argument("--admin-port", type=int, help="admin API port (default 9070)")
+    serve.add_argument("--dapr-port", type=int, help="also serve the Dapr API (/v1.0/...) on this port, e.g. 3500")
     serve.add_argument("--data-dir", help="data directory (default ./quill-data)")
     serve.add_argument("--partitions", type=int, help="number of partitions, fixed at first start (default 8)")
     serve.add_argument("--log-level", default=os.environ.get("QUILL_LOG_LEVEL", "info"))
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         "bind": args.bind,
         "ingress_port": args.ingress_port,
         "admin_port": args.admin_port,
+        "dapr_port": args.dapr_port,
         "data_dir": args.data_dir,
         "partitions": args.partitions,
     }

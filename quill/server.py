@@ -14,6 +14,7 @@ from admin import create_admin_app
 from engine.config import Config
 from engine.engine import Engine
 from ingress import IngressApp
+from ingress.dapr import DaprIngress
 
 log = logging.getLogger("quill")
 
@@ -38,6 +39,9 @@ def _uvicorn(app: object, config: Config, port: int) -> _Server:
             http="httptools",
             loop="none",
             timeout_keep_alive=30,
+            # Callers blocked on /call or /attach must not hold up shutdown: their invocations
+            # are durable and a retry (same idempotency key) or an attach picks them up again.
+            timeout_graceful_shutdown=3,
         )
     )
 
@@ -47,6 +51,8 @@ async def serve(config: Config, started: asyncio.Event | None = None) -> None:
     engine = Engine(config)
     await engine.start()
     servers = [_uvicorn(IngressApp(engine), config, config.ingress_port), _uvicorn(create_admin_app(engine), config, config.admin_port)]
+    if config.dapr_port is not None:
+        servers.append(_uvicorn(DaprIngress(engine, sidecar_port=True), config, config.dapr_port))
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -64,6 +70,8 @@ async def serve(config: Config, started: asyncio.Event | None = None) -> None:
             await asyncio.sleep(0.01)
         if all(server.started for server in servers):
             log.info("quill serving ingress on %s:%d, admin on %s:%d", config.bind, config.ingress_port, config.bind, config.admin_port)
+            if config.dapr_port is not None:
+                log.info("quill serving the Dapr API on %s:%d", config.bind, config.dapr_port)
             if started is not None:
                 started.set()
         await asyncio.gather(*tasks)

@@ -74,6 +74,22 @@ async def test_a_long_sleep_suspends_and_resumes(bidi: Quill, client: httpx.Asyn
     assert (await client.post(f"{bidi.ingress}/restate/call/Timers/sleep", json=1200)).json() == "slept 1200ms"
 
 
+async def test_operator_inactivity_timeout_makes_the_sdk_suspend(
+    bidi: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
+    patched = await client.patch(f"{bidi.admin}/services/Greeter", json={"inactivity_timeout": "100ms"})
+    assert patched.json()["inactivity_timeout"] == "100ms"
+    try:
+        response = await client.post(f"{bidi.ingress}/restate/call/Greeter/nap", json=500)
+        assert response.json() == "rested"
+        invocation_id = response.headers["x-restate-id"]
+        attempts = await client.get(f"{sdk_service.url}/test/counters", params={"prefix": f"nap-attempt:{invocation_id}"})
+        # Closed after 100 ms of silence: the SDK suspended, the timer resumed it in a new attempt.
+        assert attempts.json() == {f"nap-attempt:{invocation_id}": 2}
+    finally:
+        await client.patch(f"{bidi.admin}/services/Greeter", json={"inactivity_timeout": "700ms"})
+
+
 async def test_typescript_restate_serve(h2_quill: Quill, ts_h2_service: TsService, client: httpx.AsyncClient) -> None:
     registered = await client.post(f"{h2_quill.admin}/deployments", json={"uri": ts_h2_service.url})
     assert registered.status_code == 201, registered.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import restate
 from restate.exceptions import TerminalError
 
@@ -43,6 +45,14 @@ async def two_steps(ctx: restate.Context, name: str) -> int:
     first = await ctx.run_typed("first", lambda: 1)
     second = await ctx.run_typed("second", lambda: 2)
     return first + second
+
+
+@greeter.handler()
+async def nap(ctx: restate.Context, millis: int) -> str:
+    """A sleep; the plain record counts attempts (a suspension makes it two)."""
+    await control.record(f"nap-attempt:{ctx.request().id}")
+    await ctx.sleep(timedelta(milliseconds=millis))
+    return "rested"
 
 
 @greeter.handler()

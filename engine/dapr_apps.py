@@ -1,0 +1,425 @@
+"""Dapr apps and HTTP endpoints: the registry behind ``/v1.0/invoke`` (Dapr service invocation).
+
+An app is registered by app id with a plain-HTTP base URL (``POST /deployments`` with
+``"kind": "dapr"``); a non-Dapr target is registered by name (``"kind": "http_endpoint"``), as a
+Dapr ``HTTPEndpoint`` resource. Registrations are stored in META (``keys.dapr_app_key``) and
+reloaded at start, like Restate deployments. The registry also owns the outbound HTTP client and
+forwards invocations the way ``daprd`` does: the caller's method, headers, query and body go to
+``{base}/{method}``, and the app's status, headers and body come back unchanged.
+
+Service invocation is deliberately not journaled: ``daprd`` proxies it synchronously, and so do we.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from urllib.parse import unquote
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from engine import keys
+from engine.durations import parse_duration
+from engine.errors import BadRequest, Conflict, DeploymentError, NotFound, QuillError
+from engine.records import now_ms
+from engine.store import Store
+
+log = logging.getLogger(__name__)
+
+KINDS = ("dapr", "http_endpoint")
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are never forwarded; host and
+# content-length are rewritten for the next hop; dapr-app-id only routes the request to us.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+_NOT_FORWARDED = _HOP_BY_HOP | {"dapr-app-id", "dapr-api-token"}
+# uvicorn writes its own date and server headers: passing the app's too would duplicate them.
+_NOT_RETURNED = _HOP_BY_HOP | {"date", "server"}
+
+
+# -- errors ----------------------------------------------------------------------------------
+class DaprError(QuillError):
+    """An error of the Dapr API: answered as ``{"errorCode", "message"}`` (daprd's shape)."""
+
+    error_code = "ERR_DIRECT_INVOKE"
+
+    def __init__(self, message: str, *, status: int = 500, error_code: str | None = None) -> None:
+        super().__init__(message, status=status)
+        if error_code is not None:
+            self.error_code = error_code
+
+
+class NoAppId(DaprError):
+    """daprd: no app id in the path (e.g. ``/v1.0/invoke/app/method`` without a slash) nor in a header."""
+
+    def __init__(self) -> None:
+        super().__init__("failed getting app id either from the URL path or the header dapr-app-id", status=404)
+
+
+class InvalidMethod(DaprError):
+    """daprd: ``/v1.0/invoke/app/method/`` names no method."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid method name", status=400)
+
+
+class InvokeFailed(DaprError):
+    """daprd's ``failed to invoke, id: X, err: ...``: unknown app, transport failure (500), or
+    refused by access control (403, where daprd keeps the ERR_DIRECT_INVOKE code)."""
+
+    def __init__(self, app_id: str, reason: str, *, status: int = 500) -> None:
+        super().__init__(f"failed to invoke, id: {app_id}, err: {reason}", status=status)
+
+
+# -- registration records --------------------------------------------------------------------
+class Operation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    """One rule of Dapr's ``accessControl.policies[].operations[]``."""
+
+    name: str  # "/add", "/admin/*" (one segment), "/api/**" (any depth)
+    action: str  # allow | deny
+    http_verb: list[str] = msgspec.field(default_factory=lambda: ["*"])
+
+
+class AccessControl(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    """Who may call which method of an app: Dapr's policy shape, minus the mTLS identities (every
+    caller of quill is one trust domain). The most specific matching operation wins."""
+
+    default_action: str = "allow"
+    operations: list[Operation] = msgspec.field(default_factory=list)
+
+
+class Retry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    """Dapr's constant retry policy, applied to transport failures only (as daprd)."""
+
+    max_retries: int = 3
+    duration: str | float = "100ms"
+
+
+class Registration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The body of ``POST /deployments`` for a Dapr app or an HTTP endpoint."""
+
+    uri: str
+    app_id: str
+    kind: str = "dapr"
+    access: AccessControl | None = None
+    retry: Retry | None = None
+    additional_headers: dict[str, str] | None = None
+    force: bool = False
+    dry_run: bool = False
+
+
+class DaprApp(msgspec.Struct, kw_only=True):
+    """A stored registration (msgpack map: fields may be added with defaults)."""
+
+    app_id: str
+    uri: str
+    kind: str
+    access: AccessControl
+    max_retries: int
+    retry_interval: float  # seconds
+    additional_headers: dict[str, str]
+    created_at: int
+    config: dict | None = None  # type: ignore[type-arg]  # the app's GET /dapr/config, when it serves one
+    healthz: bool = False  # whether the app serves GET /healthz
+
+    def same_settings(self, other: DaprApp) -> bool:
+        return (self.uri, self.kind, self.access, self.max_retries, self.retry_interval, self.additional_headers) == (
+            other.uri,
+            other.kind,
+            other.access,
+            other.max_retries,
+            other.retry_interval,
+            other.additional_headers,
+        )
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_app = msgspec.msgpack.Decoder(DaprApp).decode
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an invocation goes: a registered app, or a URL given as the app id (no registration)."""
+
+    app_id: str
+    base_url: str
+    app: DaprApp | None
+
+
+@dataclass(frozen=True)
+class UpstreamResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+# -- the registry ----------------------------------------------------------------------------
+class DaprApps:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.apps: dict[str, DaprApp] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def load(self) -> None:
+        for _, value in self._store.scan(keys.META, keys.DAPR_APP_PREFIX):
+            app = _decode_app(value)
+            self.apps[app.app_id] = app
+
+    async def start(self) -> None:
+        # aiohttp rather than httpx, as in the invoker (httpx's pool is slow with many
+        # connections). No auto-decompression and no automatic headers: bytes and headers pass
+        # through as the caller and the app wrote them.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "DaprApps.start() was not called"
+        return self._session
+
+    # -- registration ------------------------------------------------------------------------
+    async def register(self, registration: Registration) -> tuple[DaprApp, bool]:
+        """Probe (Dapr apps only) and store; returns the app and whether it is new. Re-registering
+        the same settings answers the stored app (refreshing its ``/dapr/config``); different
+        settings need ``force``."""
+        app = _validated(registration)
+        if app.kind == "dapr":
+            app.healthz, app.config = await self._probe(app)
+        existing = self.apps.get(app.app_id)
+        if existing is not None:
+            if not existing.same_settings(app) and not registration.force:
+                raise Conflict(
+                    f"The Dapr app '{app.app_id}' is already registered with different settings."
+                    " Register it again with 'force: true' to overwrite it."
+                )
+            app.created_at = existing.created_at
+        if registration.dry_run:
+            return app, existing is None
+        self._store.put(keys.META, keys.dapr_app_key(app.app_id), _encode(app))
+        await self._store.flush()
+        self.apps[app.app_id] = app
+        return app, existing is None
+
+    async def remove(self, app_id: str) -> None:
+        if app_id not in self.apps:
+            raise NotFound(f"Dapr app '{app_id}' not found")
+        self._store.delete(keys.META, keys.dapr_app_key(app_id))
+        await self._store.flush()
+        del self.apps[app_id]
+
+    async def _probe(self, app: DaprApp) -> tuple[bool, dict | None]:  # type: ignore[type-arg]
+        """``GET /healthz`` (optional: 404/405 mean the app has none) and ``GET /dapr/config``
+        (optional: only apps hosting actors serve it)."""
+        base = app.uri.rstrip("/")
+        problem = f"Error when trying to reach the Dapr app '{app.app_id}' at '{app.uri}'"
+        try:
+            status, _ = await self._get(f"{base}/healthz", app.additional_headers)
+            if status not in (404, 405) and not 200 <= status < 300:
+                raise DeploymentError(f"{problem}: GET {base}/healthz answered {status}, the app is not healthy")
+            config_status, body = await self._get(f"{base}/dapr/config", app.additional_headers)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise DeploymentError(f"{problem}: {_describe(exc)}") from exc
+        config = None
+        if config_status == 200:
+            try:
+                config = msgspec.json.decode(body)
+            except msgspec.DecodeError as exc:
+                raise DeploymentError(f"{problem}: GET {base}/dapr/config is not JSON: {exc}") from exc
+            if not isinstance(config, dict):
+                raise DeploymentError(f"{problem}: GET {base}/dapr/config is not a JSON object")
+        elif config_status != 404:
+            log.warning("Dapr app %s: GET /dapr/config answered %d; no actor configuration", app.app_id, config_status)
+        return 200 <= status < 300, config
+
+    async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        timeout = aiohttp.ClientTimeout(total=10.0)
+        async with self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False) as response:
+            return response.status, await response.read()
+
+    # -- invocation --------------------------------------------------------------------------
+    def resolve(self, app_id: str) -> Target:
+        """A registered app id or endpoint name (``id.namespace`` tolerated: quill has one
+        namespace), or a full ``http(s)://`` URL."""
+        if app_id.startswith(("http://", "https://")):
+            return Target(app_id, app_id.rstrip("/"), None)
+        app = self.apps.get(app_id)
+        if app is None and "." in app_id:
+            app = self.apps.get(app_id.split(".", 1)[0])
+        if app is None:
+            raise InvokeFailed(
+                app_id, f'app id \'{app_id}\' is not registered with quill (POST /deployments with "kind": "dapr")'
+            )
+        return Target(app.app_id, app.uri.rstrip("/"), app)
+
+    def check_access(self, target: Target, verb: str, method: str) -> None:
+        """403 when the app's access policy denies ``verb /method``."""
+        if target.app is None:
+            return
+        operation = _normalized_operation(method)
+        action = _decide(target.app.access, verb, operation)
+        if action != "allow":
+            raise InvokeFailed(
+                target.app_id,
+                f"access control policy has denied access to id: {target.app_id} operation: {operation} verb: {verb}",
+                status=403,
+            )
+
+    async def invoke(
+        self,
+        target: Target,
+        verb: str,
+        raw_method: str,
+        query: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> UpstreamResponse:
+        """Forward one call; transport failures are retried by the app's policy (daprd retries
+        transport errors only, never an answer the app gave, whatever its status)."""
+        url = f"{target.base_url}/{raw_method}" + (f"?{query.decode('latin-1')}" if query else "")
+        forwarded = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in headers
+            if name.decode("latin-1").lower() not in _NOT_FORWARDED
+        ]
+        if target.app is not None:
+            forwarded.extend(target.app.additional_headers.items())
+        forwarded.append(("dapr-callee-app-id", target.app_id))
+        retries, interval = (target.app.max_retries, target.app.retry_interval) if target.app is not None else (3, 0.1)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._send(verb, url, forwarded, body)
+            except aiohttp.ClientConnectionError as exc:
+                if attempt > retries:
+                    suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
+                    raise InvokeFailed(target.app_id, f"{verb} {url}: {_describe(exc)}{suffix}") from exc
+                log.debug("Dapr invoke %s %s failed (%s), retry %d/%d", verb, url, exc, attempt, retries)
+                await asyncio.sleep(interval)
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                raise InvokeFailed(target.app_id, f"{verb} {url}: {_describe(exc)}") from exc
+
+    async def _send(self, verb: str, url: str, headers: list[tuple[str, str]], body: bytes) -> UpstreamResponse:
+        # encoded=True: the path and query go out byte for byte as the caller wrote them.
+        async with self.session.request(
+            verb,
+            URL(url, encoded=True),
+            headers=headers,
+            data=body if body or verb not in ("GET", "HEAD") else None,
+            allow_redirects=False,
+        ) as response:
+            content = await response.read()
+            returned = [
+                (name, value)
+                for name, value in response.raw_headers
+                if name.decode("latin-1").lower() not in _NOT_RETURNED
+            ]
+            return UpstreamResponse(response.status, returned, content)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _validated(registration: Registration) -> DaprApp:
+    app_id, uri = registration.app_id, registration.uri
+    if registration.kind not in KINDS:
+        raise BadRequest(f"Invalid kind '{registration.kind}': expected one of {', '.join(KINDS)}")
+    if not uri.startswith(("http://", "https://")):
+        raise BadRequest(f"Invalid uri '{uri}': expected an http:// or https:// URL")
+    if not app_id or any(c in app_id for c in "/?# \t") or app_id.startswith(("http:", "https:")):
+        raise BadRequest(f"Invalid app_id '{app_id}': expected a name without '/', '?', '#' or spaces")
+    if registration.kind == "dapr" and "." in app_id:
+        # As daprd: in "a.b" the part after the dot is the namespace.
+        raise BadRequest(f"Invalid app_id '{app_id}': a Dapr app id cannot contain dots")
+    access = registration.access or AccessControl()
+    for action in (access.default_action, *(op.action for op in access.operations)):
+        if action not in ("allow", "deny"):
+            raise BadRequest(f"Invalid access action '{action}': expected allow or deny")
+    retry = registration.retry or Retry()
+    if retry.max_retries < 0:
+        raise BadRequest("Invalid retry.maxRetries: must be 0 or more")
+    try:
+        interval = parse_duration(retry.duration)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid retry.duration: {exc}") from exc
+    return DaprApp(
+        app_id=app_id,
+        uri=uri,
+        kind=registration.kind,
+        access=access,
+        max_retries=retry.max_retries,
+        retry_interval=interval,
+        additional_headers=dict(registration.additional_headers or {}),
+        created_at=now_ms(),
+    )
+
+
+def _normalized_operation(method: str) -> str:
+    """The operation access control sees: decoded and cleaned (``a/../b`` is ``/b``), no query,
+    so encodings and dot segments cannot slip past a deny rule."""
+    cleaned = posixpath.normpath("/" + unquote(method))
+    return "/" + cleaned.lstrip("/") if cleaned != "/" else "/"
+
+
+def _decide(access: AccessControl, verb: str, operation: str) -> str:
+    best: tuple[int, int, int] | None = None
+    action = access.default_action
+    for rule in access.operations:
+        if not any(v == "*" or v.upper() == verb for v in rule.http_verb):
+            continue
+        if not _matches(rule.name, operation):
+            continue
+        pattern = rule.name
+        # Most specific first: more literal segments, then fewer wildcards, then a longer pattern.
+        literal = sum(1 for part in pattern.strip("/").split("/") if part and "*" not in part)
+        rank = (literal, -pattern.count("*"), len(pattern))
+        if best is None or rank > best:
+            best, action = rank, rule.action
+    return action
+
+
+def _matches(pattern: str, operation: str) -> bool:
+    """Dapr's operation names: ``*`` matches within one path segment, ``**`` any number of them."""
+    wanted = [p for p in pattern.strip("/").split("/") if p]
+    parts = [p for p in operation.strip("/").split("/") if p]
+    return _match_segments(wanted, parts)
+
+
+def _match_segments(wanted: list[str], parts: list[str]) -> bool:
+    if not wanted:
+        return not parts
+    head = wanted[0]
+    if head == "**":
+        return any(_match_segments(wanted[1:], parts[i:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatchcase(parts[0], head) and _match_segments(wanted[1:], parts[1:])
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
