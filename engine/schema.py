@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import msgspec
@@ -124,16 +125,8 @@ class Schema:
             )
         deployment = Deployment(
             id=existing.id if existing is not None else new_deployment_id(),
-            uri=uri,
-            use_http_11=use_http_11,
-            additional_headers=headers,
-            protocol_mode=manifest.protocol_mode or "BIDI_STREAM",
-            min_protocol_version=manifest.min_protocol_version,
-            max_protocol_version=manifest.max_protocol_version,
-            protocol_version=version,
-            manifest=raw,
             created_at=now_ms(),
-            sdk_version=sdk_version,
+            **_discovered(uri, use_http_11, headers, manifest, raw, version, sdk_version),
         )
         if dry_run:
             return deployment, existing is None
@@ -233,16 +226,7 @@ class Schema:
                 " an update must keep the services of the deployment."
             )
         deployment = msgspec.structs.replace(
-            existing,
-            uri=target,
-            use_http_11=http_11,
-            additional_headers=headers,
-            protocol_mode=manifest.protocol_mode or "BIDI_STREAM",
-            min_protocol_version=manifest.min_protocol_version,
-            max_protocol_version=manifest.max_protocol_version,
-            protocol_version=version,
-            manifest=raw,
-            sdk_version=sdk_version,
+            existing, **_discovered(target, http_11, headers, manifest, raw, version, sdk_version)
         )
         if dry_run:
             return deployment
@@ -258,6 +242,29 @@ class Schema:
         self.services.clear()
         for deployment in sorted(deployments, key=lambda d: d.created_at):
             self._index(deployment)
+
+
+def _discovered(
+    uri: str,
+    use_http_11: bool,
+    headers: dict[str, str],
+    manifest: EndpointManifest,
+    raw: dict,  # type: ignore[type-arg]
+    version: int,
+    sdk_version: str | None,
+) -> dict[str, Any]:
+    """The fields of a deployment that discovery determines."""
+    return {
+        "uri": uri,
+        "use_http_11": use_http_11,
+        "additional_headers": headers,
+        "protocol_mode": manifest.protocol_mode or "BIDI_STREAM",
+        "min_protocol_version": manifest.min_protocol_version,
+        "max_protocol_version": manifest.max_protocol_version,
+        "protocol_version": version,
+        "manifest": raw,
+        "sdk_version": sdk_version,
+    }
 
 
 def _negotiate(manifest: EndpointManifest, max_version: int) -> int:
