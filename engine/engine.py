@@ -31,6 +31,7 @@ from engine.records import (
     Purge,
     ReplaceState,
     Signal,
+    StateTransaction,
     Target,
     Terminate,
     Timer,
@@ -50,6 +51,7 @@ class InvocationRequest(msgspec.Struct, kw_only=True):
     headers: list[tuple[str, str]]
     execution_time: int | None = None  # ms since epoch, for delayed sends
     idempotency_key: str | None = None
+    exclusive: bool | None = None  # overrides the handler's kind (Dapr actors take the key's lock)
 
 
 class Engine:
@@ -77,7 +79,7 @@ class Engine:
         self.dapr_apps = DaprApps(store)
         self.dapr_apps.load()
         await self.dapr_apps.start()
-        self.invoker = Invoker(self.config, self.schema, self._http2)
+        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps)
         self._partitions = [Partition(p, store, self, self.config.log_retained_entries) for p in range(count)]
         for partition in self._partitions:
             partition.recover()
@@ -164,12 +166,21 @@ class Engine:
         self, service: str, key: str, new_state: list[tuple[bytes, bytes]], version: str | None
     ) -> None:
         """Overwrite a virtual object's state between its invocations."""
-        partition = self._partitions[hashed_partition_key(service, key) % len(self._partitions)]
-        outcome = await partition.submit(ReplaceState(service, key, new_state, version))
+        outcome = await self._object_partition(service, key).submit(ReplaceState(service, key, new_state, version))
         if outcome == "locked":
             raise Conflict(f"'{service}/{key}' is locked by a running invocation, retry when it is done")
         if outcome == "conflict":
             raise Conflict(f"the state of '{service}/{key}' changed: version '{version}' is outdated")
+
+    async def state_transaction(self, service: str, key: str, operations: list[tuple[bytes, bytes | None]]) -> None:
+        """Apply Dapr actor state operations atomically."""
+        await self._object_partition(service, key).submit(StateTransaction(service, key, operations))
+
+    def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
+        return self._object_partition(service, key).read_state(service, key, name)
+
+    def _object_partition(self, service: str, key: str) -> Partition:
+        return self._partitions[hashed_partition_key(service, key) % len(self._partitions)]
 
     async def purge(self, invocation_id: str) -> None:
         """Forget a completed invocation: its result, and so its idempotency key or workflow id."""
@@ -204,7 +215,11 @@ class Engine:
 
     def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, Partition, Invoke]:
         target = request.target
-        info = self.handler_info(target.service, target.handler) or HandlerInfo(False, False, 0)
+        info = self.handler_info(target.service, target.handler) or HandlerInfo(
+            False, False, int(self.config.idempotency_retention * 1000)
+        )
+        if request.exclusive is not None:
+            info = info._replace(exclusive=request.exclusive)
         if info.workflow_run:
             invocation_id = InvocationId.for_workflow(target.service, target.key)
         elif request.idempotency_key is not None:

@@ -40,6 +40,7 @@ from engine.records import (
     Purge,
     ReplaceState,
     Signal,
+    StateTransaction,
     Target,
     Terminate,
     Timer,
@@ -245,6 +246,8 @@ class Partition:
             return self._apply_purge(command)
         if isinstance(command, ReplaceState):
             return self._apply_replace_state(command)
+        if isinstance(command, StateTransaction):
+            return self._apply_state_transaction(command)
         raise TypeError(f"unknown command {command!r}")
 
     def _apply_invoke(self, command: Invoke, effects: list[Effect]) -> InvokeResult:
@@ -427,6 +430,18 @@ class Partition:
         for name, value in command.new_state:
             self.objects.set_state(obj, name, value)
         return "replaced"
+
+    def _apply_state_transaction(self, command: StateTransaction) -> None:
+        # Made by the app during its actor's turn, so the lock the turn holds does not refuse it.
+        obj = keys.object_key(self.id, command.service, command.key)
+        for name, value in command.operations:
+            if value is None:
+                self.objects.clear_state(obj, name)
+            else:
+                self.objects.set_state(obj, name, value)
+
+    def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
+        return self.objects.get_state(keys.object_key(self.id, service, key), name)
 
     def expired(self, now: int, limit: int) -> list[str]:
         """Ids of retained invocations whose retention ended by ``now`` (oldest first)."""

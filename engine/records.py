@@ -199,4 +199,23 @@ class ReplaceState(msgspec.Struct, tag="replace_state", array_like=True):
     version: str | None = None
 
 
-Command = Invoke | AttemptOutcome | TimerFired | CallCompleted | Signal | Terminate | Attach | Purge | ReplaceState
+class StateTransaction(msgspec.Struct, tag="state_transaction", array_like=True):
+    """Dapr actor state operations, applied together: (name, value) upserts, (name, None) deletes."""
+
+    service: str
+    key: str
+    operations: list[tuple[bytes, bytes | None]]
+
+
+Command = (
+    Invoke
+    | AttemptOutcome
+    | TimerFired
+    | CallCompleted
+    | Signal
+    | Terminate
+    | Attach
+    | Purge
+    | ReplaceState
+    | StateTransaction
+)

@@ -22,6 +22,7 @@ import msgspec
 from engine.dapr_apps import DaprApps, DaprError, InvalidMethod, NoAppId
 from engine.engine import Engine
 from engine.errors import QuillError
+from ingress.dapr_actors import DaprActors
 from ingress.responses import Send, respond
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class DaprIngress:
         self.routes: dict[str, Callable[[Scope, str, Receive, Send], Awaitable[None]]] = {
             "invoke": self._invoke_route,
             "healthz": self._healthz,
+            "actors": DaprActors(engine, self._read_body),
         }
 
     @property

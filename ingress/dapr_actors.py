@@ -1,0 +1,115 @@
+"""The Dapr actor API: ``/v1.0/actors/{type}/{id}/method/{m}`` and ``.../state[/{key}]``.
+
+Method calls are durable, turn-based invocations (see engine/actors.py); state transactions are
+applied atomically through the actor's partition. Reminders, timers, idle deactivation and
+reentrancy are not implemented yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+from urllib.parse import unquote
+
+import msgspec
+
+from engine.actors import actor_target, hosting_app
+from engine.dapr_apps import DaprError
+from engine.engine import Engine, InvocationRequest
+from ingress.responses import Send, respond
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Scope = dict[str, Any]
+ReadBody = Callable[[Receive], Awaitable[bytes]]
+
+_PREFIX = "/v1.0/actors/"
+_JSON = [(b"content-type", b"application/json")]
+
+
+class StateRequest(msgspec.Struct, kw_only=True):
+    key: str
+    value: Any = None
+    metadata: dict[str, str] | None = None
+
+
+class StateOperation(msgspec.Struct, kw_only=True):
+    operation: str
+    request: StateRequest
+
+
+_decode_transaction = msgspec.json.Decoder(list[StateOperation]).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _actor_error(message: str, *, status: int = 400, code: str = "ERR_MALFORMED_REQUEST") -> DaprError:
+    return DaprError(message, status=status, error_code=code)
+
+
+class DaprActors:
+    def __init__(self, engine: Engine, read_body: ReadBody) -> None:
+        self._engine = engine
+        self._read_body = read_body
+
+    async def __call__(self, scope: Scope, path: str, receive: Receive, send: Send) -> None:
+        parts = [unquote(p) for p in path[len(_PREFIX) :].split("/")] if path.startswith(_PREFIX) else []
+        if len(parts) < 3 or not parts[0] or not parts[1]:
+            raise _actor_error("expected /v1.0/actors/{actorType}/{actorId}/method|state|reminders|timers/...")
+        actor_type, actor_id, kind, rest = parts[0], parts[1], parts[2], parts[3:]
+        verb = scope["method"]
+        if kind == "method" and rest and rest[0]:
+            await self._call(scope, actor_type, actor_id, "/".join(rest), receive, send)
+        elif kind == "state" and not rest and verb in ("POST", "PUT"):
+            await self._transaction(actor_type, actor_id, await self._read_body(receive), send)
+        elif kind == "state" and len(rest) == 1 and verb == "GET":
+            await self._get_state(actor_type, actor_id, rest[0], send)
+        elif kind in ("reminders", "timers"):
+            raise _actor_error(f"actor {kind} are not supported by quill yet", status=501, code="ERR_NOT_IMPLEMENTED")
+        else:
+            raise _actor_error(f"unsupported actor route {verb} {path}", status=404, code="ERR_NOT_FOUND")
+
+    async def _call(self, scope: Scope, actor_type: str, actor_id: str, method: str, receive: Receive, send: Send) -> None:
+        self._hosted(actor_type)
+        body = await self._read_body(receive)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k.lower() == b"content-type"]
+        request = InvocationRequest(
+            target=actor_target(actor_type, actor_id, method), body=body, headers=headers, exclusive=True
+        )
+        _, outcome = await self._engine.call(request)
+        completion = outcome.completion
+        if completion.failure is not None:
+            # The app's own error body and status pass through, as daprd passes them.
+            await respond(send, completion.failure.code, completion.failure.message.encode(), _JSON)
+            return
+        await respond(send, 200, completion.value or b"", _JSON)
+
+    async def _transaction(self, actor_type: str, actor_id: str, body: bytes, send: Send) -> None:
+        self._hosted(actor_type)
+        try:
+            operations = _decode_transaction(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise _actor_error(f"failed to parse the state transaction: {exc}") from exc
+        changes: list[tuple[bytes, bytes | None]] = []
+        for op in operations:
+            # Validate all before applying any: a transaction is all or nothing.
+            if op.operation == "upsert":
+                changes.append((op.request.key.encode(), _encode(op.request.value)))
+            elif op.operation == "delete":
+                changes.append((op.request.key.encode(), None))
+            else:
+                raise _actor_error(f"unknown state operation '{op.operation}', expected upsert or delete")
+        await self._engine.state_transaction(actor_target(actor_type, "", "").service, actor_id, changes)
+        await respond(send, 204)
+
+    async def _get_state(self, actor_type: str, actor_id: str, key: str, send: Send) -> None:
+        self._hosted(actor_type)
+        value = self._engine.read_state(actor_target(actor_type, "", "").service, actor_id, key.encode())
+        if value is None:
+            await respond(send, 204)
+        else:
+            await respond(send, 200, value, _JSON)
+
+    def _hosted(self, actor_type: str) -> None:
+        if hosting_app(self._engine.dapr_apps, actor_type) is None:
+            raise _actor_error(
+                f"the actor type '{actor_type}' is not hosted by any registered app",
+                code="ERR_ACTOR_INSTANCE_MISSING",
+            )

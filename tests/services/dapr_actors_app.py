@@ -1,0 +1,64 @@
+"""A Dapr actor host written with the official SDK (``dapr.ext.fastapi.DaprActor``).
+
+quill calls it the way daprd does; its actors save state through quill's actor state API
+(``DAPR_HTTP_ENDPOINT`` points the SDK at quill).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from dapr.actor import Actor, ActorInterface, actormethod
+from dapr.ext.fastapi import DaprActor
+from fastapi import FastAPI
+
+
+class CounterInterface(ActorInterface):
+    @actormethod(name="Add")
+    async def add(self, delta: int) -> int: ...
+
+    @actormethod(name="Get")
+    async def get(self) -> int: ...
+
+    @actormethod(name="SlowAppend")
+    async def slow_append(self, item: str) -> list[str]: ...
+
+    @actormethod(name="Fail")
+    async def fail(self) -> None: ...
+
+
+class CounterActor(Actor, CounterInterface):
+    async def add(self, delta: int) -> int:
+        _, value = await self._state_manager.try_get_state("count")
+        value = (value or 0) + delta
+        await self._state_manager.set_state("count", value)
+        await self._state_manager.save_state()
+        return value
+
+    async def get(self) -> int:
+        _, value = await self._state_manager.try_get_state("count")
+        return value or 0
+
+    async def slow_append(self, item: str) -> list[str]:
+        """Read, yield, write: overlapping turns on one actor would lose items."""
+        _, items = await self._state_manager.try_get_state("items")
+        await asyncio.sleep(0.05)
+        items = [*(items or []), item]
+        await self._state_manager.set_state("items", items)
+        await self._state_manager.save_state()
+        return items
+
+    async def fail(self) -> None:
+        raise ValueError("counter refused")
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    await actors.register_actor(CounterActor)
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
+actors = DaprActor(app)
