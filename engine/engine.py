@@ -21,6 +21,7 @@ from engine.http2 import Http2Pool
 from engine.invoker import Invoker
 from engine.processor import HandlerInfo, InvokeResult, Outcome, Partition
 from engine.protocol import service_protocol_pb2 as pb
+from engine.reminders import Schedule
 from engine.records import (
     CallCompleted,
     Command,
@@ -30,6 +31,7 @@ from engine.records import (
     Invoke,
     Purge,
     ReplaceState,
+    SetSchedule,
     Signal,
     StateTransaction,
     Target,
@@ -178,6 +180,14 @@ class Engine:
 
     def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return self._object_partition(service, key).read_state(service, key, name)
+
+    async def set_schedule(self, service: str, key: str, kind: str, name: str, schedule: bytes | None) -> bool:
+        """Register (or, with None, delete) an actor reminder or timer; whether one existed."""
+        existed: bool = await self._object_partition(service, key).submit(SetSchedule(service, key, kind, name, schedule))
+        return existed
+
+    def read_schedule(self, service: str, key: str, kind: str, name: str) -> Schedule | None:
+        return self._object_partition(service, key).read_schedule(service, key, kind, name)
 
     def _object_partition(self, service: str, key: str) -> Partition:
         return self._partitions[hashed_partition_key(service, key) % len(self._partitions)]

@@ -18,8 +18,9 @@ TIMERS = "timers"
 PROMISES = "promises"
 OUTBOX = "outbox"
 EXPIRY = "expiry"  # completed invocations by the time their retention ends
+SCHEDULES = "schedules"  # Dapr actor reminders and timers, per actor object
 META = "meta"
-COLUMN_FAMILIES = (LOG, STATUS, JOURNAL, STATE, INBOX, LOCKS, TIMERS, PROMISES, OUTBOX, EXPIRY, META)
+COLUMN_FAMILIES = (LOG, STATUS, JOURNAL, STATE, INBOX, LOCKS, TIMERS, PROMISES, OUTBOX, EXPIRY, SCHEDULES, META)
 
 _PARTITION = struct.Struct(">H")
 _LSN = struct.Struct(">HQ")
@@ -128,3 +129,7 @@ DAPR_APP_PREFIX = b"dapr_app/"
 def dapr_app_key(app_id: str) -> bytes:
     """A registered Dapr app or HTTP endpoint (``engine.dapr_apps``), by app id / endpoint name."""
     return DAPR_APP_PREFIX + app_id.encode()
+
+
+def schedule_key(object_prefix: bytes, kind: str, name: str) -> bytes:
+    return object_prefix + kind.encode() + b"/" + name.encode()

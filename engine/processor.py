@@ -15,6 +15,7 @@ What the SDK's commands mean (state, timers, calls, promises, signals) is applie
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from typing import Any, Callable, NamedTuple, Protocol
 
@@ -22,9 +23,11 @@ import msgspec
 
 from engine import keys
 from engine.ids import InvocationId
+from engine.actors import actor_target
 from engine.journal import JournalApplier, set_completion
 from engine.messages import JournalEntry
 from engine.objects import ObjectTable, state_version
+from engine.reminders import Schedule
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import (
@@ -40,6 +43,7 @@ from engine.records import (
     Purge,
     ReplaceState,
     Signal,
+    SetSchedule,
     StateTransaction,
     Target,
     Terminate,
@@ -58,6 +62,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode_status = msgspec.msgpack.Decoder(InvocationStatus).decode
 _decode_timer = msgspec.msgpack.Decoder(Timer).decode
 _decode_command = msgspec.msgpack.Decoder(Command).decode
+_decode_schedule = msgspec.msgpack.Decoder(Schedule).decode
 
 
 class HandlerInfo(NamedTuple):
@@ -248,6 +253,8 @@ class Partition:
             return self._apply_replace_state(command)
         if isinstance(command, StateTransaction):
             return self._apply_state_transaction(command)
+        if isinstance(command, SetSchedule):
+            return self._apply_set_schedule(command, effects)
         raise TypeError(f"unknown command {command!r}")
 
     def _apply_invoke(self, command: Invoke, effects: list[Effect]) -> InvokeResult:
@@ -336,6 +343,9 @@ class Partition:
         if self.store.get(keys.TIMERS, timer_key) is None:
             return  # already fired
         self.store.delete(keys.TIMERS, timer_key)
+        if timer.schedule is not None:
+            self._fire_schedule(timer, effects)
+            return
         active = self.active.get(timer.invocation_id)
         if active is None:
             return
@@ -347,8 +357,49 @@ class Partition:
         self.notify(active, MessageType.SLEEP_COMPLETION, notification.SerializeToString(), effects)
 
     def _timer_key(self, timer: Timer) -> bytes:
-        raw_id = InvocationId(timer.invocation_id).to_bytes()
+        if timer.schedule is not None:
+            raw_id = hashlib.blake2b(timer.schedule, digest_size=24).digest()
+        else:
+            raw_id = InvocationId(timer.invocation_id).to_bytes()
         return keys.timer_key(self.id, timer.fire_at, raw_id, timer.completion_id)
+
+    # -- Dapr actor reminders and timers -------------------------------------------------------
+    def _apply_set_schedule(self, command: SetSchedule, effects: list[Effect]) -> bool:
+        """Register or delete; returns whether a schedule of that name existed."""
+        key = keys.schedule_key(keys.object_key(self.id, command.service, command.key), command.kind, command.name)
+        existed = self.store.get(keys.SCHEDULES, key) is not None
+        if command.schedule is None:
+            self.store.delete(keys.SCHEDULES, key)
+            return existed
+        self.store.put(keys.SCHEDULES, key, command.schedule)
+        self.add_timer(Timer("", _decode_schedule(command.schedule).next_fire, schedule=key), effects)
+        return existed
+
+    def read_schedule(self, service: str, key: str, kind: str, name: str) -> Schedule | None:
+        raw = self.store.get(keys.SCHEDULES, keys.schedule_key(keys.object_key(self.id, service, key), kind, name))
+        return None if raw is None else _decode_schedule(raw)
+
+    def _fire_schedule(self, timer: Timer, effects: list[Effect]) -> None:
+        assert timer.schedule is not None
+        raw = self.store.get(keys.SCHEDULES, timer.schedule)
+        if raw is None:
+            return  # deleted meanwhile
+        schedule = _decode_schedule(raw)
+        if schedule.next_fire != timer.fire_at:
+            return  # replaced by a newer registration, which armed its own timer
+        target = actor_target(schedule.actor_type, schedule.actor_id, f"{'remind' if schedule.kind == 'reminder' else 'timer'}/{schedule.name}")
+        entry = pb.InputCommandMessage(
+            headers=[pb.Header(key="content-type", value="application/json")], value=pb.Value(content=schedule.delivery())
+        )
+        invocation_id = InvocationId.for_target(target.service, target.key)
+        self._apply_invoke(
+            Invoke(str(invocation_id), target, entry.SerializeToString(), exclusive=True), effects
+        )
+        if schedule.advance():
+            self.store.put(keys.SCHEDULES, timer.schedule, _encode(schedule))
+            self.add_timer(Timer("", schedule.next_fire, schedule=timer.schedule), effects)
+        else:
+            self.store.delete(keys.SCHEDULES, timer.schedule)
 
     def _apply_call_completed(self, command: CallCompleted, effects: list[Effect]) -> None:
         active = self.active.get(command.caller.invocation_id)

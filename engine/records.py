@@ -104,6 +104,7 @@ class Timer(msgspec.Struct, frozen=True, array_like=True):
     invocation_id: str
     fire_at: int
     completion_id: int | None = None
+    schedule: bytes | None = None  # a Dapr actor reminder or timer (its key) instead of an invocation
 
 
 class Deployment(msgspec.Struct, kw_only=True):
@@ -207,8 +208,20 @@ class StateTransaction(msgspec.Struct, tag="state_transaction", array_like=True)
     operations: list[tuple[bytes, bytes | None]]
 
 
+class SetSchedule(msgspec.Struct, tag="set_schedule", array_like=True):
+    """Register (``schedule`` = an encoded ``engine.reminders.Schedule``) or delete (None) an actor
+    reminder or timer."""
+
+    service: str
+    key: str
+    kind: str
+    name: str
+    schedule: bytes | None
+
+
 Command = (
     Invoke
+    | SetSchedule
     | AttemptOutcome
     | TimerFired
     | CallCompleted

@@ -1,8 +1,8 @@
 """The Dapr actor API: ``/v1.0/actors/{type}/{id}/method/{m}`` and ``.../state[/{key}]``.
 
 Method calls are durable, turn-based invocations (see engine/actors.py); state transactions are
-applied atomically through the actor's partition. Reminders, timers, idle deactivation and
-reentrancy are not implemented yet.
+applied atomically through the actor's partition; reminders and timers are durable schedules
+(engine/reminders.py). Idle deactivation and reentrancy are not implemented yet.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import msgspec
 from engine.actors import actor_target, hosting_app
 from engine.dapr_apps import DaprError
 from engine.engine import Engine, InvocationRequest
+from engine.records import now_ms
+from engine.reminders import schedule
 from ingress.responses import Send, respond
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -61,8 +63,8 @@ class DaprActors:
             await self._transaction(actor_type, actor_id, await self._read_body(receive), send)
         elif kind == "state" and len(rest) == 1 and verb == "GET":
             await self._get_state(actor_type, actor_id, rest[0], send)
-        elif kind in ("reminders", "timers"):
-            raise _actor_error(f"actor {kind} are not supported by quill yet", status=501, code="ERR_NOT_IMPLEMENTED")
+        elif kind in ("reminders", "timers") and len(rest) == 1 and rest[0]:
+            await self._schedule(verb, kind[:-1], actor_type, actor_id, rest[0], receive, send)
         else:
             raise _actor_error(f"unsupported actor route {verb} {path}", status=404, code="ERR_NOT_FOUND")
 
@@ -106,6 +108,33 @@ class DaprActors:
             await respond(send, 204)
         else:
             await respond(send, 200, value, _JSON)
+
+    async def _schedule(
+        self, verb: str, kind: str, actor_type: str, actor_id: str, name: str, receive: Receive, send: Send
+    ) -> None:
+        """Reminders (durable) and timers (durable in quill too): register, read, delete."""
+        self._hosted(actor_type)
+        service = actor_target(actor_type, "", "").service
+        if verb in ("POST", "PUT"):
+            try:
+                body = msgspec.json.decode(await self._read_body(receive) or b"{}")
+                if not isinstance(body, dict):
+                    raise ValueError("expected a JSON object")
+                registered = schedule(kind, actor_type, actor_id, name, body, now_ms())
+            except (msgspec.DecodeError, ValueError) as exc:
+                raise _actor_error(f"invalid {kind} '{name}': {exc}") from exc
+            await self._engine.set_schedule(service, actor_id, kind, name, msgspec.msgpack.encode(registered))
+            await respond(send, 204)
+        elif verb == "DELETE":
+            await self._engine.set_schedule(service, actor_id, kind, name, None)
+            await respond(send, 204)
+        elif verb == "GET" and kind == "reminder":
+            found = self._engine.read_schedule(service, actor_id, kind, name)
+            if found is None:
+                raise _actor_error(f"reminder '{name}' not found", status=404, code="ERR_ACTOR_REMINDER_NON_EXISTENT")
+            await respond(send, 200, _encode(found.view()), _JSON)
+        else:
+            raise _actor_error(f"method {verb} not allowed on actor {kind}s", status=405, code="ERR_METHOD_NOT_ALLOWED")
 
     def _hosted(self, actor_type: str) -> None:
         if hosting_app(self._engine.dapr_apps, actor_type) is None:

@@ -76,9 +76,10 @@ class Process:
 
 
 class Quill(Process):
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, partitions: int = 4) -> None:
-        self.ingress_port = free_port()
-        self.admin_port = free_port()
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, partitions: int = 4, ports: tuple[int, int] | None = None
+    ) -> None:
+        self.ingress_port, self.admin_port = ports or (free_port(), free_port())
         self.data_dir = data_dir
         super().__init__(
             [

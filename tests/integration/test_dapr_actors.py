@@ -80,11 +80,67 @@ async def test_state_transactions_are_atomic(quill: Quill, client: httpx.AsyncCl
     assert (await client.get(f"{state}/a")).status_code == 204
 
 
-async def test_unknown_actor_type_and_unsupported_routes(quill: Quill, client: httpx.AsyncClient) -> None:
+async def test_unknown_actor_type_and_bad_schedules(quill: Quill, client: httpx.AsyncClient) -> None:
     unknown = await client.put(f"{quill.ingress}/v1.0/actors/Nope/x/method/Get")
     assert (unknown.status_code, unknown.json()["errorCode"]) == (400, "ERR_ACTOR_INSTANCE_MISSING")
-    reminder = await client.put(f"{quill.ingress}/v1.0/actors/CounterActor/x/reminders/r", json={"dueTime": "1s"})
-    assert reminder.status_code == 501
+    base = f"{quill.ingress}/v1.0/actors/CounterActor/x"
+    for body in ({"dueTime": "soon"}, {"period": "R0/PT1S"}, {"period": "-1s"}, [1]):
+        bad = await client.put(f"{base}/reminders/r", json=body)
+        assert bad.status_code == 400, body
+        assert bad.json()["errorCode"] == "ERR_MALFORMED_REQUEST"
+    no_callback = await client.put(f"{base}/timers/t", json={"dueTime": "1s"})
+    assert no_callback.status_code == 400
+    assert (await client.get(f"{base}/reminders/none")).status_code == 404
+
+
+async def _state_reaches(client: httpx.AsyncClient, quill: Quill, actor: str, key: str, value: int) -> int:
+    """Reminders fire on their own clock: poll the actor's state (bounded) until it counts ``value``."""
+    url = f"{quill.ingress}/v1.0/actors/CounterActor/{actor}/state/{key}"
+    seen = 0
+    for _ in range(200):
+        response = await client.get(url)
+        seen = response.json() if response.status_code == 200 else 0
+        if seen >= value:
+            return seen
+        await asyncio.sleep(0.05)
+    return seen
+
+
+async def test_a_reminder_fires_its_repetitions_then_ends(quill: Quill, client: httpx.AsyncClient) -> None:
+    base = f"{quill.ingress}/v1.0/actors/CounterActor/rem"
+    body = {"dueTime": "0h0m0s100ms0\u03bcs", "period": "R3/PT0.2S", "data": "aGk="}  # data: base64 "hi"
+    assert (await client.put(f"{base}/reminders/beat", json=body)).status_code == 204
+    registered = (await client.get(f"{base}/reminders/beat")).json()
+    assert (registered["period"], registered["data"]) == ("R3/PT0.2S", "aGk=")
+    assert await _state_reaches(client, quill, "rem", "reminded-beat-hi", 3) == 3
+    assert (await client.get(f"{base}/reminders/beat")).status_code == 404  # exhausted
+
+
+async def test_a_timer_calls_its_callback_and_a_deleted_reminder_never_fires(quill: Quill, client: httpx.AsyncClient) -> None:
+    base = f"{quill.ingress}/v1.0/actors/CounterActor/tim"
+    timer = {"callback": "tick", "data": "t1", "dueTime": "0h0m0s50ms0\u03bcs", "period": ""}
+    assert (await client.put(f"{base}/timers/once", json=timer)).status_code == 204
+    assert await _state_reaches(client, quill, "tim", "ticked-t1", 1) == 1
+    assert (await client.put(f"{base}/reminders/later", json={"dueTime": "30s", "data": "eA=="})).status_code == 204
+    assert (await client.delete(f"{base}/reminders/later")).status_code == 204
+    assert (await client.get(f"{base}/reminders/later")).status_code == 404
+
+
+async def test_reminders_survive_a_crash(tmp_path: Path, client: httpx.AsyncClient) -> None:
+    ports = (free_port(), free_port())
+    server = Quill(tmp_path / "data", env=QUILL_TEST_ENV, ports=ports)
+    app = ActorApp(server)
+    try:
+        registered = await client.post(f"{server.admin}/deployments", json={"uri": app.url, "app_id": "counters", "kind": "dapr"})
+        assert registered.status_code == 201
+        body = {"dueTime": "1s", "period": "", "data": "Y3Jhc2g="}  # "crash"
+        assert (await client.put(f"{server.ingress}/v1.0/actors/CounterActor/dur/reminders/r", json=body)).status_code == 204
+        server.kill()
+        server = Quill(tmp_path / "data", env=QUILL_TEST_ENV, ports=ports)
+        assert await _state_reaches(client, server, "dur", "reminded-r-crash", 1) == 1
+    finally:
+        app.stop()
+        server.stop()
 
 
 def test_the_dapr_sdk_actor_proxy(quill: Quill, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,9 @@ import asyncio
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from dapr.actor import Actor, ActorInterface, actormethod
+from datetime import timedelta
+
+from dapr.actor import Actor, ActorInterface, Remindable, actormethod
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
 
@@ -29,7 +31,7 @@ class CounterInterface(ActorInterface):
     async def fail(self) -> None: ...
 
 
-class CounterActor(Actor, CounterInterface):
+class CounterActor(Actor, CounterInterface, Remindable):
     async def add(self, delta: int) -> int:
         _, value = await self._state_manager.try_get_state("count")
         value = (value or 0) + delta
@@ -52,6 +54,20 @@ class CounterActor(Actor, CounterInterface):
 
     async def fail(self) -> None:
         raise ValueError("counter refused")
+
+    async def _bump(self, name: str) -> None:
+        _, value = await self._state_manager.try_get_state(name)
+        await self._state_manager.set_state(name, (value or 0) + 1)
+        await self._state_manager.save_state()
+
+    async def receive_reminder(
+        self, name: str, state: bytes, due_time: timedelta, period: timedelta, ttl: timedelta | None = None
+    ) -> None:
+        await self._bump(f"reminded-{name}-{state.decode()}")
+
+    async def tick(self, data: object) -> None:
+        """A timer callback."""
+        await self._bump(f"ticked-{data}")
 
 
 @asynccontextmanager
