@@ -10,7 +10,8 @@ accepted survives a crash and runs again on restart until the app answers.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import aiohttp
 
@@ -18,11 +19,15 @@ from engine.messages import AttemptResult
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import InvocationStatus, Target
+from engine.reminders import parse_duration_ms
 
 if TYPE_CHECKING:
     from engine.dapr_apps import DaprApps
 
 ACTOR_PREFIX = "dapr-actor:"
+DEACTIVATE = "__deactivate"  # the handler name of an idle actor's deactivation turn
+_DEFAULT_IDLE_MS = 60 * 60 * 1000  # daprd: actorIdleTimeout 60m
+_DEFAULT_SCAN_MS = 30 * 1000  # daprd: actorScanInterval 30s
 
 
 def actor_target(actor_type: str, actor_id: str, method: str) -> Target:
@@ -44,12 +49,78 @@ def hosting_app(apps: DaprApps, actor_type: str) -> str | None:
     return None
 
 
+def _type_config(apps: DaprApps, actor_type: str) -> dict[str, Any]:
+    """The app's ``/dapr/config`` for ``actor_type``: its ``entitiesConfig`` entry over the defaults."""
+    for app in apps.apps.values():
+        config = app.config or {}
+        for entry in config.get("entitiesConfig") or ():
+            if actor_type in (entry.get("entities") or ()):
+                return {**config, **entry}
+        if actor_type in (config.get("entities") or ()):
+            return config
+    return {}
+
+
+def _config_ms(config: dict[str, Any], name: str, default: int) -> int:
+    try:
+        return parse_duration_ms(str(config[name])) if config.get(name) else default
+    except ValueError:
+        return default
+
+
+class IdleActors:
+    """Deactivates actors idle for their ``actorIdleTimeout`` (``DELETE /actors/{type}/{id}``).
+
+    Activity is tracked in memory, as daprd does: after a restart an actor counts as inactive
+    until it is called again. The deactivation itself is an exclusive invocation, so it waits for
+    the actor's turn like any call.
+    """
+
+    def __init__(self, apps: DaprApps, deactivate: Callable[[str, str], Awaitable[None]]) -> None:
+        self._apps = apps
+        self._deactivate = deactivate
+        self._last_used: dict[tuple[str, str], float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self, actor_type: str, actor_id: str) -> None:
+        self._last_used[(actor_type, actor_id)] = time.monotonic()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._scan(), name="quill-actor-idle-scan")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _scan(self) -> None:
+        while True:
+            intervals = [_config_ms(app.config or {}, "actorScanInterval", _DEFAULT_SCAN_MS) for app in self._apps.apps.values()]
+            # At most a second between looks, so an app registered later gets its own interval.
+            await asyncio.sleep(min([*intervals, 1000]) / 1000)
+            now = time.monotonic()
+            for (actor_type, actor_id), used in list(self._last_used.items()):
+                idle_ms = _config_ms(_type_config(self._apps, actor_type), "actorIdleTimeout", _DEFAULT_IDLE_MS)
+                if (now - used) * 1000 >= idle_ms:
+                    del self._last_used[(actor_type, actor_id)]
+                    await self._deactivate(actor_type, actor_id)
+
+
 async def call_actor(apps: DaprApps, status: InvocationStatus, input_entry: bytes) -> AttemptResult:
     """One turn: the app's answer becomes the invocation's output (2xx value, else a failure)."""
     actor_type = status.target.service[len(ACTOR_PREFIX) :]
     base = hosting_app(apps, actor_type)
     if base is None:
         return AttemptResult([], "error", failure=f"no registered app hosts actor type '{actor_type}'")
+    if status.target.handler == DEACTIVATE:
+        url = f"{base}/actors/{actor_type}/{status.target.key}"
+        try:
+            async with apps.session.delete(url) as response:
+                await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return AttemptResult([], "error", failure=f"cannot reach {url}: {exc!r}")
+        # An app that no longer holds the actor answers 500 "not activated": nothing to retry.
+        return AttemptResult([(MessageType.OUTPUT_COMMAND, pb.OutputCommandMessage(value=pb.Value()).SerializeToString())], "end")
     request = pb.InputCommandMessage.FromString(input_entry)
     headers = {h.key: h.value for h in request.headers if h.key.lower() in ("content-type", "dapr-reentrancy-id")}
     url = f"{base}/actors/{actor_type}/{status.target.key}/method/{status.target.handler}"

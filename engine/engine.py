@@ -13,6 +13,7 @@ import httpx
 import msgspec
 
 from engine import keys
+from engine.actors import DEACTIVATE, IdleActors, actor_target
 from engine.config import Config
 from engine.dapr_apps import DaprApps
 from engine.errors import BadRequest, Conflict, NotFound
@@ -82,6 +83,8 @@ class Engine:
         self.dapr_apps.load()
         await self.dapr_apps.start()
         self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps)
+        self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
+        self.idle_actors.start()
         self._partitions = [Partition(p, store, self, self.config.log_retained_entries) for p in range(count)]
         for partition in self._partitions:
             partition.recover()
@@ -93,10 +96,13 @@ class Engine:
             log.info("recovered %d unfinished invocations", recovered)
 
     async def stop(self) -> None:
+        # Producers of new work first (timers, sweeper, idle scan), then the invoker, then I/O.
         self._timers.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        if hasattr(self, "idle_actors"):
+            await self.idle_actors.stop()
         if self._partitions:
             await self.invoker.stop()
         if self._client is not None:
@@ -188,6 +194,12 @@ class Engine:
 
     def read_schedule(self, service: str, key: str, kind: str, name: str) -> Schedule | None:
         return self._object_partition(service, key).read_schedule(service, key, kind, name)
+
+    async def _deactivate_actor(self, actor_type: str, actor_id: str) -> None:
+        request = InvocationRequest(
+            target=actor_target(actor_type, actor_id, DEACTIVATE), body=b"", headers=[], exclusive=True
+        )
+        await self.send(request)
 
     def _object_partition(self, service: str, key: str) -> Partition:
         return self._partitions[hashed_partition_key(service, key) % len(self._partitions)]

@@ -76,6 +76,7 @@ class DaprActors:
             target=actor_target(actor_type, actor_id, method), body=body, headers=headers, exclusive=True
         )
         _, outcome = await self._engine.call(request)
+        self._engine.idle_actors.touch(actor_type, actor_id)
         completion = outcome.completion
         if completion.failure is not None:
             # The app's own error body and status pass through, as daprd passes them.

@@ -159,3 +159,18 @@ def test_the_dapr_sdk_actor_proxy(quill: Quill, monkeypatch: pytest.MonkeyPatch)
         return first, second
 
     assert asyncio.run(use_proxy()) == (4, 10)
+
+
+async def test_idle_actors_are_deactivated(quill: Quill, client: httpx.AsyncClient) -> None:
+    app_url = next(
+        a["uri"] for a in (await client.get(f"{quill.admin}/dapr/apps")).json()["apps"] if a["app_id"] == "counters"
+    )
+    assert (await client.put(f"{quill.ingress}/v1.0/actors/IdleActor/idle1/method/Get")).json() == 0
+    # IdleActor's actorIdleTimeout is 1 s (scan every 200 ms): poll the app's record, bounded.
+    deactivated: list[str] = []
+    for _ in range(100):
+        deactivated = (await client.get(f"{app_url}/test/deactivated")).json()
+        if "idle1" in deactivated:
+            break
+        await asyncio.sleep(0.05)
+    assert deactivated == ["idle1"]  # the CounterActor instances (1 h idle timeout) stay active

@@ -13,6 +13,8 @@ from typing import AsyncIterator
 from datetime import timedelta
 
 from dapr.actor import Actor, ActorInterface, Remindable, actormethod
+from dapr.actor.runtime.config import ActorRuntimeConfig, ActorTypeConfig
+from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
 
@@ -70,11 +72,41 @@ class CounterActor(Actor, CounterInterface, Remindable):
         await self._bump(f"ticked-{data}")
 
 
+deactivated: list[str] = []
+
+
+class IdleInterface(ActorInterface):
+    @actormethod(name="Get")
+    async def get(self) -> int: ...
+
+
+class IdleActor(Actor, IdleInterface):
+    """Deactivated after 1 s idle (its per-type config); records deactivations for the test."""
+
+    async def get(self) -> int:
+        return 0
+
+    async def _on_deactivate(self) -> None:
+        deactivated.append(self.id.id)
+
+
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    ActorRuntime.set_actor_config(
+        ActorRuntimeConfig(
+            actor_scan_interval=timedelta(milliseconds=200),
+            actor_type_configs=[ActorTypeConfig("IdleActor", actor_idle_timeout=timedelta(seconds=1))],
+        )
+    )
     await actors.register_actor(CounterActor)
+    await actors.register_actor(IdleActor)
     yield
 
 
 app = FastAPI(lifespan=lifespan)
 actors = DaprActor(app)
+
+
+@app.get("/test/deactivated")
+async def list_deactivated() -> list[str]:
+    return deactivated
