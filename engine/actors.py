@@ -49,6 +49,22 @@ def hosting_app(apps: DaprApps, actor_type: str) -> str | None:
     return None
 
 
+REENTRANCY_HEADER = "dapr-reentrancy-id"
+
+
+def reentrant(apps: DaprApps, actor_type: str) -> bool:
+    config = _type_config(apps, actor_type).get("reentrancy") or {}
+    return bool(config.get("enabled"))
+
+
+def reentrancy_id(input_entry: bytes) -> str | None:
+    """The reentrancy chain an actor call belongs to (its ``Dapr-Reentrancy-Id``)."""
+    for header in pb.InputCommandMessage.FromString(input_entry).headers:
+        if header.key.lower() == REENTRANCY_HEADER:
+            return header.value
+    return None
+
+
 def _type_config(apps: DaprApps, actor_type: str) -> dict[str, Any]:
     """The app's ``/dapr/config`` for ``actor_type``: its ``entitiesConfig`` entry over the defaults."""
     for app in apps.apps.values():

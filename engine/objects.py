@@ -91,6 +91,9 @@ class ObjectTable:
     def is_locked(self, obj: bytes) -> bool:
         return obj in self._locks
 
+    def holder(self, obj: bytes) -> str | None:
+        return self._locks.get(obj)
+
     # -- promises ------------------------------------------------------------------------------
     def get_promise(self, obj: bytes, name: str) -> Promise:
         raw = self._store.get(keys.PROMISES, keys.promise_key(obj, name))

@@ -23,7 +23,7 @@ import msgspec
 
 from engine import keys
 from engine.ids import InvocationId
-from engine.actors import actor_target
+from engine.actors import actor_target, is_actor, reentrancy_id
 from engine.journal import JournalApplier, set_completion
 from engine.messages import JournalEntry
 from engine.objects import ObjectTable, state_version
@@ -327,11 +327,25 @@ class Partition:
     def _start_or_enqueue(self, active: Active, effects: list[Effect]) -> None:
         status = active.status
         if status.exclusive and active.object is not None and not self.objects.try_lock(active.object, status.id):
+            if self._reenters(active):
+                status.exclusive = False  # runs inside the holder's turn, never takes the lock
+                self._run(active, effects)
+                return
             self.objects.enqueue(active.object, self._lsn + 1, status.id)
             status.phase = "inboxed"
             self._put_status(active)
         else:
             self._run(active, effects)
+
+    def _reenters(self, active: Active) -> bool:
+        """A Dapr actor call made from within the turn that holds the actor's lock (same chain)."""
+        if not is_actor(active.status.target) or active.object is None:
+            return False
+        holder = self.active.get(self.objects.holder(active.object) or "")
+        if holder is None:
+            return False
+        chain = reentrancy_id(active.journal[0][1])
+        return chain is not None and chain == reentrancy_id(holder.journal[0][1])
 
     def _run(self, active: Active, effects: list[Effect]) -> None:
         active.status.phase = "running"

@@ -2,17 +2,19 @@
 
 Method calls are durable, turn-based invocations (see engine/actors.py); state transactions are
 applied atomically through the actor's partition; reminders and timers are durable schedules
-(engine/reminders.py). Idle deactivation and reentrancy are not implemented yet.
+(engine/reminders.py); idle actors are deactivated; reentrant types let a call chain
+(``Dapr-Reentrancy-Id``) re-enter the actor whose turn it holds.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
 
 import msgspec
 
-from engine.actors import actor_target, hosting_app
+from engine.actors import REENTRANCY_HEADER, actor_target, hosting_app, reentrant
 from engine.dapr_apps import DaprError
 from engine.engine import Engine, InvocationRequest
 from engine.records import now_ms
@@ -72,6 +74,10 @@ class DaprActors:
         self._hosted(actor_type)
         body = await self._read_body(receive)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k.lower() == b"content-type"]
+        if reentrant(self._engine.dapr_apps, actor_type):
+            # The first call of a chain gets an id; nested calls carry it back and skip the lock.
+            chain = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == REENTRANCY_HEADER.encode()), None)
+            headers.append(("Dapr-Reentrancy-Id", chain or str(uuid.uuid4())))
         request = InvocationRequest(
             target=actor_target(actor_type, actor_id, method), body=body, headers=headers, exclusive=True
         )

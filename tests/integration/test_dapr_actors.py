@@ -174,3 +174,8 @@ async def test_idle_actors_are_deactivated(quill: Quill, client: httpx.AsyncClie
             break
         await asyncio.sleep(0.05)
     assert deactivated == ["idle1"]  # the CounterActor instances (1 h idle timeout) stay active
+
+
+async def test_a_reentrant_actor_calls_itself_within_its_turn(quill: Quill, client: httpx.AsyncClient) -> None:
+    response = await client.put(f"{quill.ingress}/v1.0/actors/ReentrantActor/r1/method/Outer", json=2)
+    assert response.json() == 42

@@ -13,7 +13,8 @@ from typing import AsyncIterator
 from datetime import timedelta
 
 from dapr.actor import Actor, ActorInterface, Remindable, actormethod
-from dapr.actor.runtime.config import ActorRuntimeConfig, ActorTypeConfig
+from dapr.actor import ActorId, ActorProxy
+from dapr.actor.runtime.config import ActorReentrancyConfig, ActorRuntimeConfig, ActorTypeConfig
 from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI
@@ -90,16 +91,39 @@ class IdleActor(Actor, IdleInterface):
         deactivated.append(self.id.id)
 
 
+class ReentrantInterface(ActorInterface):
+    @actormethod(name="Outer")
+    async def outer(self, depth: int) -> int: ...
+
+    @actormethod(name="Inner")
+    async def inner(self) -> int: ...
+
+
+class ReentrantActor(Actor, ReentrantInterface):
+    """Outer calls Inner on the same actor while holding its turn: deadlock unless reentrant."""
+
+    async def outer(self, depth: int) -> int:
+        proxy = ActorProxy.create("ReentrantActor", ActorId(self.id.id), ReentrantInterface)
+        return await proxy.Inner() + depth
+
+    async def inner(self) -> int:
+        return 40
+
+
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     ActorRuntime.set_actor_config(
         ActorRuntimeConfig(
             actor_scan_interval=timedelta(milliseconds=200),
-            actor_type_configs=[ActorTypeConfig("IdleActor", actor_idle_timeout=timedelta(seconds=1))],
+            actor_type_configs=[
+                ActorTypeConfig("IdleActor", actor_idle_timeout=timedelta(seconds=1)),
+                ActorTypeConfig("ReentrantActor", reentrancy=ActorReentrancyConfig(enabled=True, maxStackDepth=8)),
+            ],
         )
     )
     await actors.register_actor(CounterActor)
     await actors.register_actor(IdleActor)
+    await actors.register_actor(ReentrantActor)
     yield
 
 
