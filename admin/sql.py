@@ -19,6 +19,8 @@ import pyarrow as pa  # type: ignore[import-untyped]
 
 from admin.introspect import INVOCATION_COLUMNS, INVOCATION_TIMES, invocation_row, journal_rows
 from engine import keys
+from engine.actors import ACTOR_PREFIX, dapr_state_key
+from ingress.dapr_actors import TTL_SUFFIX
 from engine.engine import Engine
 from engine.errors import BadRequest
 
@@ -70,13 +72,18 @@ def _state_rows(engine: Engine) -> list[dict[str, Any]]:
     rows = []
     for partition, key, value in engine.all_state():
         service, object_key, name = keys.parse_state_key(key)
+        if name.endswith(TTL_SUFFIX):
+            continue  # an actor state entry's expiry, shown with nothing of its own
         try:
             text: str | None = value.decode()
         except UnicodeDecodeError:
             text = None
+        label = name.decode(errors="replace")
+        if service.startswith(ACTOR_PREFIX):
+            label = dapr_state_key(engine.dapr_apps, service, object_key, label)
         rows.append(
             {"partition_key": partition, "service_name": service, "service_key": object_key,
-             "key": name.decode(errors="replace"), "value_utf8": text, "value": value}
+             "key": label, "value_utf8": text, "value": value}
         )  # fmt: skip
     return rows
 

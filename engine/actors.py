@@ -40,12 +40,24 @@ def is_actor(target: Target) -> bool:
 
 def hosting_app(apps: DaprApps, actor_type: str) -> str | None:
     """The base URL of the registered app whose ``/dapr/config`` lists ``actor_type``."""
+    app = _host(apps, actor_type)
+    return None if app is None else app.uri.rstrip("/")
+
+
+def dapr_state_key(apps: DaprApps, service: str, actor_id: str, name: str) -> str:
+    """Dapr's name for an actor's state entry, ``appId||actorType||actorId||key``, for operators."""
+    actor_type = service[len(ACTOR_PREFIX) :]
+    app = _host(apps, actor_type)
+    return f"{app.app_id if app else ''}||{actor_type}||{actor_id}||{name}"
+
+
+def _host(apps: DaprApps, actor_type: str) -> Any:
     for app in apps.apps.values():
         config = app.config or {}
         hosted = set(config.get("entities") or ())
         hosted.update(e for entry in config.get("entitiesConfig") or () for e in entry.get("entities") or ())
         if actor_type in hosted:
-            return app.uri.rstrip("/")
+            return app
     return None
 
 

@@ -44,6 +44,21 @@ _decode_transaction = msgspec.json.Decoder(list[StateOperation]).decode
 _encode = msgspec.json.Encoder().encode
 
 
+# A value upserted with metadata.ttlInSeconds has its expiry (ms since epoch) stored beside it.
+TTL_SUFFIX = b"\x00ttl"
+
+
+def _expiry(metadata: dict[str, str] | None) -> bytes | None:
+    ttl = (metadata or {}).get("ttlInSeconds")
+    if ttl is None:
+        return None
+    try:
+        seconds = int(ttl)
+    except ValueError as exc:
+        raise _actor_error(f"invalid metadata.ttlInSeconds '{ttl}': expected an integer") from exc
+    return str(now_ms() + seconds * 1000).encode()
+
+
 def _actor_error(message: str, *, status: int = 400, code: str = "ERR_MALFORMED_REQUEST") -> DaprError:
     return DaprError(message, status=status, error_code=code)
 
@@ -99,10 +114,12 @@ class DaprActors:
         changes: list[tuple[bytes, bytes | None]] = []
         for op in operations:
             # Validate all before applying any: a transaction is all or nothing.
+            name = op.request.key.encode()
             if op.operation == "upsert":
-                changes.append((op.request.key.encode(), _encode(op.request.value)))
+                changes.append((name, _encode(op.request.value)))
+                changes.append((name + TTL_SUFFIX, _expiry(op.request.metadata)))
             elif op.operation == "delete":
-                changes.append((op.request.key.encode(), None))
+                changes.extend([(name, None), (name + TTL_SUFFIX, None)])
             else:
                 raise _actor_error(f"unknown state operation '{op.operation}', expected upsert or delete")
         await self._engine.state_transaction(actor_target(actor_type, "", "").service, actor_id, changes)
@@ -110,8 +127,10 @@ class DaprActors:
 
     async def _get_state(self, actor_type: str, actor_id: str, key: str, send: Send) -> None:
         self._hosted(actor_type)
-        value = self._engine.read_state(actor_target(actor_type, "", "").service, actor_id, key.encode())
-        if value is None:
+        service = actor_target(actor_type, "", "").service
+        value = self._engine.read_state(service, actor_id, key.encode())
+        expires = self._engine.read_state(service, actor_id, key.encode() + TTL_SUFFIX)
+        if value is None or (expires is not None and int(expires) <= now_ms()):
             await respond(send, 204)
         else:
             await respond(send, 200, value, _JSON)

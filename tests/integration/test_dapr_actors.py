@@ -179,3 +179,21 @@ async def test_idle_actors_are_deactivated(quill: Quill, client: httpx.AsyncClie
 async def test_a_reentrant_actor_calls_itself_within_its_turn(quill: Quill, client: httpx.AsyncClient) -> None:
     response = await client.put(f"{quill.ingress}/v1.0/actors/ReentrantActor/r1/method/Outer", json=2)
     assert response.json() == 42
+
+
+async def test_operators_find_actor_state_under_dapr_names(quill: Quill, client: httpx.AsyncClient) -> None:
+    await client.put(_method(quill, "named", "Add"), json=1)
+    query = {"query": "SELECT key, value_utf8 FROM state WHERE service_key = 'named'"}
+    rows = (await client.post(f"{quill.admin}/query", json=query, headers={"accept": "application/json"})).json()["rows"]
+    assert rows == [{"key": "counters||CounterActor||named||count", "value_utf8": "1"}]
+
+
+async def test_state_with_a_ttl_expires(quill: Quill, client: httpx.AsyncClient) -> None:
+    state = f"{quill.ingress}/v1.0/actors/CounterActor/ttl/state"
+    ops = [{"operation": "upsert", "request": {"key": "short", "value": 1, "metadata": {"ttlInSeconds": "0"}}},
+           {"operation": "upsert", "request": {"key": "long", "value": 2, "metadata": {"ttlInSeconds": "3600"}}}]  # fmt: skip
+    assert (await client.put(state, json=ops)).status_code == 204
+    assert (await client.get(f"{state}/short")).status_code == 204  # expired at once
+    assert (await client.get(f"{state}/long")).json() == 2
+    bad = [{"operation": "upsert", "request": {"key": "x", "value": 1, "metadata": {"ttlInSeconds": "soon"}}}]
+    assert (await client.put(state, json=bad)).status_code == 400
