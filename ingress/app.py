@@ -18,7 +18,15 @@ from engine.processor import Outcome
 from engine.records import Failure, Target, now_ms, timestamp, timestamp_nanos
 from ingress.dapr import DaprIngress
 from ingress.paths import BAD_PATH, parse_invocation_path, split_path
-from ingress.responses import Send, respond, respond_error, respond_json
+from ingress.responses import (
+    BodyLimitExceeded,
+    ClientGone,
+    Send,
+    read_body,
+    respond,
+    respond_error,
+    respond_json,
+)
 from ingress.results import SCOPES_DISABLED, target_from_body, target_from_path
 from ingress.validation import validate_input
 
@@ -176,19 +184,12 @@ class IngressApp:
         return (handler.output if handler is not None else None) or {}
 
     async def _read_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise BadRequest("client disconnected")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._limit:
-                raise PayloadTooLarge("cannot read body: LengthLimitError")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            return await read_body(receive, self._limit)
+        except ClientGone as exc:
+            raise BadRequest("client disconnected") from exc
+        except BodyLimitExceeded as exc:
+            raise PayloadTooLarge("cannot read body: LengthLimitError") from exc
 
     @staticmethod
     def _input_headers(scope: dict[str, Any]) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from engine.dapr_apps import DaprApps, DaprError, InvalidMethod, NoAppId
 from engine.engine import Engine
 from engine.errors import QuillError
 from ingress.dapr_actors import DaprActors
-from ingress.responses import Send, respond
+from ingress.responses import BodyLimitExceeded, ClientGone, Send, read_body, respond
 
 log = logging.getLogger(__name__)
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -121,19 +121,12 @@ class DaprIngress:
         await respond(send, answer.status, answer.body, answer.headers)
 
     async def _read_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise DaprError("client disconnected", status=400, error_code="ERR_MALFORMED_REQUEST")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._limit:
-                raise BodyTooLarge(self._limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        try:
+            return await read_body(receive, self._limit)
+        except ClientGone as exc:
+            raise DaprError("client disconnected", status=400, error_code="ERR_MALFORMED_REQUEST") from exc
+        except BodyLimitExceeded as exc:
+            raise BodyTooLarge(self._limit) from exc
 
 
 async def respond_dapr_error(send: Send, status: int, error_code: str, message: str) -> None:

@@ -1,4 +1,4 @@
-"""Building HTTP responses, and the one place errors become HTTP."""
+"""Reading request bodies and building HTTP responses; the one place errors become HTTP."""
 
 from __future__ import annotations
 
@@ -41,3 +41,28 @@ async def respond_error(send: Send, error: QuillError, headers: Headers | None =
         error_body(error),
         [(b"content-type", JSON), (b"x-restate-error-source", error.source.encode()), *(headers or [])],
     )
+
+
+class BodyLimitExceeded(Exception):
+    """The request body grew past the configured limit."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body arrived."""
+
+
+async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
+    """The whole request body; each face maps the two failures to its own error shape."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyLimitExceeded()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
