@@ -31,6 +31,17 @@ def invocations_router(engine: Engine) -> APIRouter:
         await engine.terminate(invocation_id, kill=True)
         return Response(status_code=200)
 
+    @router.patch("/invocations/{invocation_id}/pause")
+    async def pause(invocation_id: str) -> Response:
+        await engine.pause(invocation_id)
+        return Response(status_code=200)
+
+    @router.patch("/invocations/{invocation_id}/resume")
+    async def resume(invocation_id: str) -> Response:
+        engine.invoker.retries.pop(invocation_id, None)  # a fresh start: the retry budget too
+        await engine.pause(invocation_id, resume=True)
+        return Response(status_code=200)
+
     @router.patch("/invocations/{invocation_id}/purge")
     async def purge(invocation_id: str) -> Response:
         await engine.purge(invocation_id)

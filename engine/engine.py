@@ -16,7 +16,7 @@ from engine import keys
 from engine.actors import DEACTIVATE, IdleActors, actor_target
 from engine.config import Config
 from engine.dapr_apps import DaprApps
-from engine.errors import BadRequest, Conflict, NotFound
+from engine.errors import BadRequest, Conflict, NotFound, QuillError
 from engine.ids import InvocationId, hashed_partition_key
 from engine.http2 import Http2Pool
 from engine.invoker import Invoker
@@ -30,6 +30,7 @@ from engine.records import (
     Failure,
     InvocationStatus,
     Invoke,
+    Pause,
     Purge,
     ReplaceState,
     SetSchedule,
@@ -224,6 +225,18 @@ class Engine:
                     await partition.submit(Purge(expired, expired=True))
                     if len(expired) < batch:
                         break
+
+    async def pause(self, invocation_id: str, *, resume: bool = False) -> None:
+        parsed = _parse_id(invocation_id)
+        outcome = await self._partition_of(parsed).submit(Pause(str(parsed), resume))
+        if outcome == "not_found":
+            raise NotFound(f"The requested invocation '{invocation_id}' does not exist")
+        if outcome == "completed":
+            raise Conflict(f"The invocation '{invocation_id}' was already completed.")
+        if outcome == "not_running":
+            raise Conflict(f"The invocation '{invocation_id}' is not running.")
+        if outcome == "not_started":
+            raise QuillError(f"The invocation '{invocation_id}' has not started yet.", status=425)
 
     async def terminate(self, invocation_id: str, *, kill: bool) -> str:
         """Cancel or kill; see ``Partition._apply_terminate`` for the outcomes."""

@@ -27,7 +27,7 @@ from engine.messages import AttemptResult, MessageReader, read_messages
 from engine.processor import AttemptSnapshot, Partition
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import content_type, encode_message, encode_raw
-from engine.records import AttemptOutcome, Deployment, InvocationStatus
+from engine.records import AttemptOutcome, Deployment, InvocationStatus, Pause
 from engine.schema import Schema
 from engine.config import Config, RetryPolicy
 
@@ -227,6 +227,8 @@ class Invoker:
         if policy.max_attempts is not None and retry.count >= policy.max_attempts:
             retry.paused = True
             log.warning("invocation %s paused after %d attempts: %s", invocation_id, retry.count, result.failure)
+            # Durably: it stays paused across restarts until an operator resumes (or kills) it.
+            partition.submit(Pause(invocation_id))
             return
         delay = result.retry_after if result.retry_after is not None else policy.delay(retry.count)
         # Journal mismatches and protocol violations mean the code no longer matches its journal:

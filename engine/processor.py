@@ -40,6 +40,7 @@ from engine.records import (
     Failure,
     InvocationStatus,
     Invoke,
+    Pause,
     Purge,
     ReplaceState,
     Signal,
@@ -255,6 +256,8 @@ class Partition:
             return self._apply_state_transaction(command)
         if isinstance(command, SetSchedule):
             return self._apply_set_schedule(command, effects)
+        if isinstance(command, Pause):
+            return self._apply_pause(command, effects)
         raise TypeError(f"unknown command {command!r}")
 
     def _apply_invoke(self, command: Invoke, effects: list[Effect]) -> InvokeResult:
@@ -448,6 +451,25 @@ class Partition:
             notification.void.SetInParent()
         self.notify(active, MessageType.SIGNAL_NOTIFICATION, notification.SerializeToString(), effects)
 
+    def _apply_pause(self, command: Pause, effects: list[Effect]) -> str:
+        """"done", or why not: "completed", "not_found", "not_started" (resume), "not_running" (pause)."""
+        active = self.active.get(command.invocation_id)
+        if active is None:
+            raw_id = InvocationId(command.invocation_id).to_bytes()
+            return "completed" if self.store.get(keys.STATUS, keys.invocation_key(self.id, raw_id)) else "not_found"
+        status = active.status
+        if command.resume:
+            if status.phase != "paused":
+                return "not_started" if status.phase in ("scheduled", "inboxed") else "done"
+            self._run(active, effects)
+            return "done"
+        if status.phase not in ("running", "suspended"):
+            return "done" if status.phase == "paused" else "not_running"
+        status.phase = "paused"
+        active.attempt += 1  # whatever attempt is in flight is stale from now on
+        self._put_status(active)
+        return "done"
+
     def _apply_terminate(self, command: Terminate, effects: list[Effect]) -> str:
         """Returns "done" (completed now), "signalled" (cancel delivered), "completed" or "not_found"."""
         active = self.active.get(command.invocation_id)
@@ -455,8 +477,9 @@ class Partition:
             raw_id = InvocationId(command.invocation_id).to_bytes()
             return "completed" if self.store.get(keys.STATUS, keys.invocation_key(self.id, raw_id)) else "not_found"
         status = active.status
-        if not command.kill and status.phase in ("running", "suspended"):
-            # The SDK turns the built-in CANCEL signal into a terminal error at its next await.
+        if not command.kill and status.phase in ("running", "suspended", "paused"):
+            # The SDK turns the built-in CANCEL signal into a terminal error at its next await
+            # (a paused invocation sees it once resumed, as in Restate).
             self._apply_signal(Signal(status.id, 1, None), effects)
             return "signalled"
         if status.phase == "inboxed" and active.object is not None:

@@ -177,6 +177,13 @@ class Signal(msgspec.Struct, tag="signal", array_like=True):
     failure: Failure | None = None
 
 
+class Pause(msgspec.Struct, tag="pause", array_like=True):
+    """Stop running an invocation (operator request, or retries exhausted) until resumed."""
+
+    invocation_id: str
+    resume: bool = False
+
+
 class Terminate(msgspec.Struct, tag="terminate", array_like=True):
     """Cancel (graceful: the handler sees a cancellation and may compensate) or kill (immediate)."""
 
@@ -221,6 +228,7 @@ class SetSchedule(msgspec.Struct, tag="set_schedule", array_like=True):
 
 Command = (
     Invoke
+    | Pause
     | SetSchedule
     | AttemptOutcome
     | TimerFired

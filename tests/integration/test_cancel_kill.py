@@ -96,3 +96,28 @@ async def test_purge_of_a_running_invocation_is_409(quill: Quill, sdk_service: S
     assert response.status_code == 409
     assert response.json()["message"] == f"The invocation '{invocation_id}' is not yet completed."
     await client.get(f"{sdk_service.url}/test/open", params={"name": "purge-gate"})
+
+
+async def test_pause_and_resume(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+    sent = await client.post(f"{quill.ingress}/restate/send/Counter/paused/hold", json="pause-gate")
+    invocation_id = sent.json()["invocationId"]
+    await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "holding:paused", "total": 1})
+    assert (await client.patch(f"{quill.admin}/invocations/{invocation_id}/pause")).status_code == 200
+    assert (await client.get(f"{quill.admin}/invocations/{invocation_id}")).json()["status"] == "paused"
+    await client.get(f"{sdk_service.url}/test/open", params={"name": "pause-gate"})
+    # Paused: even with its gate open the invocation does not finish until resumed.
+    assert (await client.get(f"{quill.ingress}/restate/output/{invocation_id}")).status_code == 470
+    assert (await client.patch(f"{quill.admin}/invocations/{invocation_id}/resume")).status_code == 200
+    assert (await client.get(f"{quill.ingress}/restate/attach/{invocation_id}")).json() == "released"
+    assert (await client.patch(f"{quill.admin}/invocations/{invocation_id}/pause")).status_code == 409
+    unknown = "inv_1aa1LyPnHJpL568xSKLK7vM8UTxeih7Nae"
+    assert (await client.patch(f"{quill.admin}/invocations/{unknown}/resume")).status_code == 404
+
+
+async def test_resume_of_an_inboxed_invocation_is_425(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+    await client.post(f"{quill.ingress}/restate/send/Counter/not-started/hold", json="not-started-gate")
+    await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "holding:not-started", "total": 1})
+    queued = await client.post(f"{quill.ingress}/restate/send/Counter/not-started/add", json=1)
+    response = await client.patch(f"{quill.admin}/invocations/{queued.json()['invocationId']}/resume")
+    assert response.status_code == 425
+    await client.get(f"{sdk_service.url}/test/open", params={"name": "not-started-gate"})
