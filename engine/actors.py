@@ -10,11 +10,13 @@ accepted survives a crash and runs again on restart until the app answers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import aiohttp
 
+from engine.errors import QuillError
 from engine.messages import AttemptResult
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
@@ -23,6 +25,8 @@ from engine.reminders import parse_duration_ms
 
 if TYPE_CHECKING:
     from engine.dapr_apps import DaprApps
+
+log = logging.getLogger(__name__)
 
 ACTOR_PREFIX = "dapr-actor:"
 DEACTIVATE = "__deactivate"  # the handler name of an idle actor's deactivation turn
@@ -131,7 +135,10 @@ class IdleActors:
                 idle_ms = _config_ms(_type_config(self._apps, actor_type), "actorIdleTimeout", _DEFAULT_IDLE_MS)
                 if (now - used) * 1000 >= idle_ms:
                     del self._last_used[(actor_type, actor_id)]
-                    await self._deactivate(actor_type, actor_id)
+                    try:
+                        await self._deactivate(actor_type, actor_id)
+                    except QuillError as exc:  # e.g. storage refusing writes: keep scanning
+                        log.warning("cannot deactivate actor %s/%s: %s", actor_type, actor_id, exc)
 
 
 async def call_actor(apps: DaprApps, status: InvocationStatus, input_entry: bytes) -> AttemptResult:
