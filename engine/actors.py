@@ -73,6 +73,12 @@ def reentrant(apps: DaprApps, actor_type: str) -> bool:
     return bool(config.get("enabled"))
 
 
+def reentrancy_limit(apps: DaprApps, actor_type: str) -> int:
+    """How deep a reentrant call chain may go on one actor (Dapr's maxStackDepth, default 32)."""
+    config = _type_config(apps, actor_type).get("reentrancy") or {}
+    return int(config.get("maxStackDepth") or 32)
+
+
 def reentrancy_id(input_entry: bytes) -> str | None:
     """The reentrancy chain an actor call belongs to (its ``Dapr-Reentrancy-Id``)."""
     for header in pb.InputCommandMessage.FromString(input_entry).headers:

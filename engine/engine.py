@@ -13,7 +13,7 @@ import httpx
 import msgspec
 
 from engine import keys
-from engine.actors import DEACTIVATE, IdleActors, actor_target
+from engine.actors import DEACTIVATE, IdleActors, actor_target, reentrancy_limit
 from engine.config import Config
 from engine.dapr_apps import DaprApps
 from engine.errors import BadRequest, Conflict, NotFound, QuillError
@@ -295,6 +295,9 @@ class Engine:
             target_id = command.invocation_id  # type: ignore[union-attr]
         self._partition_of(target_id).submit(command)
         self._store_or_fail().delete(keys.OUTBOX, outbox_key)
+
+    def reentrancy_limit(self, actor_type: str) -> int:
+        return reentrancy_limit(self.dapr_apps, actor_type)
 
     def handler_info(self, service: str, handler: str) -> HandlerInfo | None:
         entry = self.schema.services.get(service)

@@ -23,7 +23,7 @@ import msgspec
 
 from engine import keys
 from engine.ids import InvocationId
-from engine.actors import actor_target, is_actor, reentrancy_id
+from engine.actors import ACTOR_PREFIX, actor_target, is_actor, reentrancy_id
 from engine.journal import JournalApplier, set_completion
 from engine.messages import JournalEntry
 from engine.objects import ObjectTable, state_version
@@ -82,6 +82,8 @@ class Runtime(Protocol):
     def deliver(self, source: Partition, outbox_key: bytes, command: Command) -> None: ...
 
     def handler_info(self, service: str, handler: str) -> HandlerInfo | None: ...
+
+    def reentrancy_limit(self, actor_type: str) -> int: ...
 
 
 class Active:
@@ -330,8 +332,14 @@ class Partition:
     def _start_or_enqueue(self, active: Active, effects: list[Effect]) -> None:
         status = active.status
         if status.exclusive and active.object is not None and not self.objects.try_lock(active.object, status.id):
-            if self._reenters(active):
+            depth = self._reentrant_depth(active)
+            if depth:
                 status.exclusive = False  # runs inside the holder's turn, never takes the lock
+                actor_type = status.target.service[len(ACTOR_PREFIX) :]
+                if depth > self.runtime.reentrancy_limit(actor_type):
+                    status.completion = Completion(failure=Failure(500, "maximum stack depth exceeded"))
+                    self._complete(active, effects)
+                    return
                 self._run(active, effects)
                 return
             self.objects.enqueue(active.object, self._lsn + 1, status.id)
@@ -340,15 +348,24 @@ class Partition:
         else:
             self._run(active, effects)
 
-    def _reenters(self, active: Active) -> bool:
-        """A Dapr actor call made from within the turn that holds the actor's lock (same chain)."""
+    def _reentrant_depth(self, active: Active) -> int:
+        """For a Dapr actor call made from within the turn holding the actor's lock (same
+        ``Dapr-Reentrancy-Id`` chain): how deep the chain would be on this actor; else 0."""
         if not is_actor(active.status.target) or active.object is None:
-            return False
+            return 0
         holder = self.active.get(self.objects.holder(active.object) or "")
-        if holder is None:
-            return False
         chain = reentrancy_id(active.journal[0][1])
-        return chain is not None and chain == reentrancy_id(holder.journal[0][1])
+        if holder is None or chain is None or chain != reentrancy_id(holder.journal[0][1]):
+            return 0
+        inside = [
+            other
+            for other in self.active.values()
+            if other.object == active.object
+            and other is not active
+            and other.status.phase in ("running", "suspended")
+            and reentrancy_id(other.journal[0][1]) == chain
+        ]
+        return len(inside) + 1
 
     def _run(self, active: Active, effects: list[Effect]) -> None:
         active.status.phase = "running"

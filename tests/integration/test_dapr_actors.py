@@ -177,8 +177,14 @@ async def test_idle_actors_are_deactivated(quill: Quill, client: httpx.AsyncClie
 
 
 async def test_a_reentrant_actor_calls_itself_within_its_turn(quill: Quill, client: httpx.AsyncClient) -> None:
+    # Outer(2) → Outer(1) → Outer(0) → Inner: four calls deep in one chain, within maxStackDepth 8.
     response = await client.put(f"{quill.ingress}/v1.0/actors/ReentrantActor/r1/method/Outer", json=2)
     assert response.json() == 42
+    # maxStackDepth 8: seven Outer calls and an Inner fit, ten do not.
+    at_limit = await client.put(f"{quill.ingress}/v1.0/actors/ReentrantActor/r2/method/Outer", json=6)
+    assert at_limit.json() == 46
+    too_deep = await client.put(f"{quill.ingress}/v1.0/actors/ReentrantActor/r3/method/Outer", json=9)
+    assert too_deep.status_code == 500  # the innermost call failed: "maximum stack depth exceeded"
 
 
 async def test_operators_find_actor_state_under_dapr_names(quill: Quill, client: httpx.AsyncClient) -> None:

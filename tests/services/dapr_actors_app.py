@@ -93,7 +93,7 @@ class IdleActor(Actor, IdleInterface):
 
 class ReentrantInterface(ActorInterface):
     @actormethod(name="Outer")
-    async def outer(self, depth: int) -> int: ...
+    async def outer(self, depth: int) -> int: ...  # noqa: E704
 
     @actormethod(name="Inner")
     async def inner(self) -> int: ...
@@ -103,8 +103,11 @@ class ReentrantActor(Actor, ReentrantInterface):
     """Outer calls Inner on the same actor while holding its turn: deadlock unless reentrant."""
 
     async def outer(self, depth: int) -> int:
+        """Recurses ``depth`` times into itself, then asks Inner."""
         proxy = ActorProxy.create("ReentrantActor", ActorId(self.id.id), ReentrantInterface)
-        return await proxy.Inner() + depth
+        if depth > 0:
+            return await proxy.Outer(depth - 1) + 1
+        return await proxy.Inner()
 
     async def inner(self) -> int:
         return 40
