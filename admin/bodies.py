@@ -43,6 +43,13 @@ class Query(msgspec.Struct, kw_only=True):
     query: str
 
 
+class BatchInvocations(msgspec.Struct, kw_only=True):
+    """Body of ``POST /internal/invocations_batch_operations/{operation}`` (the CLI and UI use it)."""
+
+    invocation_ids: list[str]
+    deployment: str | None = None
+
+
 def decode_body(raw: bytes, kind: type[T], what: str) -> T:
     """Decode a JSON body, answering 400 with the reason on anything malformed."""
     try:

@@ -1,15 +1,23 @@
-"""``/invocations/{id}``: inspect, cancel, kill, purge."""
+"""``/invocations/{id}``: inspect, cancel, kill, purge, pause, resume; and their batch forms."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+import asyncio
+from typing import Awaitable, Callable
+
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from admin.bodies import BatchInvocations, decode_body
 from admin.introspect import INVOCATION_TIMES, invocation_row
 from engine.engine import Engine
+from engine.errors import BadRequest, NotFound, QuillError
 from engine.records import timestamp
+
+
+_BATCH_LIMIT = 1000
 
 
 def invocations_router(engine: Engine) -> APIRouter:
@@ -41,6 +49,38 @@ def invocations_router(engine: Engine) -> APIRouter:
         engine.invoker.retries.pop(invocation_id, None)  # a fresh start: the retry budget too
         await engine.pause(invocation_id, resume=True)
         return Response(status_code=200)
+
+    operations: dict[str, Callable[[str], Awaitable[Any]]] = {
+        "cancel": lambda i: engine.terminate(i, kill=False),
+        "kill": lambda i: engine.terminate(i, kill=True),
+        "purge": engine.purge,
+        "pause": engine.pause,
+        "resume": lambda i: engine.pause(i, resume=True),
+    }
+
+    @router.post("/internal/invocations_batch_operations/{operation}")
+    async def batch(operation: str, request: Request) -> dict[str, Any]:
+        run = operations.get(operation)
+        if run is None:
+            raise NotFound(f"Unknown batch operation '{operation}'")
+        body = decode_body(await request.body(), BatchInvocations, "batch operation")
+        if len(body.invocation_ids) > _BATCH_LIMIT:
+            raise BadRequest(f"A batch holds at most {_BATCH_LIMIT} invocations, got {len(body.invocation_ids)}")
+
+        async def one(invocation_id: str) -> str | None:
+            try:
+                await run(invocation_id)
+            except QuillError as error:
+                return error.message
+            return None
+
+        errors = await asyncio.gather(*(one(i) for i in body.invocation_ids))
+        return {
+            "succeeded": [i for i, error in zip(body.invocation_ids, errors) if error is None],
+            "failed": [
+                {"invocation_id": i, "error": error} for i, error in zip(body.invocation_ids, errors) if error is not None
+            ],
+        }
 
     @router.patch("/invocations/{invocation_id}/purge")
     async def purge(invocation_id: str) -> Response:

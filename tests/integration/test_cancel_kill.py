@@ -121,3 +121,19 @@ async def test_resume_of_an_inboxed_invocation_is_425(quill: Quill, sdk_service:
     response = await client.patch(f"{quill.admin}/invocations/{queued.json()['invocationId']}/resume")
     assert response.status_code == 425
     await client.get(f"{sdk_service.url}/test/open", params={"name": "not-started-gate"})
+
+
+async def test_batch_operations(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+    held = [await client.post(f"{quill.ingress}/restate/send/Counter/batch-{i}/hold", json="batch-gate") for i in range(3)]
+    ids = [r.json()["invocationId"] for r in held]
+    await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "holding:batch-", "total": 3})
+    unknown = "inv_1aa1LyPnHJpL568xSKLK7vM8UTxeih7Nae"
+    url = f"{quill.admin}/internal/invocations_batch_operations"
+    killed = (await client.post(f"{url}/kill", json={"invocation_ids": [*ids, unknown]})).json()
+    assert killed["succeeded"] == ids
+    assert [f["invocation_id"] for f in killed["failed"]] == [unknown]
+    purged = (await client.post(f"{url}/purge", json={"invocation_ids": ids})).json()
+    assert (purged["succeeded"], purged["failed"]) == (ids, [])
+    assert (await client.post(f"{url}/explode", json={"invocation_ids": ids})).status_code == 404
+    assert (await client.post(f"{url}/kill", content=b"{")).status_code == 400
+    await client.get(f"{sdk_service.url}/test/open", params={"name": "batch-gate"})
