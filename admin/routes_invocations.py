@@ -82,6 +82,12 @@ def invocations_router(engine: Engine) -> APIRouter:
             ],
         }
 
+    @router.patch("/invocations/{invocation_id}/restart-as-new")
+    async def restart_as_new(invocation_id: str, request: Request) -> dict[str, Any]:
+        if request.query_params.get("from", "0") not in ("0", ""):
+            raise BadRequest("quill restarts invocations from the start only ('from' must be 0)")
+        return {"new_invocation_id": str(await engine.restart_as_new(invocation_id))}
+
     @router.patch("/invocations/{invocation_id}/purge")
     async def purge(invocation_id: str) -> Response:
         await engine.purge(invocation_id)

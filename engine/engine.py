@@ -238,6 +238,34 @@ class Engine:
         if outcome == "not_started":
             raise QuillError(f"The invocation '{invocation_id}' has not started yet.", status=425)
 
+    async def restart_as_new(self, invocation_id: str) -> InvocationId:
+        """Run a completed invocation again from its input, under a new id (Restate's
+        restart-as-new from the start; workflows cannot be restarted)."""
+        parsed = _parse_id(invocation_id)
+        partition = self._partition_of(parsed)
+        active = partition.active.get(parsed)
+        if active is not None:
+            if active.status.phase in ("scheduled", "inboxed"):
+                raise QuillError(f"The invocation '{invocation_id}' has not started yet.", status=425)
+            raise Conflict(f"The invocation '{invocation_id}' is still running.")
+        retained = partition.retained(parsed)
+        if retained is None:
+            raise NotFound(f"The requested invocation '{invocation_id}' does not exist")
+        info = self.handler_info(retained.target.service, retained.target.handler)
+        if info is not None and info.workflow_run:
+            raise QuillError(f"Restarting the workflow invocation '{invocation_id}' is not supported.", status=422)
+        if retained.input_entry is None:
+            raise QuillError(f"The input of the invocation '{invocation_id}' is not available any more.", status=410)
+        entry = pb.InputCommandMessage.FromString(retained.input_entry)
+        request = InvocationRequest(
+            target=retained.target,
+            body=entry.value.content,
+            headers=[(h.key, h.value) for h in entry.headers],
+            exclusive=retained.exclusive or None,
+        )
+        new_id, _ = await self.send(request)
+        return new_id
+
     async def terminate(self, invocation_id: str, *, kill: bool) -> str:
         """Cancel or kill; see ``Partition._apply_terminate`` for the outcomes."""
         parsed = _parse_id(invocation_id)

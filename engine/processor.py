@@ -195,6 +195,10 @@ class Partition:
             return None
         return InvocationView("completed", Outcome(retained.completion, retained.retain_until, retained.target))
 
+    def retained(self, invocation_id: str) -> InvocationStatus | None:
+        """A completed invocation kept for its retention."""
+        return self._retained(invocation_id)
+
     def _retained(self, invocation_id: str) -> InvocationStatus | None:
         raw = self.store.get(keys.STATUS, keys.invocation_key(self.id, InvocationId(invocation_id).to_bytes()))
         return None if raw is None else _decode_status(raw)
@@ -667,6 +671,7 @@ class Partition:
             status.retain_until = expires
             status.journal_length = 0
             status.attached = []
+            status.input_entry = active.journal[0][1] if active.journal else None
             self._put_status(active)
             self.store.put(keys.EXPIRY, keys.expiry_key(self.id, expires, active.raw_id), b"")
         else:

@@ -89,6 +89,7 @@ class InvocationStatus(msgspec.Struct, array_like=True):
     retention: int = 0  # ms to keep the completed invocation
     attached: list[Attachment] = []  # handlers waiting for this invocation's result
     idempotency_key: str | None = None
+    input_entry: bytes | None = None  # kept with a retained result, for restart-as-new
 
 
 class Promise(msgspec.Struct, array_like=True):

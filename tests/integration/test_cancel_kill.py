@@ -137,3 +137,20 @@ async def test_batch_operations(quill: Quill, sdk_service: SdkService, client: h
     assert (await client.post(f"{url}/explode", json={"invocation_ids": ids})).status_code == 404
     assert (await client.post(f"{url}/kill", content=b"{")).status_code == 400
     await client.get(f"{sdk_service.url}/test/open", params={"name": "batch-gate"})
+
+
+async def test_restart_as_new(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+    first = await client.post(f"{quill.ingress}/restate/call/Greeter/counted", json="again")
+    assert first.json() == "Hello again #1"
+    old_id = first.headers["x-restate-id"]
+    restarted = await client.patch(f"{quill.admin}/invocations/{old_id}/restart-as-new")
+    assert restarted.status_code == 200
+    new_id = restarted.json()["new_invocation_id"]
+    assert new_id != old_id
+    assert (await client.get(f"{quill.ingress}/restate/attach/{new_id}")).json() == "Hello again #2"
+    assert (await client.get(f"{quill.ingress}/restate/output/{old_id}")).json() == "Hello again #1"
+    assert (await client.patch(f"{quill.admin}/invocations/{old_id}/restart-as-new?from=3")).status_code == 400
+    await client.post(f"{quill.ingress}/restate/send/Signup/restart-wf/run", json="w@example.com")
+    await client.post(f"{quill.ingress}/restate/call/Signup/restart-wf/confirm", json="ok")
+    workflow_id = (await client.get(f"{quill.ingress}/restate/workflow/Signup/restart-wf/attach")).headers["x-restate-id"]
+    assert (await client.patch(f"{quill.admin}/invocations/{workflow_id}/restart-as-new")).status_code == 422
