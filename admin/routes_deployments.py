@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -12,6 +13,9 @@ from admin.routes_dapr import is_dapr_registration, register_dapr_app
 from admin.views import deployment_view, service_view
 from engine.engine import Engine
 from engine.errors import NotFound, QuillError
+from engine.manifest import EndpointManifest
+from engine.records import Deployment
+from engine.schema import ServiceEntry
 
 
 class NotImplementedYet(QuillError):
@@ -20,6 +24,17 @@ class NotImplementedYet(QuillError):
 
 def deployments_router(engine: Engine) -> APIRouter:
     router = APIRouter()
+
+    def preview(deployment: Deployment) -> list[dict[str, Any]]:
+        """The services a registration would create, in the shape the CLI shows before applying."""
+        manifest = msgspec.convert(deployment.manifest, EndpointManifest)
+        views = []
+        for service in manifest.services:
+            previous = engine.schema.services.get(service.name)
+            revision = 1 if previous is None else previous.revision + (previous.deployment_id != deployment.id)
+            entry = ServiceEntry(service, deployment.id, revision)
+            views.append(service_view(entry, engine.config, engine.schema.overrides.get(service.name)))
+        return views
 
     @router.post("/deployments", status_code=201)
     async def register(request: Request) -> Response:
@@ -42,7 +57,7 @@ def deployments_router(engine: Engine) -> APIRouter:
             if entry.deployment_id == deployment.id
         ]
         if body.dry_run:
-            services = [{"name": s["name"], "ty": s["ty"]} for s in deployment.manifest.get("services", [])]
+            services = preview(deployment)
         payload = {
             "id": deployment.id,
             "services": services,
@@ -90,7 +105,7 @@ def deployments_router(engine: Engine) -> APIRouter:
         )
         view = deployment_view(deployment, engine.schema, engine.config)
         if body.dry_run:
-            view["services"] = [{"name": s["name"], "ty": s["ty"]} for s in deployment.manifest.get("services", [])]
+            view["services"] = preview(deployment)
         return view
 
     router.add_api_route("/deployments/{deployment_id}", update, methods=["PATCH"], operation_id="update_deployment")

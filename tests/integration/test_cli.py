@@ -125,3 +125,21 @@ async def test_state_and_sql(cli: Path, quill: Quill, client: httpx.AsyncClient,
         cli, quill, tmp_path, "sql", "select service_key, key from state where service_key = 'cli-state'"
     )
     assert any(line.split() == ["cli-state", "value"] for line in sql.splitlines())
+
+
+async def test_deployments_register_and_describe(cli: Path, tmp_path: Path, client: httpx.AsyncClient) -> None:
+    """`restate deployments register` (a dry run, then the real one) against a fresh quill."""
+    fresh = Quill(tmp_path / "data")
+    service = SdkService()
+    try:
+        registered = await run_cli(
+            cli, fresh, tmp_path, "deployments", "register", service.url, "--use-http1.1", "--yes"
+        )
+        deployment_id = (await client.get(f"{fresh.admin}/deployments")).json()["deployments"][0]["id"]
+        assert deployment_id in registered
+        assert "Greeter" in registered and "Signup" in registered
+        described = await run_cli(cli, fresh, tmp_path, "deployments", "describe", deployment_id)
+        assert "Request/Response" in described and "restate-sdk-python" in described
+    finally:
+        service.stop()
+        fresh.stop()
