@@ -498,6 +498,9 @@ class Partition:
             raw_id = InvocationId(command.invocation_id).to_bytes()
             return "completed" if self.store.get(keys.STATUS, keys.invocation_key(self.id, raw_id)) else "not_found"
         status = active.status
+        for callee in self._pending_callees(active):
+            # As in Restate, cancelling or killing a caller does the same to the calls it awaits.
+            self.send(Terminate(callee, command.kill), effects)
         if not command.kill and status.phase in ("running", "suspended", "paused"):
             # The SDK turns the built-in CANCEL signal into a terminal error at its next await
             # (a paused invocation sees it once resumed, as in Restate).
@@ -508,6 +511,21 @@ class Partition:
         status.completion = Completion(failure=Failure(409, "killed" if command.kill else "cancelled"))
         self._complete(active, effects)
         return "done"
+
+    @staticmethod
+    def _pending_callees(active: Active) -> list[str]:
+        """Ids of the invocations this one called (not one-way sends) whose result has not come back."""
+        awaited: dict[int, int] = {}  # invocation-id notification index -> result completion id
+        callees: dict[int, str] = {}
+        for message_type, payload in active.journal:
+            if message_type == MessageType.CALL_COMMAND:
+                call = pb.CallCommandMessage.FromString(payload)
+                awaited[call.invocation_id_notification_idx] = call.result_completion_id
+            elif message_type == MessageType.CALL_INVOCATION_ID_COMPLETION:
+                notification = pb.CallInvocationIdCompletionNotificationMessage.FromString(payload)
+                callees[notification.completion_id] = notification.invocation_id
+        done = set(active.status.completion_ids)
+        return [callees[idx] for idx, result in awaited.items() if idx in callees and result not in done]
 
     def _apply_purge(self, command: Purge) -> str:
         """"purged", or why not: "running" (not completed yet) or "not_found"."""

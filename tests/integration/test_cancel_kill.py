@@ -154,3 +154,15 @@ async def test_restart_as_new(quill: Quill, sdk_service: SdkService, client: htt
     await client.post(f"{quill.ingress}/restate/call/Signup/restart-wf/confirm", json="ok")
     workflow_id = (await client.get(f"{quill.ingress}/restate/workflow/Signup/restart-wf/attach")).headers["x-restate-id"]
     assert (await client.patch(f"{quill.admin}/invocations/{workflow_id}/restart-as-new")).status_code == 422
+
+
+async def test_cancel_reaches_the_awaited_callee(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+    sent = await client.post(f"{quill.ingress}/restate/send/Caller/call_cancellable", json="child")
+    caller_id = sent.json()["invocationId"]
+    callee_id = (await client.get(f"{sdk_service.url}/test/published", params={"key": "child"})).json()
+    assert (await client.patch(f"{quill.admin}/invocations/{caller_id}/cancel")).status_code == 202
+    # The callee is cancelled too: its compensation runs, and both end with 409 "cancelled".
+    assert (await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "compensated:child", "total": 1})).json() == 1
+    for invocation_id in (callee_id, caller_id):
+        result = await client.get(f"{quill.ingress}/restate/attach/{invocation_id}")
+        assert (result.status_code, result.json()["message"]) == (409, "cancelled")

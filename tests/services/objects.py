@@ -180,4 +180,10 @@ async def call_twice_idempotently(ctx: restate.Context, key: str) -> list[int]:
     return [first, second]
 
 
+@caller.handler()
+async def call_cancellable(ctx: restate.Context, label: str) -> str:
+    """Awaits a call to ``cancellable``: cancelling this invocation must cancel that one too."""
+    return await ctx.service_call(cancellable, label)
+
+
 services = [counter, timers, caller, signup]
