@@ -208,11 +208,7 @@ class Engine:
     async def purge(self, invocation_id: str) -> None:
         """Forget a completed invocation: its result, and so its idempotency key or workflow id."""
         parsed = _parse_id(invocation_id)
-        outcome = await self._partition_of(parsed).submit(Purge([str(parsed)], expired=False))
-        if outcome == "not_found":
-            raise NotFound(f"The requested invocation '{invocation_id}' does not exist")
-        if outcome == "running":
-            raise Conflict(f"The invocation '{invocation_id}' is not yet completed.")
+        _check(await self._partition_of(parsed).submit(Purge([str(parsed)], expired=False)), invocation_id)
 
     async def _sweep_expired(self) -> None:
         """Purge invocations whose retention ended; the expiry index is ordered by time, so each
@@ -228,15 +224,7 @@ class Engine:
 
     async def pause(self, invocation_id: str, *, resume: bool = False) -> None:
         parsed = _parse_id(invocation_id)
-        outcome = await self._partition_of(parsed).submit(Pause(str(parsed), resume))
-        if outcome == "not_found":
-            raise NotFound(f"The requested invocation '{invocation_id}' does not exist")
-        if outcome == "completed":
-            raise Conflict(f"The invocation '{invocation_id}' was already completed.")
-        if outcome == "not_running":
-            raise Conflict(f"The invocation '{invocation_id}' is not running.")
-        if outcome == "not_started":
-            raise QuillError(f"The invocation '{invocation_id}' has not started yet.", status=425)
+        _check(await self._partition_of(parsed).submit(Pause(str(parsed), resume)), invocation_id)
 
     async def restart_as_new(self, invocation_id: str) -> InvocationId:
         """Run a completed invocation again from its input, under a new id (Restate's
@@ -245,12 +233,10 @@ class Engine:
         partition = self._partition_of(parsed)
         active = partition.active.get(parsed)
         if active is not None:
-            if active.status.phase in ("scheduled", "inboxed"):
-                raise QuillError(f"The invocation '{invocation_id}' has not started yet.", status=425)
-            raise Conflict(f"The invocation '{invocation_id}' is still running.")
+            raise _refusal("not_started" if active.status.phase in ("scheduled", "inboxed") else "running", invocation_id)
         retained = partition.retained(parsed)
         if retained is None:
-            raise NotFound(f"The requested invocation '{invocation_id}' does not exist")
+            raise _refusal("not_found", invocation_id)
         info = self.handler_info(retained.target.service, retained.target.handler)
         if info is not None and info.workflow_run:
             raise QuillError(f"Restarting the workflow invocation '{invocation_id}' is not supported.", status=422)
@@ -270,10 +256,7 @@ class Engine:
         """Cancel or kill; see ``Partition._apply_terminate`` for the outcomes."""
         parsed = _parse_id(invocation_id)
         outcome: str = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
-        if outcome == "not_found":
-            raise NotFound(f"The requested invocation '{invocation_id}' does not exist")
-        if outcome == "completed":
-            raise Conflict(f"The invocation '{invocation_id}' was already completed.")
+        _check(outcome, invocation_id)
         return outcome
 
     def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, Partition, Invoke]:
@@ -376,7 +359,7 @@ class Engine:
         parsed = _parse_id(invocation_id)
         found = self._partition_of(parsed).inspect(str(parsed))
         if found is None:
-            raise NotFound(f"The requested invocation '{invocation_id}' does not exist")
+            raise _refusal("not_found", invocation_id)
         return found
 
     def all_invocations(self) -> list[InvocationStatus]:
@@ -388,6 +371,27 @@ class Engine:
     def all_state(self) -> list[tuple[int, bytes, bytes]]:
         """(partition, STATE key, value) for every partition."""
         return [(p.id, key, value) for p in self._partitions for key, value in p.state_entries()]
+
+
+# What a partition answers about an operator's request, as Restate's admin API words it.
+_REFUSALS: dict[str, tuple[type[QuillError], int, str]] = {
+    "not_found": (NotFound, 404, "The requested invocation '{}' does not exist"),
+    "completed": (Conflict, 409, "The invocation '{}' was already completed."),
+    "running": (Conflict, 409, "The invocation '{}' is not yet completed."),
+    "not_running": (Conflict, 409, "The invocation '{}' is not running."),
+    "not_started": (QuillError, 425, "The invocation '{}' has not started yet."),
+}
+
+
+def _refusal(outcome: str, invocation_id: str) -> QuillError:
+    kind, status, message = _REFUSALS[outcome]
+    return kind(message.format(invocation_id), status=status)
+
+
+def _check(outcome: str, invocation_id: str) -> None:
+    """Raise the admin error for a refused operation; other outcomes pass."""
+    if outcome in _REFUSALS:
+        raise _refusal(outcome, invocation_id)
 
 
 def _parse_id(invocation_id: str) -> InvocationId:

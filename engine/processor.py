@@ -476,8 +476,7 @@ class Partition:
         """"done", or why not: "completed", "not_found", "not_started" (resume), "not_running" (pause)."""
         active = self.active.get(command.invocation_id)
         if active is None:
-            raw_id = InvocationId(command.invocation_id).to_bytes()
-            return "completed" if self.store.get(keys.STATUS, keys.invocation_key(self.id, raw_id)) else "not_found"
+            return "completed" if self._retained(command.invocation_id) is not None else "not_found"
         status = active.status
         if command.resume:
             if status.phase != "paused":
@@ -495,8 +494,7 @@ class Partition:
         """Returns "done" (completed now), "signalled" (cancel delivered), "completed" or "not_found"."""
         active = self.active.get(command.invocation_id)
         if active is None:
-            raw_id = InvocationId(command.invocation_id).to_bytes()
-            return "completed" if self.store.get(keys.STATUS, keys.invocation_key(self.id, raw_id)) else "not_found"
+            return "completed" if self._retained(command.invocation_id) is not None else "not_found"
         status = active.status
         for callee in self._pending_callees(active):
             # As in Restate, cancelling or killing a caller does the same to the calls it awaits.

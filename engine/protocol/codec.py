@@ -18,28 +18,6 @@ from google.protobuf.message import DecodeError, Message
 
 from engine.protocol import service_protocol_pb2 as pb
 
-__all__ = [
-    "HEADER_SIZE",
-    "MAX_PROTOCOL_VERSION",
-    "MESSAGE_CLASSES",
-    "MESSAGE_TYPES",
-    "MIN_PROTOCOL_VERSION",
-    "REQUESTED_ACK",
-    "Frame",
-    "FrameDecoder",
-    "MessageType",
-    "ProtocolError",
-    "content_type",
-    "decode_frames",
-    "encode_message",
-    "encode_raw",
-    "is_command",
-    "is_control",
-    "is_custom",
-    "is_notification",
-    "parse_content_type",
-]
-
 MIN_PROTOCOL_VERSION = 5
 # The highest version quill implements; like the reference server it speaks at most V6 unless V7
 # is switched on (config ``enable_protocol_v7``).
