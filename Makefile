@@ -7,7 +7,7 @@ TS_STAMP := tests/ts/node_modules/.installed
 RESTATE_CLI_VERSION := 1.7.12
 CLI_STAMP := .tooling/restate-cli/.installed-$(RESTATE_CLI_VERSION)
 
-.PHONY: run test bench proto clean
+.PHONY: run test lint bench proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ $(CLI_STAMP):
 run: $(STAMP)
 	$(PY) -m quill serve
 
-test: $(STAMP) $(TS_STAMP) $(CLI_STAMP)
+# Lint and type gates: ruff (E,F,I,B,UP) and mypy strict, generated protobuf code excluded.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: $(STAMP) $(TS_STAMP) $(CLI_STAMP) lint
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -6,8 +6,7 @@ from typing import TypeVar
 
 import msgspec
 
-from engine.durations import parse_duration
-from engine.errors import BadRequest
+from engine import BadRequest, parse_duration
 
 T = TypeVar("T")
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.engine import Engine
-from engine.invoker import RetryState
+from engine import Engine, InvocationStatus
+from engine.invoker.invoker import RetryState
 from engine.protocol.codec import MessageType
-from engine.records import InvocationStatus
 
 _SERVICE_TYPES = {"SERVICE": "service", "VIRTUAL_OBJECT": "virtual_object", "WORKFLOW": "workflow"}
 
@@ -78,7 +77,7 @@ def status_word(status: InvocationStatus, retry: RetryState | None) -> str:
 
 
 def invocation_row(engine: Engine, status: InvocationStatus) -> dict[str, Any]:
-    retry = engine.invoker.retries.get(status.id)
+    retry = engine.retry_state(status.id)
     target = status.target
     entry = engine.schema.services.get(target.service)
     deployment = engine.schema.deployments.get(status.deployment_id or "")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.manifest import HandlerManifest, ServiceManifest
-from engine.schema import ServiceEntry
+from engine.schema.manifest import HandlerManifest, ServiceManifest
+from engine.schema.registry import ServiceEntry
 
 JsonObject = dict[str, Any]
 

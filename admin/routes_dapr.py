@@ -14,9 +14,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from admin.bodies import decode_body
-from engine.dapr_apps import KINDS, DaprApp, Registration
-from engine.engine import Engine
-from engine.errors import NotFound
+from engine import Engine, NotFound
+from engine.dapr.apps import KINDS, DaprApp, Registration
 
 
 def is_dapr_registration(raw: bytes) -> bool:

@@ -11,11 +11,9 @@ from fastapi.responses import JSONResponse, Response
 from admin.bodies import RegisterDeployment, UpdateDeployment, check_uri, decode_body
 from admin.routes_dapr import is_dapr_registration, register_dapr_app
 from admin.views import deployment_view, service_view
-from engine.engine import Engine
-from engine.errors import NotFound, QuillError
-from engine.manifest import EndpointManifest
-from engine.records import Deployment
-from engine.schema import ServiceEntry
+from engine import Deployment, Engine, NotFound, QuillError
+from engine.schema.manifest import EndpointManifest
+from engine.schema.registry import ServiceEntry
 
 
 class NotImplementedYet(QuillError):

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from admin.bodies import BatchInvocations, decode_body
 from admin.introspect import INVOCATION_TIMES, invocation_row
-from engine.engine import Engine
-from engine.errors import BadRequest, NotFound, QuillError
-from engine.records import timestamp
-
+from engine import BadRequest, Engine, NotFound, QuillError, timestamp
 
 _BATCH_LIMIT = 1000
 
@@ -46,8 +42,7 @@ def invocations_router(engine: Engine) -> APIRouter:
 
     @router.patch("/invocations/{invocation_id}/resume")
     async def resume(invocation_id: str) -> Response:
-        engine.invoker.retries.pop(invocation_id, None)  # a fresh start: the retry budget too
-        await engine.pause(invocation_id, resume=True)
+        await engine.resume(invocation_id)
         return Response(status_code=200)
 
     operations: dict[str, Callable[[str], Awaitable[Any]]] = {
@@ -55,7 +50,7 @@ def invocations_router(engine: Engine) -> APIRouter:
         "kill": lambda i: engine.terminate(i, kill=True),
         "purge": engine.purge,
         "pause": engine.pause,
-        "resume": lambda i: engine.pause(i, resume=True),
+        "resume": engine.resume,
     }
 
     @router.post("/internal/invocations_batch_operations/{operation}")
@@ -76,9 +71,11 @@ def invocations_router(engine: Engine) -> APIRouter:
 
         errors = await asyncio.gather(*(one(i) for i in body.invocation_ids))
         return {
-            "succeeded": [i for i, error in zip(body.invocation_ids, errors) if error is None],
+            "succeeded": [i for i, error in zip(body.invocation_ids, errors, strict=True) if error is None],
             "failed": [
-                {"invocation_id": i, "error": error} for i, error in zip(body.invocation_ids, errors) if error is not None
+                {"invocation_id": i, "error": error}
+                for i, error in zip(body.invocation_ids, errors, strict=True)
+                if error is not None
             ],
         }
 

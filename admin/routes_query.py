@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from admin.bodies import Query, decode_body
 from admin.sql import arrow_stream, json_rows, run_query
-from engine.engine import Engine
+from engine import Engine
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Request, Response
 from admin.bodies import ModifyService, ModifyState, decode_body, duration_ms
 from admin.openapi import service_openapi
 from admin.views import handler_view, service_view
-from engine.engine import Engine
-from engine.errors import BadRequest, NotFound
-from engine.schema import ServiceEntry, ServiceOverrides
+from engine import BadRequest, Engine, NotFound
+from engine.schema.registry import ServiceEntry, ServiceOverrides
 
 
 def services_router(engine: Engine) -> APIRouter:

@@ -15,18 +15,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
-import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow as pa
 
 from admin.introspect import INVOCATION_COLUMNS, INVOCATION_TIMES, invocation_row, journal_rows
-from engine import keys
-from engine.actors import ACTOR_PREFIX, dapr_state_key
-from ingress.dapr_actors import TTL_SUFFIX
-from engine.engine import Engine
-from engine.errors import BadRequest
+from engine import BadRequest, Engine
+from engine.dapr.actors import ACTOR_PREFIX, TTL_SUFFIX, dapr_state_key
 
 _TIME = pa.timestamp("ms", tz="UTC")
-_INT_COLUMNS = frozenset({"pinned_service_protocol_version", "journal_size", "journal_commands", "retry_count",
-                          "completion_retention", "last_failure_error_code", "last_failure_related_entry_index"})  # fmt: skip
+_INT_COLUMNS = frozenset(
+    {
+        "pinned_service_protocol_version",
+        "journal_size",
+        "journal_commands",
+        "retry_count",
+        "completion_retention",
+        "last_failure_error_code",
+        "last_failure_related_entry_index",
+    }
+)
 
 
 def _invocation_schema() -> pa.Schema:
@@ -40,29 +46,62 @@ def _invocation_schema() -> pa.Schema:
 _SCHEMAS: dict[str, pa.Schema] = {
     "sys_invocation": _invocation_schema(),
     "sys_journal": pa.schema(
-        [("id", pa.string()), ("index", pa.int64()), ("entry_type", pa.string()), ("name", pa.string()),
-         ("completed", pa.bool_()), ("invoked_id", pa.string()), ("invoked_target", pa.string()),
-         ("sleep_wakeup_at", _TIME), ("promise_name", pa.string()), ("version", pa.int64()), ("raw", pa.binary()),
-         ("entry_json", pa.string()), ("appended_at", _TIME)]
+        [
+            ("id", pa.string()),
+            ("index", pa.int64()),
+            ("entry_type", pa.string()),
+            ("name", pa.string()),
+            ("completed", pa.bool_()),
+            ("invoked_id", pa.string()),
+            ("invoked_target", pa.string()),
+            ("sleep_wakeup_at", _TIME),
+            ("promise_name", pa.string()),
+            ("version", pa.int64()),
+            ("raw", pa.binary()),
+            ("entry_json", pa.string()),
+            ("appended_at", _TIME),
+        ]
     ),
     "state": pa.schema(
-        [("partition_key", pa.int64()), ("service_name", pa.string()), ("service_key", pa.string()),
-         ("key", pa.string()), ("value_utf8", pa.string()), ("value", pa.binary())]
+        [
+            ("partition_key", pa.int64()),
+            ("service_name", pa.string()),
+            ("service_key", pa.string()),
+            ("key", pa.string()),
+            ("value_utf8", pa.string()),
+            ("value", pa.binary()),
+        ]
     ),
     "sys_inbox": pa.schema(
-        [("service_name", pa.string()), ("service_key", pa.string()), ("id", pa.string()),
-         ("sequence_number", pa.int64()), ("created_at", _TIME)]
+        [
+            ("service_name", pa.string()),
+            ("service_key", pa.string()),
+            ("id", pa.string()),
+            ("sequence_number", pa.int64()),
+            ("created_at", _TIME),
+        ]
     ),
     "sys_deployment": pa.schema(
-        [("id", pa.string()), ("ty", pa.string()), ("endpoint", pa.string()), ("created_at", _TIME),
-         ("min_service_protocol_version", pa.int64()), ("max_service_protocol_version", pa.int64()),
-         ("sdk_version", pa.string())]
+        [
+            ("id", pa.string()),
+            ("ty", pa.string()),
+            ("endpoint", pa.string()),
+            ("created_at", _TIME),
+            ("min_service_protocol_version", pa.int64()),
+            ("max_service_protocol_version", pa.int64()),
+            ("sdk_version", pa.string()),
+        ]
     ),
     "sys_service": pa.schema(
-        [("name", pa.string()), ("revision", pa.int64()), ("public", pa.bool_()), ("ty", pa.string()),
-         ("deployment_id", pa.string())]
+        [
+            ("name", pa.string()),
+            ("revision", pa.int64()),
+            ("public", pa.bool_()),
+            ("ty", pa.string()),
+            ("deployment_id", pa.string()),
+        ]
     ),
-}  # fmt: skip
+}
 # Views over another table: built whenever the query names them.
 _VIEWS = {"sys_invocation_status": "sys_invocation"}
 _WORD = re.compile(r"[a-z_]+")
@@ -70,8 +109,7 @@ _WORD = re.compile(r"[a-z_]+")
 
 def _state_rows(engine: Engine) -> list[dict[str, Any]]:
     rows = []
-    for partition, key, value in engine.all_state():
-        service, object_key, name = keys.parse_state_key(key)
+    for partition, service, object_key, name, value in engine.all_state():
         if name.endswith(TTL_SUFFIX):
             continue  # an actor state entry's expiry, shown with nothing of its own
         try:
@@ -82,37 +120,59 @@ def _state_rows(engine: Engine) -> list[dict[str, Any]]:
         if service.startswith(ACTOR_PREFIX):
             label = dapr_state_key(engine.dapr_apps, service, object_key, label)
         rows.append(
-            {"partition_key": partition, "service_name": service, "service_key": object_key,
-             "key": label, "value_utf8": text, "value": value}
-        )  # fmt: skip
+            {
+                "partition_key": partition,
+                "service_name": service,
+                "service_key": object_key,
+                "key": label,
+                "value_utf8": text,
+                "value": value,
+            }
+        )
     return rows
 
 
 def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
     inboxed = sorted((s for s in engine.all_invocations() if s.phase == "inboxed"), key=lambda s: s.created_at)
     return [
-        {"service_name": s.target.service, "service_key": s.target.key, "id": s.id,
-         "sequence_number": n, "created_at": s.created_at}
+        {
+            "service_name": s.target.service,
+            "service_key": s.target.key,
+            "id": s.id,
+            "sequence_number": n,
+            "created_at": s.created_at,
+        }
         for n, s in enumerate(inboxed)
-    ]  # fmt: skip
+    ]
 
 
 def _deployment_rows(engine: Engine) -> list[dict[str, Any]]:
     return [
-        {"id": d.id, "ty": "http", "endpoint": d.uri, "created_at": d.created_at,
-         "min_service_protocol_version": d.min_protocol_version, "max_service_protocol_version": d.max_protocol_version,
-         "sdk_version": d.sdk_version}
+        {
+            "id": d.id,
+            "ty": "http",
+            "endpoint": d.uri,
+            "created_at": d.created_at,
+            "min_service_protocol_version": d.min_protocol_version,
+            "max_service_protocol_version": d.max_protocol_version,
+            "sdk_version": d.sdk_version,
+        }
         for d in engine.schema.deployments.values()
-    ]  # fmt: skip
+    ]
 
 
 def _service_rows(engine: Engine) -> list[dict[str, Any]]:
     types = {"SERVICE": "service", "VIRTUAL_OBJECT": "virtual_object", "WORKFLOW": "workflow"}
     return [
-        {"name": name, "revision": e.revision, "public": engine.schema.is_public(name),
-         "ty": types.get(e.manifest.ty, e.manifest.ty), "deployment_id": e.deployment_id}
+        {
+            "name": name,
+            "revision": e.revision,
+            "public": engine.schema.is_public(name),
+            "ty": types.get(e.manifest.ty, e.manifest.ty),
+            "deployment_id": e.deployment_id,
+        }
         for name, e in engine.schema.services.items()
-    ]  # fmt: skip
+    ]
 
 
 _BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
@@ -193,4 +253,5 @@ def arrow_stream(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data

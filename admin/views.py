@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.config import Config
-from engine.durations import format_duration
-from engine.manifest import HandlerManifest, ServiceManifest
-from engine.records import Deployment, timestamp
-from engine.schema import Schema, ServiceEntry, ServiceOverrides
+from engine import Config, Deployment, format_duration, timestamp
+from engine.schema.manifest import HandlerManifest, ServiceManifest
+from engine.schema.registry import Schema, ServiceEntry, ServiceOverrides
 
 _SERVICE_TYPES = {"SERVICE": "Service", "VIRTUAL_OBJECT": "VirtualObject", "WORKFLOW": "Workflow"}
 _HANDLER_TYPES = {"EXCLUSIVE": "Exclusive", "SHARED": "Shared", "WORKFLOW": "Workflow"}

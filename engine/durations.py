@@ -22,7 +22,7 @@ def parse_duration(text: str | float | int) -> float:
         raise ValueError("empty duration")
     if value[0] in "Pp":
         try:
-            seconds = isodate.parse_duration(value.upper()).total_seconds()
+            seconds = float(isodate.parse_duration(value.upper()).total_seconds())
         except (isodate.ISO8601Error, ValueError, AttributeError) as exc:
             raise ValueError(f"invalid ISO 8601 duration '{text}'") from exc
     else:
@@ -44,7 +44,7 @@ def _parse_humantime(value: str) -> float:
     else:
         raise ValueError(f"invalid duration '{value}'")
     try:
-        return sum(parse_timespan(pair) for pair in pairs)
+        return float(sum(parse_timespan(pair) for pair in pairs))
     except (InvalidTimespan, TypeError) as exc:
         raise ValueError(f"invalid duration '{value}'") from exc
 

@@ -12,21 +12,19 @@ import logging
 import httpx
 import msgspec
 
-from engine import keys
-from engine.actors import DEACTIVATE, IdleActors, actor_target, reentrancy_limit
 from engine.config import Config
-from engine.dapr_apps import DaprApps
+from engine.dapr.actors import DEACTIVATE, IdleActors, actor_target, reentrancy_limit
+from engine.dapr.apps import DaprApps
+from engine.dapr.reminders import Schedule
 from engine.errors import BadRequest, Conflict, NotFound, QuillError
 from engine.ids import InvocationId, hashed_partition_key
-from engine.http2 import Http2Pool
-from engine.invoker import Invoker
-from engine.processor import HandlerInfo, InvokeResult, Outcome, Partition
+from engine.invoker.http2 import Http2Pool
+from engine.invoker.invoker import Invoker, RetryState
+from engine.partition.processor import HandlerInfo, InvokeResult, Outcome, Partition
 from engine.protocol import service_protocol_pb2 as pb
-from engine.reminders import Schedule
 from engine.records import (
     CallCompleted,
     Command,
-    Completion,
     Failure,
     InvocationStatus,
     Invoke,
@@ -42,9 +40,10 @@ from engine.records import (
     TimerFired,
     now_ms,
 )
-from engine.schema import Schema
-from engine.store import Store
-from engine.timers import TimerService
+from engine.runtime.timers import TimerService
+from engine.schema.registry import Schema
+from engine.storage import keys
+from engine.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +189,9 @@ class Engine:
 
     async def set_schedule(self, service: str, key: str, kind: str, name: str, schedule: bytes | None) -> bool:
         """Register (or, with None, delete) an actor reminder or timer; whether one existed."""
-        existed: bool = await self._object_partition(service, key).submit(SetSchedule(service, key, kind, name, schedule))
+        existed: bool = await self._object_partition(service, key).submit(
+            SetSchedule(service, key, kind, name, schedule)
+        )
         return existed
 
     def read_schedule(self, service: str, key: str, kind: str, name: str) -> Schedule | None:
@@ -222,9 +223,19 @@ class Engine:
                     if len(expired) < batch:
                         break
 
-    async def pause(self, invocation_id: str, *, resume: bool = False) -> None:
+    async def pause(self, invocation_id: str) -> None:
         parsed = _parse_id(invocation_id)
-        _check(await self._partition_of(parsed).submit(Pause(str(parsed), resume)), invocation_id)
+        _check(await self._partition_of(parsed).submit(Pause(str(parsed), False)), invocation_id)
+
+    async def resume(self, invocation_id: str) -> None:
+        """Run a paused invocation again, with a fresh retry budget."""
+        parsed = _parse_id(invocation_id)
+        _check(await self._partition_of(parsed).submit(Pause(str(parsed), True)), invocation_id)
+        self.invoker.reset_retries(str(parsed))
+
+    def retry_state(self, invocation_id: str) -> RetryState | None:
+        """The invoker's retry bookkeeping for a running invocation (in memory, as Restate's)."""
+        return self.invoker.retries.get(invocation_id)
 
     async def restart_as_new(self, invocation_id: str) -> InvocationId:
         """Run a completed invocation again from its input, under a new id (Restate's
@@ -233,7 +244,9 @@ class Engine:
         partition = self._partition_of(parsed)
         active = partition.active.get(parsed)
         if active is not None:
-            raise _refusal("not_started" if active.status.phase in ("scheduled", "inboxed") else "running", invocation_id)
+            raise _refusal(
+                "not_started" if active.status.phase in ("scheduled", "inboxed") else "running", invocation_id
+            )
         retained = partition.retained(parsed)
         if retained is None:
             raise _refusal("not_found", invocation_id)
@@ -269,7 +282,9 @@ class Engine:
         if info.workflow_run:
             invocation_id = InvocationId.for_workflow(target.service, target.key)
         elif request.idempotency_key is not None:
-            invocation_id = InvocationId.for_idempotent(target.service, target.key, target.handler, request.idempotency_key)
+            invocation_id = InvocationId.for_idempotent(
+                target.service, target.key, target.handler, request.idempotency_key
+            )
         else:
             invocation_id = InvocationId.for_target(target.service, target.key)
         entry = pb.InputCommandMessage(
@@ -295,7 +310,7 @@ class Engine:
         self.invoker.start(partition, invocation_id, attempt)
 
     def arm_timer(self, partition: Partition, timer: Timer) -> None:
-        self._timers.schedule(timer.fire_at, lambda: partition.submit(TimerFired(timer)))
+        self._timers.schedule(timer.fire_at, lambda: partition.submit_detached(TimerFired(timer)))
 
     def deliver(self, source: Partition, outbox_key: bytes, command: Command) -> None:
         # Both partitions share one store: staging the delivery and the outbox delete together
@@ -304,7 +319,7 @@ class Engine:
             target_id = command.caller.invocation_id
         else:
             target_id = command.invocation_id  # type: ignore[union-attr]
-        self._partition_of(target_id).submit(command)
+        self._partition_of(target_id).submit_detached(command)
         self._store_or_fail().delete(keys.OUTBOX, outbox_key)
 
     def reentrancy_limit(self, actor_type: str) -> int:
@@ -368,9 +383,9 @@ class Engine:
     def all_journals(self) -> list[tuple[InvocationStatus, list[tuple[int, bytes]]]]:
         return [entry for partition in self._partitions for entry in partition.journals()]
 
-    def all_state(self) -> list[tuple[int, bytes, bytes]]:
-        """(partition, STATE key, value) for every partition."""
-        return [(p.id, key, value) for p in self._partitions for key, value in p.state_entries()]
+    def all_state(self) -> list[tuple[int, str, str, bytes, bytes]]:
+        """(partition, service, object key, state name, value) of every object's state."""
+        return [(p.id, *keys.parse_state_key(key), value) for p in self._partitions for key, value in p.state_entries()]
 
 
 # What a partition answers about an operator's request, as Restate's admin API words it.

@@ -12,7 +12,11 @@ to a response in one place (``ingress.responses.error_response`` and the admin e
     ├── NotReady                470: the invocation exists but has no result yet (output)
     ├── DeploymentError         400: discovery of a deployment failed or its manifest is unusable
     ├── Unavailable             503: the engine cannot accept work right now (shutting down, disk)
-    └── InvocationFailure       the handler ended with a terminal error; status = its code
+    ├── InvocationFailure       the handler ended with a terminal error; status = its code
+    └── DaprError               an error of the Dapr API, answered in daprd's ``{errorCode, message}``
+        ├── NoAppId             404: no app id in the path or the dapr-app-id header
+        ├── InvalidMethod       400: ``.../method/`` names no method
+        └── InvokeFailed        500 (403 when access control denies): the call did not reach the app
 
 Retryable failures of an attempt never surface here: the invoker retries them (see
 ``engine.retry``) and only a terminal outcome completes an invocation.
@@ -88,3 +92,36 @@ class InvocationFailure(QuillError):
     @property
     def code(self) -> int:
         return self.failure_code
+
+
+class DaprError(QuillError):
+    """An error of the Dapr API: answered as ``{"errorCode", "message"}`` (daprd's shape)."""
+
+    error_code = "ERR_DIRECT_INVOKE"
+
+    def __init__(self, message: str, *, status: int = 500, error_code: str | None = None) -> None:
+        super().__init__(message, status=status)
+        if error_code is not None:
+            self.error_code = error_code
+
+
+class NoAppId(DaprError):
+    """daprd: no app id in the path (e.g. ``/v1.0/invoke/app/method`` without a slash) nor in a header."""
+
+    def __init__(self) -> None:
+        super().__init__("failed getting app id either from the URL path or the header dapr-app-id", status=404)
+
+
+class InvalidMethod(DaprError):
+    """daprd: ``/v1.0/invoke/app/method/`` names no method."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid method name", status=400)
+
+
+class InvokeFailed(DaprError):
+    """daprd's ``failed to invoke, id: X, err: ...``: unknown app, transport failure (500), or
+    refused by access control (403, where daprd keeps the ERR_DIRECT_INVOKE code)."""
+
+    def __init__(self, app_id: str, reason: str, *, status: int = 500) -> None:
+        super().__init__(f"failed to invoke, id: {app_id}, err: {reason}", status=status)

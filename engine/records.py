@@ -8,7 +8,7 @@ defaults.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -19,7 +19,7 @@ def now_ms() -> int:
 
 def timestamp(ms: int, utc_suffix: str = "Z") -> str:
     """RFC 3339 with milliseconds, as Restate renders times."""
-    text = datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+    text = datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", utc_suffix)
 
 

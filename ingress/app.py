@@ -7,15 +7,30 @@ and the routes are few and fixed. Status codes and messages follow the real Rest
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
-from engine.durations import parse_duration
-from engine.engine import Engine, InvocationRequest
-from engine.errors import BadRequest, InvocationFailure, MethodNotAllowed, NotFound, NotReady, PayloadTooLarge, QuillError
-from engine.ids import InvocationId, parse_awakeable_id
-from engine.processor import Outcome
-from engine.records import Failure, Target, now_ms, timestamp, timestamp_nanos
+from engine import (
+    BadRequest,
+    Engine,
+    Failure,
+    InvocationFailure,
+    InvocationId,
+    InvocationRequest,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    Outcome,
+    PayloadTooLarge,
+    QuillError,
+    Target,
+    now_ms,
+    parse_awakeable_id,
+    parse_duration,
+    timestamp,
+)
+from engine.records import timestamp_nanos
 from ingress.dapr import DaprIngress
 from ingress.paths import BAD_PATH, parse_invocation_path, split_path
 from ingress.responses import (
@@ -222,7 +237,7 @@ def _execution_time(query: dict[str, list[str]], send: bool) -> int | None:
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return None
 
 

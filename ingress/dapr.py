@@ -19,9 +19,9 @@ from urllib.parse import unquote
 
 import msgspec
 
-from engine.dapr_apps import DaprApps, DaprError, InvalidMethod, NoAppId
-from engine.engine import Engine
-from engine.errors import QuillError
+from engine import DaprError, Engine, InvalidMethod, NoAppId, QuillError
+from engine.dapr import proxy
+from engine.dapr.apps import DaprApps
 from ingress.dapr_actors import DaprActors
 from ingress.responses import BodyLimitExceeded, ClientGone, Send, read_body, respond
 
@@ -117,7 +117,9 @@ class DaprIngress:
         target = self._apps.resolve(app_id)
         self._apps.check_access(target, verb, method.split("?", 1)[0])
         body = await self._read_body(receive)
-        answer = await self._apps.invoke(target, verb, method, scope.get("query_string", b""), scope["headers"], body)
+        answer = await proxy.invoke(
+            self._apps.session, target, verb, method, scope.get("query_string", b""), scope["headers"], body
+        )
         await respond(send, answer.status, answer.body, answer.headers)
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -137,7 +139,7 @@ def _header_app_id(scope: Scope) -> str | None:
     """The ``dapr-app-id`` header, or Basic auth with user ``dapr-app-id`` (as daprd)."""
     for name, value in scope["headers"]:
         if name == b"dapr-app-id" and value:
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     for name, value in scope["headers"]:
         if name == b"authorization" and value[:6].lower() == b"basic ":
             try:

@@ -9,16 +9,15 @@ applied atomically through the actor's partition; reminders and timers are durab
 from __future__ import annotations
 
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote
 
 import msgspec
 
-from engine.actors import REENTRANCY_HEADER, actor_target, hosting_app, reentrant
-from engine.dapr_apps import DaprError
-from engine.engine import Engine, InvocationRequest
-from engine.records import now_ms
-from engine.reminders import schedule
+from engine import DaprError, Engine, InvocationRequest, now_ms
+from engine.dapr.actors import REENTRANCY_HEADER, TTL_SUFFIX, actor_target, hosting_app, reentrant
+from engine.dapr.reminders import schedule
 from ingress.responses import Send, respond
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -45,7 +44,6 @@ _encode = msgspec.json.Encoder().encode
 
 
 # A value upserted with metadata.ttlInSeconds has its expiry (ms since epoch) stored beside it.
-TTL_SUFFIX = b"\x00ttl"
 
 
 def _expiry(metadata: dict[str, str] | None) -> bytes | None:
@@ -85,13 +83,19 @@ class DaprActors:
         else:
             raise _actor_error(f"unsupported actor route {verb} {path}", status=404, code="ERR_NOT_FOUND")
 
-    async def _call(self, scope: Scope, actor_type: str, actor_id: str, method: str, receive: Receive, send: Send) -> None:
+    async def _call(
+        self, scope: Scope, actor_type: str, actor_id: str, method: str, receive: Receive, send: Send
+    ) -> None:
         self._hosted(actor_type)
         body = await self._read_body(receive)
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k.lower() == b"content-type"]
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k.lower() == b"content-type"
+        ]
         if reentrant(self._engine.dapr_apps, actor_type):
             # The first call of a chain gets an id; nested calls carry it back and skip the lock.
-            chain = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == REENTRANCY_HEADER.encode()), None)
+            chain = next(
+                (v.decode("latin-1") for k, v in scope["headers"] if k.lower() == REENTRANCY_HEADER.encode()), None
+            )
             headers.append(("Dapr-Reentrancy-Id", chain or str(uuid.uuid4())))
         request = InvocationRequest(
             target=actor_target(actor_type, actor_id, method), body=body, headers=headers, exclusive=True

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from engine.errors import BadRequest
-from engine.records import Target
-from engine.schema import Schema
+from engine import BadRequest, Target
+from engine.schema.registry import Schema
 
 BAD_PATH = (
     "bad path, expected /restate/call/:service/:handler, /restate/send/:service/:handler,"

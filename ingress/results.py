@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from engine.errors import BadRequest, NotFound
-from engine.ids import InvocationId
+from engine import BadRequest, InvocationId, NotFound
 
 
 class InvocationTarget(msgspec.Struct, rename="camel", kw_only=True):

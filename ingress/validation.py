@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import BadRequest
+from engine import BadRequest
 
 # A manifest without an input spec accepts anything, optionally.
-_DEFAULT_INPUT = {"contentType": "*/*", "required": False}
+_DEFAULT_INPUT: dict[str, Any] = {"contentType": "*/*", "required": False}
 
 
 def validate_input(spec: dict[str, Any] | None, content_type: str | None, body: bytes) -> None:
     spec = _DEFAULT_INPUT if spec is None else spec
-    expected = spec.get("contentType")
+    expected: str | None = spec.get("contentType")
     if expected is None:
         # The handler takes no input: body and content type must both be absent.
         if body or content_type is not None:
             shown = "None" if content_type is None else f'Some("{content_type}")'
             raise BadRequest(
-                f"input validation error: Expected body and content-type to be empty, but wasn't with content-type '{shown}'"
+                "input validation error: Expected body and content-type to be empty,"
+                f" but wasn't with content-type '{shown}'"
             )
         return
     if not body:

@@ -1,3 +1,5 @@
 """quill: a durable-execution server, wire-compatible with Restate."""
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+__version__ = metadata.version("quill")

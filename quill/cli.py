@@ -8,11 +8,13 @@ import logging
 import os
 import sys
 
-from engine.config import load_config
+from engine import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="quill", description="A durable-execution server, wire-compatible with Restate.")
+    parser = argparse.ArgumentParser(
+        prog="quill", description="A durable-execution server, wire-compatible with Restate."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server (ingress + admin API)")
     serve.add_argument("--config", default=os.environ.get("QUILL_CONFIG"), help="TOML configuration file")

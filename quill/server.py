@@ -6,13 +6,12 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Iterator
+from collections.abc import Iterator
 
 import uvicorn
 
 from admin import create_admin_app
-from engine.config import Config
-from engine.engine import Engine
+from engine import Config, Engine
 from ingress import IngressApp
 from ingress.dapr import DaprIngress
 
@@ -50,7 +49,10 @@ async def serve(config: Config, started: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation); ``started`` is set once both ports listen."""
     engine = Engine(config)
     await engine.start()
-    servers = [_uvicorn(IngressApp(engine), config, config.ingress_port), _uvicorn(create_admin_app(engine), config, config.admin_port)]
+    servers = [
+        _uvicorn(IngressApp(engine), config, config.ingress_port),
+        _uvicorn(create_admin_app(engine), config, config.admin_port),
+    ]
     if config.dapr_port is not None:
         servers.append(_uvicorn(DaprIngress(engine, sidecar_port=True), config, config.dapr_port))
     loop = asyncio.get_running_loop()
@@ -69,7 +71,13 @@ async def serve(config: Config, started: asyncio.Event | None = None) -> None:
                 break
             await asyncio.sleep(0.01)
         if all(server.started for server in servers):
-            log.info("quill serving ingress on %s:%d, admin on %s:%d", config.bind, config.ingress_port, config.bind, config.admin_port)
+            log.info(
+                "quill serving ingress on %s:%d, admin on %s:%d",
+                config.bind,
+                config.ingress_port,
+                config.bind,
+                config.admin_port,
+            )
             if config.dapr_port is not None:
                 log.info("quill serving the Dapr API on %s:%d", config.bind, config.dapr_port)
             if started is not None:

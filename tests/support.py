@@ -22,13 +22,13 @@ def free_port() -> int:
 class Process:
     """A child process whose output is drained by a thread that signals a readiness line."""
 
-    def __init__(self, argv: list[str], ready_marker: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: list[str], ready_marker: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
         self.output: list[str] = []
         self._ready = threading.Event()
         self._marker = ready_marker
         self._proc = subprocess.Popen(
             argv,
-            cwd=REPO,
+            cwd=cwd,
             env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -77,18 +77,30 @@ class Process:
 
 class Quill(Process):
     def __init__(
-        self, data_dir: Path, env: dict[str, str] | None = None, partitions: int = 4, ports: tuple[int, int] | None = None
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        partitions: int = 4,
+        ports: tuple[int, int] | None = None,
     ) -> None:
         self.ingress_port, self.admin_port = ports or (free_port(), free_port())
         self.data_dir = data_dir
         super().__init__(
             [
-                sys.executable, "-m", "quill", "serve",
-                "--bind", "127.0.0.1",
-                "--ingress-port", str(self.ingress_port),
-                "--admin-port", str(self.admin_port),
-                "--data-dir", str(data_dir),
-                "--partitions", str(partitions),
+                sys.executable,
+                "-m",
+                "quill",
+                "serve",
+                "--bind",
+                "127.0.0.1",
+                "--ingress-port",
+                str(self.ingress_port),
+                "--admin-port",
+                str(self.admin_port),
+                "--data-dir",
+                str(data_dir),
+                "--partitions",
+                str(partitions),
             ],
             ready_marker="quill serving",
             env=env,

@@ -53,9 +53,13 @@ async def test_deployment_detail_has_full_services(quill: Quill, client: httpx.A
 async def test_patch_service_overrides_show_and_apply(quill: Quill, client: httpx.AsyncClient) -> None:
     patched = await client.patch(
         f"{quill.admin}/v4/services/Greeter",
-        json={"idempotency_retention": "PT2H", "journal_retention": "30m", "inactivity_timeout": "2m",
-              "abort_timeout": "PT20M"},
-    )  # fmt: skip
+        json={
+            "idempotency_retention": "PT2H",
+            "journal_retention": "30m",
+            "inactivity_timeout": "2m",
+            "abort_timeout": "PT20M",
+        },
+    )
     assert patched.status_code == 200, patched.text
     body = patched.json()
     assert (body["idempotency_retention"], body["journal_retention"]) == ("2h", "30m")
@@ -99,8 +103,10 @@ async def test_get_invocation(quill: Quill, sdk_service: SdkService, client: htt
     info = (await client.get(f"{quill.admin}/v4/invocations/{done.headers['x-restate-id']}")).json()
     assert info["id"] == done.headers["x-restate-id"]
     assert (info["target"], info["target_service_name"], info["target_handler_name"]) == (
-        "Greeter/greet", "Greeter", "greet"
-    )  # fmt: skip
+        "Greeter/greet",
+        "Greeter",
+        "greet",
+    )
     assert (info["status"], info["completion_result"], info["completion_failure"]) == ("completed", "success", None)
     assert info["created_at"].endswith("Z") and info["modified_at"] >= info["created_at"]
 
@@ -142,7 +148,10 @@ async def test_backing_off_invocation(quill: Quill, client: httpx.AsyncClient) -
 
 async def test_sql_query_json_and_arrow(quill: Quill, client: httpx.AsyncClient) -> None:
     await client.post(f"{quill.ingress}/restate/call/Counter/sql-key/add", json=7)
-    query = "select service_name, service_key, key, value from state where service_name = 'Counter' and service_key = 'sql-key' ;"
+    query = (
+        "select service_name, service_key, key, value from state"
+        " where service_name = 'Counter' and service_key = 'sql-key' ;"
+    )
     rows = (
         await client.post(f"{quill.admin}/v4/query", json={"query": query}, headers={"accept": "application/json"})
     ).json()
@@ -171,8 +180,13 @@ async def test_sql_query_json_and_arrow(quill: Quill, client: httpx.AsyncClient)
         await client.post(f"{quill.admin}/query", json={"query": joined}, headers={"accept": "application/json"})
     ).json()
     assert rows["rows"] and all(r["pinned_deployment_exists"] for r in rows["rows"])
-    services = (await client.post(f"{quill.admin}/query", json={"query": "select name, ty from sys_service order by name"},
-                                  headers={"accept": "application/json"})).json()  # fmt: skip
+    services = (
+        await client.post(
+            f"{quill.admin}/query",
+            json={"query": "select name, ty from sys_service order by name"},
+            headers={"accept": "application/json"},
+        )
+    ).json()
     assert {"name": "Counter", "ty": "virtual_object"} in services["rows"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from engine.objects import state_version
+from engine.partition.objects import state_version
 from tests.support import Quill, SdkService
 
 
@@ -56,7 +56,9 @@ async def test_a_locked_object_is_not_edited(quill: Quill, sdk_service: SdkServi
         ("Counter", {"object_key": "k", "new_state": {"v": [300]}}, 400),
     ],
 )
-async def test_bad_state_edits(quill: Quill, client: httpx.AsyncClient, service: str, body: dict[str, object], status: int) -> None:
+async def test_bad_state_edits(
+    quill: Quill, client: httpx.AsyncClient, service: str, body: dict[str, object], status: int
+) -> None:
     response = await client.post(f"{quill.admin}/services/{service}/state", json=body)
     assert response.status_code == status
     assert response.json()["message"]

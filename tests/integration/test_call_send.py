@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -42,7 +42,9 @@ async def test_send_is_accepted_and_runs(quill: Quill, sdk_service: SdkService, 
     assert ran.json() == 1
 
 
-async def test_ctx_run_journals_its_result_once(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_ctx_run_journals_its_result_once(
+    quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     response = await client.post(f"{quill.ingress}/restate/call/Greeter/counted", json="Run")
     assert response.status_code == 200
     assert response.json() == "Hello Run #1"
@@ -89,7 +91,11 @@ BAD_PATH = (
 @pytest.mark.parametrize(
     ("path", "status", "message"),
     [
-        ("/restate/call/Nope/greet", 404, "service 'Nope' not found, make sure to register the service before calling it."),
+        (
+            "/restate/call/Nope/greet",
+            404,
+            "service 'Nope' not found, make sure to register the service before calling it.",
+        ),
         (
             "/restate/call/Greeter/nope",
             404,
@@ -100,11 +106,19 @@ BAD_PATH = (
         ("/restate/call/Greeter", 400, BAD_PATH),
         ("/restate/call/Greeter/greet/extra", 400, BAD_PATH),
         ("/restate/call/Counter/add", 400, BAD_PATH),
-        ("/Counter/add", 400, "bad path, expected either /:service-name/:handler or /:object-name/:object-key/:handler"),
+        (
+            "/Counter/add",
+            400,
+            "bad path, expected either /:service-name/:handler or /:object-name/:object-key/:handler",
+        ),
         ("/restate", 400, "bad path: /restate"),
         ("/restate/bogus/Greeter/greet", 404, "not found"),
         ("/restate/scope/s1/call/Greeter/greet", 400, "scoped invocations require vqueues to be enabled"),
-        ("/restate/scope/s1/call/Nope/greet", 404, "service 'Nope' not found, make sure to register the service before calling it."),
+        (
+            "/restate/scope/s1/call/Nope/greet",
+            404,
+            "service 'Nope' not found, make sure to register the service before calling it.",
+        ),
         ("/restate/call/Greeter/greet?limit-key=x", 400, "limit-key requires a scope to be set"),
     ],
 )
@@ -120,7 +134,12 @@ async def test_bad_targets_get_restate_errors(
 @pytest.mark.parametrize(
     ("handler", "headers", "body", "message"),
     [
-        ("greet", {"content-type": "text/plain"}, b'"Mary"', "Content-type 'text/plain' does not match 'application/json'"),
+        (
+            "greet",
+            {"content-type": "text/plain"},
+            b'"Mary"',
+            "Content-type 'text/plain' does not match 'application/json'",
+        ),
         ("greet", {}, b'"Mary"', "Empty content-type"),
         ("greet", {"content-type": "application/json"}, b"", "Empty body not allowed"),
         (

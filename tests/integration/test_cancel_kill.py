@@ -69,7 +69,10 @@ async def test_completed_invocations_are_retained_then_purged_on_request(
     # Completed: cancel and kill are conflicts, the result stays attachable.
     assert (await client.patch(f"{quill.admin}/invocations/{invocation_id}/cancel")).status_code == 409
     conflict = await client.patch(f"{quill.admin}/invocations/{invocation_id}/kill")
-    assert conflict.json() == {"message": f"The invocation '{invocation_id}' was already completed.", "restate_code": None}
+    assert conflict.json() == {
+        "message": f"The invocation '{invocation_id}' was already completed.",
+        "restate_code": None,
+    }
     assert (await client.get(f"{quill.ingress}/restate/attach/{invocation_id}")).json() == "Hello purged #1"
 
     assert (await client.patch(f"{quill.admin}/invocations/{invocation_id}/purge")).status_code == 200
@@ -89,7 +92,9 @@ async def test_a_plain_call_stays_attachable_by_id(quill: Quill, client: httpx.A
     assert "idempotency-expires" in attached.headers
 
 
-async def test_purge_of_a_running_invocation_is_409(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_purge_of_a_running_invocation_is_409(
+    quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     sent = await client.post(f"{quill.ingress}/restate/send/Counter/purge-running/hold", json="purge-gate")
     invocation_id = sent.json()["invocationId"]
     response = await client.patch(f"{quill.admin}/invocations/{invocation_id}/purge")
@@ -114,7 +119,9 @@ async def test_pause_and_resume(quill: Quill, sdk_service: SdkService, client: h
     assert (await client.patch(f"{quill.admin}/invocations/{unknown}/resume")).status_code == 404
 
 
-async def test_resume_of_an_inboxed_invocation_is_425(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_resume_of_an_inboxed_invocation_is_425(
+    quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     await client.post(f"{quill.ingress}/restate/send/Counter/not-started/hold", json="not-started-gate")
     await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "holding:not-started", "total": 1})
     queued = await client.post(f"{quill.ingress}/restate/send/Counter/not-started/add", json=1)
@@ -124,7 +131,9 @@ async def test_resume_of_an_inboxed_invocation_is_425(quill: Quill, sdk_service:
 
 
 async def test_batch_operations(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
-    held = [await client.post(f"{quill.ingress}/restate/send/Counter/batch-{i}/hold", json="batch-gate") for i in range(3)]
+    held = [
+        await client.post(f"{quill.ingress}/restate/send/Counter/batch-{i}/hold", json="batch-gate") for i in range(3)
+    ]
     ids = [r.json()["invocationId"] for r in held]
     await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "holding:batch-", "total": 3})
     unknown = "inv_1aa1LyPnHJpL568xSKLK7vM8UTxeih7Nae"
@@ -152,17 +161,23 @@ async def test_restart_as_new(quill: Quill, sdk_service: SdkService, client: htt
     assert (await client.patch(f"{quill.admin}/invocations/{old_id}/restart-as-new?from=3")).status_code == 400
     await client.post(f"{quill.ingress}/restate/send/Signup/restart-wf/run", json="w@example.com")
     await client.post(f"{quill.ingress}/restate/call/Signup/restart-wf/confirm", json="ok")
-    workflow_id = (await client.get(f"{quill.ingress}/restate/workflow/Signup/restart-wf/attach")).headers["x-restate-id"]
+    workflow_id = (await client.get(f"{quill.ingress}/restate/workflow/Signup/restart-wf/attach")).headers[
+        "x-restate-id"
+    ]
     assert (await client.patch(f"{quill.admin}/invocations/{workflow_id}/restart-as-new")).status_code == 422
 
 
-async def test_cancel_reaches_the_awaited_callee(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_cancel_reaches_the_awaited_callee(
+    quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     sent = await client.post(f"{quill.ingress}/restate/send/Caller/call_cancellable", json="child")
     caller_id = sent.json()["invocationId"]
     callee_id = (await client.get(f"{sdk_service.url}/test/published", params={"key": "child"})).json()
     assert (await client.patch(f"{quill.admin}/invocations/{caller_id}/cancel")).status_code == 202
     # The callee is cancelled too: its compensation runs, and both end with 409 "cancelled".
-    assert (await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "compensated:child", "total": 1})).json() == 1
+    assert (
+        await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "compensated:child", "total": 1})
+    ).json() == 1
     for invocation_id in (callee_id, caller_id):
         result = await client.get(f"{quill.ingress}/restate/attach/{invocation_id}")
         assert (result.status_code, result.json()["message"]) == (409, "cancelled")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -18,7 +18,16 @@ from tests.support import Process, Quill, free_port
 class ActorApp(Process):
     def __init__(self, quill: Quill) -> None:
         self.port = free_port()
-        argv = [sys.executable, "-m", "uvicorn", "tests.services.dapr_actors_app:app", "--host", "127.0.0.1", "--port", str(self.port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.services.dapr_actors_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         super().__init__(argv, ready_marker="Uvicorn running on", env={"DAPR_HTTP_ENDPOINT": quill.ingress})
 
     @property
@@ -31,7 +40,9 @@ def quill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quill]:
     server = Quill(tmp_path_factory.mktemp("quill-actors") / "data", env=QUILL_TEST_ENV)
     app = ActorApp(server)
     try:
-        registered = httpx.post(f"{server.admin}/deployments", json={"uri": app.url, "app_id": "counters", "kind": "dapr"})
+        registered = httpx.post(
+            f"{server.admin}/deployments", json={"uri": app.url, "app_id": "counters", "kind": "dapr"}
+        )
         assert registered.status_code == 201, registered.text
         yield server
     finally:
@@ -69,7 +80,10 @@ async def test_app_errors_pass_through(quill: Quill, client: httpx.AsyncClient) 
 
 async def test_state_transactions_are_atomic(quill: Quill, client: httpx.AsyncClient) -> None:
     state = f"{quill.ingress}/v1.0/actors/CounterActor/tx/state"
-    ok = [{"operation": "upsert", "request": {"key": "a", "value": {"n": 1}}}, {"operation": "upsert", "request": {"key": "b", "value": 2}}]
+    ok = [
+        {"operation": "upsert", "request": {"key": "a", "value": {"n": 1}}},
+        {"operation": "upsert", "request": {"key": "b", "value": 2}},
+    ]
     assert (await client.put(state, json=ok)).status_code == 204
     bad = [{"operation": "delete", "request": {"key": "a"}}, {"operation": "explode", "request": {"key": "b"}}]
     rejected = await client.post(state, json=bad)
@@ -116,7 +130,9 @@ async def test_a_reminder_fires_its_repetitions_then_ends(quill: Quill, client: 
     assert (await client.get(f"{base}/reminders/beat")).status_code == 404  # exhausted
 
 
-async def test_a_timer_calls_its_callback_and_a_deleted_reminder_never_fires(quill: Quill, client: httpx.AsyncClient) -> None:
+async def test_a_timer_calls_its_callback_and_a_deleted_reminder_never_fires(
+    quill: Quill, client: httpx.AsyncClient
+) -> None:
     base = f"{quill.ingress}/v1.0/actors/CounterActor/tim"
     timer = {"callback": "tick", "data": "t1", "dueTime": "0h0m0s50ms0\u03bcs", "period": ""}
     assert (await client.put(f"{base}/timers/once", json=timer)).status_code == 204
@@ -131,10 +147,14 @@ async def test_reminders_survive_a_crash(tmp_path: Path, client: httpx.AsyncClie
     server = Quill(tmp_path / "data", env=QUILL_TEST_ENV, ports=ports)
     app = ActorApp(server)
     try:
-        registered = await client.post(f"{server.admin}/deployments", json={"uri": app.url, "app_id": "counters", "kind": "dapr"})
+        registered = await client.post(
+            f"{server.admin}/deployments", json={"uri": app.url, "app_id": "counters", "kind": "dapr"}
+        )
         assert registered.status_code == 201
         body = {"dueTime": "1s", "period": "", "data": "Y3Jhc2g="}  # "crash"
-        assert (await client.put(f"{server.ingress}/v1.0/actors/CounterActor/dur/reminders/r", json=body)).status_code == 204
+        assert (
+            await client.put(f"{server.ingress}/v1.0/actors/CounterActor/dur/reminders/r", json=body)
+        ).status_code == 204
         server.kill()
         server = Quill(tmp_path / "data", env=QUILL_TEST_ENV, ports=ports)
         assert await _state_reaches(client, server, "dur", "reminded-r-crash", 1) == 1
@@ -190,14 +210,18 @@ async def test_a_reentrant_actor_calls_itself_within_its_turn(quill: Quill, clie
 async def test_operators_find_actor_state_under_dapr_names(quill: Quill, client: httpx.AsyncClient) -> None:
     await client.put(_method(quill, "named", "Add"), json=1)
     query = {"query": "SELECT key, value_utf8 FROM state WHERE service_key = 'named'"}
-    rows = (await client.post(f"{quill.admin}/query", json=query, headers={"accept": "application/json"})).json()["rows"]
+    rows = (await client.post(f"{quill.admin}/query", json=query, headers={"accept": "application/json"})).json()[
+        "rows"
+    ]
     assert rows == [{"key": "counters||CounterActor||named||count", "value_utf8": "1"}]
 
 
 async def test_state_with_a_ttl_expires(quill: Quill, client: httpx.AsyncClient) -> None:
     state = f"{quill.ingress}/v1.0/actors/CounterActor/ttl/state"
-    ops = [{"operation": "upsert", "request": {"key": "short", "value": 1, "metadata": {"ttlInSeconds": "0"}}},
-           {"operation": "upsert", "request": {"key": "long", "value": 2, "metadata": {"ttlInSeconds": "3600"}}}]  # fmt: skip
+    ops = [
+        {"operation": "upsert", "request": {"key": "short", "value": 1, "metadata": {"ttlInSeconds": "0"}}},
+        {"operation": "upsert", "request": {"key": "long", "value": 2, "metadata": {"ttlInSeconds": "3600"}}},
+    ]
     assert (await client.put(state, json=ops)).status_code == 204
     assert (await client.get(f"{state}/short")).status_code == 204  # expired at once
     assert (await client.get(f"{state}/long")).json() == 2

@@ -30,9 +30,13 @@ async def test_running_invocations_stay_on_their_deployment(tmp_path: Path, clie
 
         fresh = await client.post(f"{quill.ingress}/restate/call/Timers/sleep", json=1)
         fresh_id = fresh.headers["x-restate-id"]
-        assert (await client.get(f"{new.url}/test/counters", params={"prefix": f"woke:{fresh_id}"})).json() == {f"woke:{fresh_id}": 1}
+        assert (await client.get(f"{new.url}/test/counters", params={"prefix": f"woke:{fresh_id}"})).json() == {
+            f"woke:{fresh_id}": 1
+        }
         # The sleeping one wakes up on the deployment it is pinned to.
-        assert (await client.get(f"{old.url}/test/wait", params={"prefix": f"woke:{invocation_id}", "total": 1})).json() == 1
+        assert (
+            await client.get(f"{old.url}/test/wait", params={"prefix": f"woke:{invocation_id}", "total": 1})
+        ).json() == 1
         assert (await client.get(f"{new.url}/test/counters", params={"prefix": f"woke:{invocation_id}"})).json() == {}
     finally:
         old.stop()

@@ -4,8 +4,8 @@ TypeScript SDK's restate.serve(), registered without use_http_11."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -40,12 +40,18 @@ async def bidi(h2_quill: Quill, sdk_service: SdkService, client: httpx.AsyncClie
     return h2_quill
 
 
-async def test_registration_without_http11_uses_http2_and_bidi(bidi: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
-    deployment = next(d for d in (await client.get(f"{bidi.admin}/deployments")).json()["deployments"] if d["uri"] == sdk_service.url)
+async def test_registration_without_http11_uses_http2_and_bidi(
+    bidi: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
+    deployment = next(
+        d for d in (await client.get(f"{bidi.admin}/deployments")).json()["deployments"] if d["uri"] == sdk_service.url
+    )
     assert (deployment["protocol_type"], deployment["http_version"]) == ("BidiStream", "HTTP/2.0")
 
 
-async def test_runs_continue_on_the_open_stream(bidi: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_runs_continue_on_the_open_stream(
+    bidi: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     response = await client.post(f"{bidi.ingress}/restate/call/Greeter/two_steps", json="bidi-steps")
     assert response.json() == 3
     # Both run results came back on the stream: one attempt, no suspension round trips.
@@ -61,7 +67,9 @@ async def test_state_calls_and_sleep_over_http2(bidi: Quill, client: httpx.Async
     assert (await client.post(f"{call}/Timers/sleep", json=100)).json() == "slept 100ms"
 
 
-async def test_awakeable_resolved_after_the_sdk_suspended(bidi: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_awakeable_resolved_after_the_sdk_suspended(
+    bidi: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     call = asyncio.create_task(client.post(f"{bidi.ingress}/restate/call/Caller/wait_for_awakeable", json="h2-aw"))
     awakeable = (await client.get(f"{sdk_service.url}/test/published", params={"key": "h2-aw"})).json()
     resolved = await client.post(f"{bidi.ingress}/restate/awakeables/{awakeable}/resolve", json="late")
@@ -83,7 +91,9 @@ async def test_operator_inactivity_timeout_makes_the_sdk_suspend(
         response = await client.post(f"{bidi.ingress}/restate/call/Greeter/nap", json=500)
         assert response.json() == "rested"
         invocation_id = response.headers["x-restate-id"]
-        attempts = await client.get(f"{sdk_service.url}/test/counters", params={"prefix": f"nap-attempt:{invocation_id}"})
+        attempts = await client.get(
+            f"{sdk_service.url}/test/counters", params={"prefix": f"nap-attempt:{invocation_id}"}
+        )
         # Closed after 100 ms of silence: the SDK suspended, the timer resumed it in a new attempt.
         assert attempts.json() == {f"nap-attempt:{invocation_id}": 2}
     finally:
@@ -118,7 +128,9 @@ async def crashable(tmp_path: Path, sdk_service: SdkService, client: httpx.Async
     servers[-1].stop()
 
 
-async def test_sigkill_in_the_middle_of_streams(crashable: list[Quill], sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_sigkill_in_the_middle_of_streams(
+    crashable: list[Quill], sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     quill = crashable[0]
     names = [f"bidicrash-{i}" for i in range(3)]
     for name in names:

@@ -77,7 +77,13 @@ async def test_attach_output_and_lookup(quill: Quill, sdk_service: SdkService, c
     headers = {"idempotency-key": "out-1"}
     sent = await client.post(f"{ingress}/restate/send/Counter/out/hold", json="out-gate", headers=headers)
     invocation_id = sent.json()["invocationId"]
-    target = {"target": "idempotentInvocation", "service": "Counter", "key": "out", "handler": "hold", "idempotencyKey": "out-1"}
+    target = {
+        "target": "idempotentInvocation",
+        "service": "Counter",
+        "key": "out",
+        "handler": "hold",
+        "idempotencyKey": "out-1",
+    }
     await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "holding:out", "total": 1})
 
     looked_up = await client.post(f"{ingress}/restate/lookup", json=target)
@@ -111,7 +117,9 @@ async def test_workflow_output_by_target(quill: Quill, client: httpx.AsyncClient
     assert attached.json() == "w@example.com confirmed with C0DE"
     target = {"target": "workflow", "workflowName": "Signup", "workflowKey": "wo"}
     assert (await client.post(f"{ingress}/restate/output", json=target)).json() == attached.json()
-    assert (await client.post(f"{ingress}/restate/lookup", json=target)).json() == {"invocationId": sent.json()["invocationId"]}
+    assert (await client.post(f"{ingress}/restate/lookup", json=target)).json() == {
+        "invocationId": sent.json()["invocationId"]
+    }
 
 
 @pytest.mark.parametrize(
@@ -126,7 +134,9 @@ async def test_workflow_output_by_target(quill: Quill, client: httpx.AsyncClient
         ("POST", "/restate/scope/s1/call/Greeter/greet", b'"x"', 400),
     ],
 )
-async def test_bad_queries(quill: Quill, client: httpx.AsyncClient, method: str, path: str, body: bytes | None, status: int) -> None:
+async def test_bad_queries(
+    quill: Quill, client: httpx.AsyncClient, method: str, path: str, body: bytes | None, status: int
+) -> None:
     response = await client.request(method, f"{quill.ingress}{path}", content=body)
     assert response.status_code == status
     assert response.json()["code"] == status

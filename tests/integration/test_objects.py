@@ -34,7 +34,9 @@ async def test_state_keys_clear_and_clear_all(quill: Quill, client: httpx.AsyncC
     assert (await client.post(f"{base}/describe")).json() == {"keys": [], "value": None}
 
 
-async def test_exclusive_handlers_of_one_key_run_one_at_a_time_in_order(quill: Quill, client: httpx.AsyncClient) -> None:
+async def test_exclusive_handlers_of_one_key_run_one_at_a_time_in_order(
+    quill: Quill, client: httpx.AsyncClient
+) -> None:
     items = [f"item-{i}" for i in range(5)]
     for item in items:
         accepted = await client.post(f"{quill.ingress}/restate/send/Counter/order/append", json=item)

@@ -15,8 +15,8 @@ import pytest
 from openapi_spec_validator import validate
 
 from admin.openapi import service_openapi
-from engine.manifest import HandlerManifest, ServiceManifest
-from engine.schema import ServiceEntry
+from engine.schema.manifest import HandlerManifest, ServiceManifest
+from engine.schema.registry import ServiceEntry
 from tests.support import Quill
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -23,7 +23,9 @@ def quill_v7(tmp_path: Path) -> Iterator[Quill]:
     server.stop()
 
 
-async def test_protocol_v7_runs_every_kind_of_step(quill_v7: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_protocol_v7_runs_every_kind_of_step(
+    quill_v7: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     version = (await client.get(f"{quill_v7.admin}/version")).json()
     assert version["features"]["protocol_v7"] is True
     registered = await client.post(f"{quill_v7.admin}/deployments", json={"uri": sdk_service.url, "use_http_11": True})
@@ -70,7 +72,12 @@ class _ManifestServer:
 async def test_sdks_outside_the_supported_range_are_refused(
     quill: Quill, client: httpx.AsyncClient, low: int, high: int
 ) -> None:
-    manifest = {"protocolMode": "REQUEST_RESPONSE", "minProtocolVersion": low, "maxProtocolVersion": high, "services": []}
+    manifest = {
+        "protocolMode": "REQUEST_RESPONSE",
+        "minProtocolVersion": low,
+        "maxProtocolVersion": high,
+        "services": [],
+    }
     fake = _ManifestServer(manifest)
     try:
         response = await client.post(f"{quill.admin}/deployments", json={"uri": fake.url, "use_http_11": True})

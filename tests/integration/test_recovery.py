@@ -16,9 +16,7 @@ async def test_sigkill_loses_nothing_and_repeats_no_journaled_step(
     names = [f"crash-{i}" for i in range(10)]
     quill = Quill(tmp_path / "data", env=QUILL_TEST_ENV)
     try:
-        registered = await client.post(
-            f"{quill.admin}/deployments", json={"uri": sdk_service.url, "use_http_11": True}
-        )
+        registered = await client.post(f"{quill.admin}/deployments", json={"uri": sdk_service.url, "use_http_11": True})
         assert registered.status_code == 201
         accepted = []
         for name in names:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import httpx
 import pytest
@@ -38,7 +38,9 @@ async def _wait(client: httpx.AsyncClient, sdk: SdkService, prefix: str, total: 
     return (await client.get(f"{sdk.url}/test/wait", params={"prefix": prefix, "total": total})).json()
 
 
-async def test_a_sleep_fires_once_after_a_crash(server: Restartable, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_a_sleep_fires_once_after_a_crash(
+    server: Restartable, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     sent = await client.post(f"{server.quill.ingress}/restate/send/Timers/sleep", json=1500)
     invocation_id = sent.json()["invocationId"]
     await _wait(client, sdk_service, f"sleeping:{invocation_id}", 1)
@@ -48,7 +50,9 @@ async def test_a_sleep_fires_once_after_a_crash(server: Restartable, sdk_service
     assert counters.json() == {f"woke:{invocation_id}": 1}
 
 
-async def test_an_object_inbox_survives_a_crash(server: Restartable, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_an_object_inbox_survives_a_crash(
+    server: Restartable, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     ingress = server.quill.ingress
     assert (await client.post(f"{ingress}/restate/send/Counter/crash-inbox/hold", json="crash-gate")).status_code == 202
     await _wait(client, sdk_service, "holding:crash-inbox", 1)
@@ -61,7 +65,9 @@ async def test_an_object_inbox_survives_a_crash(server: Restartable, sdk_service
     assert (await client.post(f"{quill.ingress}/restate/call/Counter/crash-inbox/add", json=0)).json() == 3
 
 
-async def test_a_workflow_promise_survives_a_crash(server: Restartable, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_a_workflow_promise_survives_a_crash(
+    server: Restartable, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     sent = await client.post(f"{server.quill.ingress}/restate/send/Signup/crash-wf/run", json="c@example.com")
     assert sent.status_code == 202
     await _wait(client, sdk_service, "signup-run:crash-wf", 1)
@@ -70,7 +76,9 @@ async def test_a_workflow_promise_survives_a_crash(server: Restartable, sdk_serv
     assert await _wait(client, sdk_service, "signup-done:crash-wf:K1", 1) == 1
 
 
-async def test_an_awakeable_survives_a_crash(server: Restartable, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_an_awakeable_survives_a_crash(
+    server: Restartable, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     sent = await client.post(f"{server.quill.ingress}/restate/send/Caller/wait_for_awakeable", json="crash-aw")
     assert sent.status_code == 202
     awakeable = (await client.get(f"{sdk_service.url}/test/published", params={"key": "crash-aw"})).json()
@@ -86,7 +94,9 @@ async def test_delayed_sends_and_retained_results_survive_a_crash(
     ingress = server.quill.ingress
     delayed = await client.post(f"{ingress}/restate/send/Caller/mark?delay=1s", json="crash-delayed")
     assert delayed.status_code == 202
-    first = await client.post(f"{ingress}/restate/call/Greeter/counted", json="crash-idem", headers={"idempotency-key": "ck"})
+    first = await client.post(
+        f"{ingress}/restate/call/Greeter/counted", json="crash-idem", headers={"idempotency-key": "ck"}
+    )
     await client.post(f"{ingress}/restate/send/Signup/crash-out/run", json="o@example.com")
     await client.post(f"{ingress}/restate/call/Signup/crash-out/confirm", json="K2")
     workflow_result = (await client.get(f"{ingress}/restate/workflow/Signup/crash-out/attach")).json()

@@ -15,7 +15,9 @@ def quill(registered: Quill) -> Quill:
     return registered
 
 
-async def test_workflow_run_waits_for_its_promise(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_workflow_run_waits_for_its_promise(
+    quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     base = f"{quill.ingress}/restate/call/Signup/w1"
     run = asyncio.create_task(client.post(f"{base}/run", json="ann@example.com"))
     await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "signup-run:w1", "total": 1})
@@ -29,7 +31,9 @@ async def test_workflow_run_waits_for_its_promise(quill: Quill, sdk_service: Sdk
     assert again.status_code == 409
 
 
-async def test_workflow_run_executes_once_per_key(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_workflow_run_executes_once_per_key(
+    quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     base = f"{quill.ingress}/restate/call/Signup/w2"
     first = await client.post(f"{quill.ingress}/restate/send/Signup/w2/run", json="bob@example.com")
     assert first.json()["status"] == "Accepted"
@@ -76,7 +80,9 @@ async def _published(client: httpx.AsyncClient, sdk_service: SdkService, label: 
     return (await client.get(f"{sdk_service.url}/test/published", params={"key": label})).json()
 
 
-async def test_awakeable_resolved_through_the_ingress(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_awakeable_resolved_through_the_ingress(
+    quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     call = asyncio.create_task(client.post(f"{quill.ingress}/restate/call/Caller/wait_for_awakeable", json="a1"))
     awakeable = await _published(client, sdk_service, "a1")
     assert awakeable.startswith("sign_1")
@@ -86,7 +92,9 @@ async def test_awakeable_resolved_through_the_ingress(quill: Quill, sdk_service:
     assert (await call).json() == "got hello"
 
 
-async def test_awakeable_rejected_through_the_ingress(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_awakeable_rejected_through_the_ingress(
+    quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     call = asyncio.create_task(client.post(f"{quill.ingress}/restate/call/Caller/wait_for_awakeable", json="a2"))
     awakeable = await _published(client, sdk_service, "a2")
     rejected = await client.post(f"{quill.ingress}/restate/a/{awakeable}/reject", content=b"bad thing")
@@ -96,7 +104,9 @@ async def test_awakeable_rejected_through_the_ingress(quill: Quill, sdk_service:
     assert response.json()["message"] == "bad thing"
 
 
-async def test_awakeable_completed_by_another_handler(quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> None:
+async def test_awakeable_completed_by_another_handler(
+    quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient
+) -> None:
     call = asyncio.create_task(client.post(f"{quill.ingress}/restate/call/Caller/wait_for_awakeable", json="a3"))
     awakeable = await _published(client, sdk_service, "a3")
     await client.post(f"{quill.ingress}/restate/call/Caller/resolve_awakeable", json=awakeable)

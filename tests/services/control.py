@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+ASGIApp = Callable[
+    [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
+    Awaitable[None],
+]
 
 counters: Counter[str] = Counter()
 published: dict[str, str] = {}
@@ -71,7 +75,9 @@ def with_control_routes(app: ASGIApp) -> ASGIApp:
         elif action == "published":
             key = query["key"]
             async with _condition():
-                await asyncio.wait_for(_condition().wait_for(lambda: key in published), float(query.get("timeout", "30")))
+                await asyncio.wait_for(
+                    _condition().wait_for(lambda: key in published), float(query.get("timeout", "30"))
+                )
             body = published[key]
         elif action == "open":
             gate(query["name"]).set()
@@ -79,8 +85,13 @@ def with_control_routes(app: ASGIApp) -> ASGIApp:
         else:
             body = None
         payload = json.dumps(body).encode()
-        await send({"type": "http.response.start", "status": 200 if body is not None else 404,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200 if body is not None else 404,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
     return combined

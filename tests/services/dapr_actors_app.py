@@ -7,13 +7,11 @@ quill calls it the way daprd does; its actors save state through quill's actor s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
-
 from datetime import timedelta
 
-from dapr.actor import Actor, ActorInterface, Remindable, actormethod
-from dapr.actor import ActorId, ActorProxy
+from dapr.actor import Actor, ActorId, ActorInterface, ActorProxy, Remindable, actormethod
 from dapr.actor.runtime.config import ActorReentrancyConfig, ActorRuntimeConfig, ActorTypeConfig
 from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor

@@ -152,9 +152,6 @@ async def peek(ctx: restate.WorkflowSharedContext) -> str:
     return value if value is not None else "pending"
 
 
-
-
-
 @caller.handler()
 async def cancellable(ctx: restate.Context, label: str) -> str:
     """Sleeps for a minute unless cancelled; a cancellation runs a compensation step."""
@@ -165,6 +162,8 @@ async def cancellable(ctx: restate.Context, label: str) -> str:
         await ctx.run_typed("compensate", control.record, name=f"compensated:{label}")
         raise
     return "not cancelled"
+
+
 @caller.handler()
 async def send_then_attach(ctx: restate.Context, key: str) -> int:
     """One-way send with an idempotency key, then attach to its result by invocation id."""

@@ -10,7 +10,17 @@ from engine.durations import format_duration, parse_duration
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("10s", 10), ("1m30s", 90), ("1m 30s", 90), ("500ms", 0.5), ("60 sec", 60), ("2h", 7200), ("PT10S", 10), ("PT1M30S", 90), ("P1D", 86400)],
+    [
+        ("10s", 10),
+        ("1m30s", 90),
+        ("1m 30s", 90),
+        ("500ms", 0.5),
+        ("60 sec", 60),
+        ("2h", 7200),
+        ("PT10S", 10),
+        ("PT1M30S", 90),
+        ("P1D", 86400),
+    ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -29,7 +39,9 @@ def test_format_duration_like_restate() -> None:
 def test_config_layers(tmp_path: Path) -> None:
     toml = tmp_path / "quill.toml"
     toml.write_text('ingress_port = 1000\npartitions = 2\n[retry_policy]\ninitial_interval = "1s"\n')
-    config = load_config(file=str(toml), env={"QUILL_PARTITIONS": "3", "QUILL_ABORT_TIMEOUT": "PT1M"}, overrides={"admin_port": 2000})
+    config = load_config(
+        file=str(toml), env={"QUILL_PARTITIONS": "3", "QUILL_ABORT_TIMEOUT": "PT1M"}, overrides={"admin_port": 2000}
+    )
     assert (config.ingress_port, config.admin_port, config.partitions) == (1000, 2000, 3)
     assert config.abort_timeout == 60
     assert config.retry_policy.initial_interval == 1.0

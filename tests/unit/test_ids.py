@@ -27,7 +27,9 @@ def test_parses_an_id_of_the_real_server() -> None:
     assert len(parsed.to_bytes()) == 24
 
 
-@pytest.mark.parametrize("text", ["", "inv_1", "inv_2aa1LyPnHJpL568xSKLK7vM8UTxeih7Nae", "inv_1aa1LyPnHJpL568xSKLK7vM8UTxeih7Na!", "x" * 38])
+@pytest.mark.parametrize(
+    "text", ["", "inv_1", "inv_2aa1LyPnHJpL568xSKLK7vM8UTxeih7Nae", "inv_1aa1LyPnHJpL568xSKLK7vM8UTxeih7Na!", "x" * 38]
+)
 def test_rejects_malformed_ids(text: str) -> None:
     with pytest.raises(ValueError):
         InvocationId.parse(text)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from engine import keys
-from engine.store import Store
+from engine.storage import keys
+from engine.storage.store import Store
 
 
 async def test_many_writers_share_few_fsyncs(tmp_path: Path) -> None:

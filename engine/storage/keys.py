@@ -64,7 +64,11 @@ def object_key(partition: int, service: str, key: str) -> bytes:
     """Prefix of everything about one virtual-object / workflow key (lock, inbox, state, promises)."""
     service_bytes, key_bytes = service.encode(), key.encode()
     return (
-        _PARTITION.pack(partition) + _INDEX.pack(len(service_bytes)) + service_bytes + _INDEX.pack(len(key_bytes)) + key_bytes
+        _PARTITION.pack(partition)
+        + _INDEX.pack(len(service_bytes))
+        + service_bytes
+        + _INDEX.pack(len(key_bytes))
+        + key_bytes
     )
 
 

@@ -10,7 +10,8 @@ a waiter.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from engine.ids import InvocationId, parse_awakeable_id
 from engine.protocol import service_protocol_pb2 as pb
@@ -18,7 +19,7 @@ from engine.protocol.codec import MessageType
 from engine.records import Attach, CallCompleted, CallerRef, Completion, Failure, Invoke, Signal, Target, Timer, now_ms
 
 if TYPE_CHECKING:
-    from engine.processor import Active, Effect, Partition
+    from engine.partition.processor import Active, Effect, Partition
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,9 @@ class JournalApplier:
         command = pb.GetInvocationOutputCommandMessage.FromString(payload)
         self._ask_for_result(active, command, False, MessageType.GET_INVOCATION_OUTPUT_COMPLETION, effects)
 
-    def _ask_for_result(self, active: Active, command: Any, wait: bool, notification_type: int, effects: list[Effect]) -> None:
+    def _ask_for_result(
+        self, active: Active, command: Any, wait: bool, notification_type: int, effects: list[Effect]
+    ) -> None:
         caller = CallerRef(active.status.id, command.result_completion_id)
         target = _target_invocation(command)
         if target is None:

@@ -1,113 +1,33 @@
-"""Dapr apps and HTTP endpoints: the registry behind ``/v1.0/invoke`` (Dapr service invocation).
+"""Dapr apps and HTTP endpoints: the registry behind ``/v1.0/invoke`` and actor hosting.
 
 An app is registered by app id with a plain-HTTP base URL (``POST /deployments`` with
 ``"kind": "dapr"``); a non-Dapr target is registered by name (``"kind": "http_endpoint"``), as a
 Dapr ``HTTPEndpoint`` resource. Registrations are stored in META (``keys.dapr_app_key``) and
-reloaded at start, like Restate deployments. The registry also owns the outbound HTTP client and
-forwards invocations the way ``daprd`` does: the caller's method, headers, query and body go to
-``{base}/{method}``, and the app's status, headers and body come back unchanged.
-
-Service invocation is deliberately not journaled: ``daprd`` proxies it synchronously, and so do we.
+reloaded at start, like Restate deployments. The registry owns the outbound HTTP session that
+the proxy (``engine.dapr.proxy``) and actor turns use.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import posixpath
-from collections.abc import Iterable
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from urllib.parse import unquote
 
 import aiohttp
 import msgspec
-from yarl import URL
 
-from engine import keys
+from engine.dapr.access import AccessControl, decide
 from engine.durations import parse_duration
-from engine.errors import BadRequest, Conflict, DeploymentError, NotFound, QuillError
+from engine.errors import BadRequest, Conflict, DeploymentError, InvokeFailed, NotFound
 from engine.records import now_ms
-from engine.store import Store
+from engine.storage import keys
+from engine.storage.store import Store
 
 log = logging.getLogger(__name__)
 
 KINDS = ("dapr", "http_endpoint")
 
-# Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are never forwarded; host and
-# content-length are rewritten for the next hop; dapr-app-id only routes the request to us.
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
-_NOT_FORWARDED = _HOP_BY_HOP | {"dapr-app-id", "dapr-api-token"}
-# uvicorn writes its own date and server headers: passing the app's too would duplicate them.
-_NOT_RETURNED = _HOP_BY_HOP | {"date", "server"}
-
-
-# -- errors ----------------------------------------------------------------------------------
-class DaprError(QuillError):
-    """An error of the Dapr API: answered as ``{"errorCode", "message"}`` (daprd's shape)."""
-
-    error_code = "ERR_DIRECT_INVOKE"
-
-    def __init__(self, message: str, *, status: int = 500, error_code: str | None = None) -> None:
-        super().__init__(message, status=status)
-        if error_code is not None:
-            self.error_code = error_code
-
-
-class NoAppId(DaprError):
-    """daprd: no app id in the path (e.g. ``/v1.0/invoke/app/method`` without a slash) nor in a header."""
-
-    def __init__(self) -> None:
-        super().__init__("failed getting app id either from the URL path or the header dapr-app-id", status=404)
-
-
-class InvalidMethod(DaprError):
-    """daprd: ``/v1.0/invoke/app/method/`` names no method."""
-
-    def __init__(self) -> None:
-        super().__init__("invalid method name", status=400)
-
-
-class InvokeFailed(DaprError):
-    """daprd's ``failed to invoke, id: X, err: ...``: unknown app, transport failure (500), or
-    refused by access control (403, where daprd keeps the ERR_DIRECT_INVOKE code)."""
-
-    def __init__(self, app_id: str, reason: str, *, status: int = 500) -> None:
-        super().__init__(f"failed to invoke, id: {app_id}, err: {reason}", status=status)
-
 
 # -- registration records --------------------------------------------------------------------
-class Operation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
-    """One rule of Dapr's ``accessControl.policies[].operations[]``."""
-
-    name: str  # "/add", "/admin/*" (one segment), "/api/**" (any depth)
-    action: str  # allow | deny
-    http_verb: list[str] = msgspec.field(default_factory=lambda: ["*"])
-
-
-class AccessControl(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
-    """Who may call which method of an app: Dapr's policy shape, minus the mTLS identities (every
-    caller of quill is one trust domain). The most specific matching operation wins."""
-
-    default_action: str = "allow"
-    operations: list[Operation] = msgspec.field(default_factory=list)
-
-
 class Retry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
     """Dapr's constant retry policy, applied to transport failures only (as daprd)."""
 
@@ -164,13 +84,6 @@ class Target:
     app_id: str
     base_url: str
     app: DaprApp | None
-
-
-@dataclass(frozen=True)
-class UpstreamResponse:
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
 
 
 # -- the registry ----------------------------------------------------------------------------
@@ -246,7 +159,7 @@ class DaprApps:
                 raise DeploymentError(f"{problem}: GET {base}/healthz answered {status}, the app is not healthy")
             config_status, body = await self._get(f"{base}/dapr/config", app.additional_headers)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise DeploymentError(f"{problem}: {_describe(exc)}") from exc
+            raise DeploymentError(f"{problem}: {describe(exc)}") from exc
         config = None
         if config_status == 200:
             try:
@@ -283,66 +196,13 @@ class DaprApps:
         """403 when the app's access policy denies ``verb /method``."""
         if target.app is None:
             return
-        operation = _normalized_operation(method)
-        action = _decide(target.app.access, verb, operation)
+        action, operation = decide(target.app.access, verb, method)
         if action != "allow":
             raise InvokeFailed(
                 target.app_id,
                 f"access control policy has denied access to id: {target.app_id} operation: {operation} verb: {verb}",
                 status=403,
             )
-
-    async def invoke(
-        self,
-        target: Target,
-        verb: str,
-        raw_method: str,
-        query: bytes,
-        headers: Iterable[tuple[bytes, bytes]],
-        body: bytes,
-    ) -> UpstreamResponse:
-        """Forward one call; transport failures are retried by the app's policy (daprd retries
-        transport errors only, never an answer the app gave, whatever its status)."""
-        url = f"{target.base_url}/{raw_method}" + (f"?{query.decode('latin-1')}" if query else "")
-        forwarded = [
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in headers
-            if name.decode("latin-1").lower() not in _NOT_FORWARDED
-        ]
-        if target.app is not None:
-            forwarded.extend(target.app.additional_headers.items())
-        forwarded.append(("dapr-callee-app-id", target.app_id))
-        retries, interval = (target.app.max_retries, target.app.retry_interval) if target.app is not None else (3, 0.1)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._send(verb, url, forwarded, body)
-            except aiohttp.ClientConnectionError as exc:
-                if attempt > retries:
-                    suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
-                    raise InvokeFailed(target.app_id, f"{verb} {url}: {_describe(exc)}{suffix}") from exc
-                log.debug("Dapr invoke %s %s failed (%s), retry %d/%d", verb, url, exc, attempt, retries)
-                await asyncio.sleep(interval)
-            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-                raise InvokeFailed(target.app_id, f"{verb} {url}: {_describe(exc)}") from exc
-
-    async def _send(self, verb: str, url: str, headers: list[tuple[str, str]], body: bytes) -> UpstreamResponse:
-        # encoded=True: the path and query go out byte for byte as the caller wrote them.
-        async with self.session.request(
-            verb,
-            URL(url, encoded=True),
-            headers=headers,
-            data=body if body or verb not in ("GET", "HEAD") else None,
-            allow_redirects=False,
-        ) as response:
-            content = await response.read()
-            returned = [
-                (name, value)
-                for name, value in response.raw_headers
-                if name.decode("latin-1").lower() not in _NOT_RETURNED
-            ]
-            return UpstreamResponse(response.status, returned, content)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -380,46 +240,7 @@ def _validated(registration: Registration) -> DaprApp:
     )
 
 
-def _normalized_operation(method: str) -> str:
-    """The operation access control sees: decoded and cleaned (``a/../b`` is ``/b``), no query,
-    so encodings and dot segments cannot slip past a deny rule."""
-    cleaned = posixpath.normpath("/" + unquote(method))
-    return "/" + cleaned.lstrip("/") if cleaned != "/" else "/"
-
-
-def _decide(access: AccessControl, verb: str, operation: str) -> str:
-    best: tuple[int, int, int] | None = None
-    action = access.default_action
-    for rule in access.operations:
-        if not any(v == "*" or v.upper() == verb for v in rule.http_verb):
-            continue
-        if not _matches(rule.name, operation):
-            continue
-        pattern = rule.name
-        # Most specific first: more literal segments, then fewer wildcards, then a longer pattern.
-        literal = sum(1 for part in pattern.strip("/").split("/") if part and "*" not in part)
-        rank = (literal, -pattern.count("*"), len(pattern))
-        if best is None or rank > best:
-            best, action = rank, rule.action
-    return action
-
-
-def _matches(pattern: str, operation: str) -> bool:
-    """Dapr's operation names: ``*`` matches within one path segment, ``**`` any number of them."""
-    wanted = [p for p in pattern.strip("/").split("/") if p]
-    parts = [p for p in operation.strip("/").split("/") if p]
-    return _match_segments(wanted, parts)
-
-
-def _match_segments(wanted: list[str], parts: list[str]) -> bool:
-    if not wanted:
-        return not parts
-    head = wanted[0]
-    if head == "**":
-        return any(_match_segments(wanted[1:], parts[i:]) for i in range(len(parts) + 1))
-    return bool(parts) and fnmatchcase(parts[0], head) and _match_segments(wanted[1:], parts[1:])
-
-
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """An exception as one line: its type, and its text when it has one."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

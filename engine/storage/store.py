@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator
 
 import rocksdict
 
-from engine import keys
 from engine.errors import Unavailable
+from engine.storage import keys
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ class Store:
         staged = self._overlay.get((column, key), _MISSING)
         if staged is not _MISSING:
             return staged  # type: ignore[return-value]
-        return self._columns[column].get(key)
+        value: bytes | None = self._columns[column].get(key)
+        return value
 
     def scan(self, column: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Committed entries under ``prefix`` (used at start-up, when nothing is staged)."""
@@ -84,8 +85,10 @@ class Store:
         """The greatest committed key under ``prefix``."""
         it = self._columns[column].iter()
         it.seek_for_prev(prefix + b"\xff" * 16)
-        if it.valid() and it.key().startswith(prefix):
-            return it.key()
+        if it.valid():
+            key: bytes = it.key()
+            if key.startswith(prefix):
+                return key
         return None
 
     # -- writes ------------------------------------------------------------------------------
@@ -139,7 +142,16 @@ class Store:
     async def flush(self) -> None:
         """Wait until everything staged so far is durable."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.after_commit(lambda exc: done.done() or done.set_result(None))
+
+        def settle(error: Exception | None) -> None:
+            if done.done():
+                return
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(None)
+
+        self.after_commit(settle)
         await done
 
     async def _commit_loop(self) -> None:

@@ -18,18 +18,17 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from engine.manifest import EndpointManifest
-from engine.actors import call_actor, is_actor
-from engine.bidi import BidiAttempt
-from engine.dapr_apps import DaprApps
-from engine.http2 import Http2Error, Http2Pool, StreamRefused
-from engine.messages import AttemptResult, MessageReader, read_messages
-from engine.processor import AttemptSnapshot, Partition
+from engine.config import Config, RetryPolicy
+from engine.dapr.actors import call_actor, is_actor
+from engine.dapr.apps import DaprApps
+from engine.invoker.attempt import AttemptResult, MessageReader, read_messages
+from engine.invoker.bidi import BidiAttempt
+from engine.invoker.http2 import Http2Error, Http2Pool, StreamRefused
+from engine.partition.processor import AttemptSnapshot, Partition
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import content_type, encode_message, encode_raw
 from engine.records import AttemptOutcome, Deployment, InvocationStatus, Pause
-from engine.schema import Schema
-from engine.config import Config, RetryPolicy
+from engine.schema.registry import Schema
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +67,9 @@ class Invoker:
         task = asyncio.get_running_loop().create_task(self._attempt(partition, invocation_id, attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def reset_retries(self, invocation_id: str) -> None:
+        self.retries.pop(invocation_id, None)
 
     async def stop(self) -> None:
         for timer in self._retry_timers.values():
@@ -177,7 +179,7 @@ class Invoker:
         try:
             async with self._session.post(url, data=body, headers=headers) as response:
                 content = await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             return AttemptResult([], "error", failure=f"cannot reach {url}: {exc!r}")
         if response.status != 200:
             retry_after = response.headers.get("retry-after")
@@ -228,7 +230,7 @@ class Invoker:
             retry.paused = True
             log.warning("invocation %s paused after %d attempts: %s", invocation_id, retry.count, result.failure)
             # Durably: it stays paused across restarts until an operator resumes (or kills) it.
-            partition.submit(Pause(invocation_id))
+            partition.submit_detached(Pause(invocation_id))
             return
         delay = result.retry_after if result.retry_after is not None else policy.delay(retry.count)
         # Journal mismatches and protocol violations mean the code no longer matches its journal:

@@ -8,14 +8,15 @@ from typing import Any
 import httpx
 import msgspec
 
-from engine import http2, keys
 from engine.errors import BadRequest, Conflict, DeploymentError, NotFound
-from engine.http2 import Http2Pool
 from engine.ids import new_deployment_id
-from engine.manifest import MANIFEST_ACCEPT, EndpointManifest, HandlerManifest, ServiceManifest, decode_manifest
+from engine.invoker import http2
+from engine.invoker.http2 import Http2Pool
 from engine.protocol.codec import DEFAULT_MAX_PROTOCOL_VERSION, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION
 from engine.records import Deployment, now_ms
-from engine.store import Store
+from engine.schema.manifest import MANIFEST_ACCEPT, EndpointManifest, HandlerManifest, ServiceManifest, decode_manifest
+from engine.storage import keys
+from engine.storage.store import Store
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_deployment = msgspec.msgpack.Decoder(Deployment).decode
@@ -146,7 +147,8 @@ class Schema:
                 response = await client.get(url, headers=request_headers)
             except httpx.HTTPError as exc:
                 raise DeploymentError(f"{problem}: {exc!r}") from exc
-            status, content, response_headers = response.status_code, response.content, response.headers
+            status, content = response.status_code, response.content
+            response_headers: dict[str, str] = dict(response.headers)
         else:
             # Like Restate, deployments speak HTTP/2 (h2c, prior knowledge) unless registered with use_http_11.
             try:

@@ -11,9 +11,9 @@ from collections import deque
 
 import msgspec
 
-from engine import keys
 from engine.records import Promise
-from engine.store import Store
+from engine.storage import keys
+from engine.storage.store import Store
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_promise = msgspec.msgpack.Decoder(Promise).decode

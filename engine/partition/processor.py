@@ -17,17 +17,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from typing import Any, Callable, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
-from engine import keys
+from engine.dapr.actors import ACTOR_PREFIX, actor_target, is_actor, reentrancy_id
+from engine.dapr.reminders import Schedule
 from engine.ids import InvocationId
-from engine.actors import ACTOR_PREFIX, actor_target, is_actor, reentrancy_id
-from engine.journal import JournalApplier, set_completion
-from engine.messages import JournalEntry
-from engine.objects import ObjectTable, state_version
-from engine.reminders import Schedule
+from engine.invoker.attempt import JournalEntry
+from engine.partition.journal import JournalApplier, set_completion
+from engine.partition.objects import ObjectTable, state_version
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import (
@@ -43,8 +43,8 @@ from engine.records import (
     Pause,
     Purge,
     ReplaceState,
-    Signal,
     SetSchedule,
+    Signal,
     StateTransaction,
     Target,
     Terminate,
@@ -52,7 +52,8 @@ from engine.records import (
     TimerFired,
     now_ms,
 )
-from engine.store import Store
+from engine.storage import keys
+from engine.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,9 @@ class Partition:
         self.store.put(keys.LOG, keys.log_key(self.id, self._lsn), _encode(command))
         if self._lsn % self._log_retained == 0:
             # Log and state commit atomically, so old entries serve only inspection: keep a tail.
-            self.store.delete_range(keys.LOG, keys.log_key(self.id, 0), keys.log_key(self.id, self._lsn - self._log_retained))
+            self.store.delete_range(
+                keys.LOG, keys.log_key(self.id, 0), keys.log_key(self.id, self._lsn - self._log_retained)
+            )
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def release(error: Exception | None) -> None:
@@ -164,6 +167,15 @@ class Partition:
 
         self.store.after_commit(release)
         return done
+
+    def submit_detached(self, command: Command) -> None:
+        """Apply ``command`` for nobody waiting on its answer; a failure is logged, never lost."""
+        self.submit(command).add_done_callback(self._log_failure)
+
+    @staticmethod
+    def _log_failure(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and (error := done.exception()) is not None:
+            log.error("a command nobody waits for failed: %s", error, exc_info=error)
 
     def wait_for_completion(self, invocation_id: str) -> asyncio.Future[Outcome]:
         waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
@@ -425,14 +437,17 @@ class Partition:
         schedule = _decode_schedule(raw)
         if schedule.next_fire != timer.fire_at:
             return  # replaced by a newer registration, which armed its own timer
-        target = actor_target(schedule.actor_type, schedule.actor_id, f"{'remind' if schedule.kind == 'reminder' else 'timer'}/{schedule.name}")
+        target = actor_target(
+            schedule.actor_type,
+            schedule.actor_id,
+            f"{'remind' if schedule.kind == 'reminder' else 'timer'}/{schedule.name}",
+        )
         entry = pb.InputCommandMessage(
-            headers=[pb.Header(key="content-type", value="application/json")], value=pb.Value(content=schedule.delivery())
+            headers=[pb.Header(key="content-type", value="application/json")],
+            value=pb.Value(content=schedule.delivery()),
         )
         invocation_id = InvocationId.for_target(target.service, target.key)
-        self._apply_invoke(
-            Invoke(str(invocation_id), target, entry.SerializeToString(), exclusive=True), effects
-        )
+        self._apply_invoke(Invoke(str(invocation_id), target, entry.SerializeToString(), exclusive=True), effects)
         if schedule.advance():
             self.store.put(keys.SCHEDULES, timer.schedule, _encode(schedule))
             self.add_timer(Timer("", schedule.next_fire, schedule=timer.schedule), effects)
@@ -444,12 +459,13 @@ class Partition:
         if active is None or command.caller.completion_id in active.status.completion_ids:
             return
         # Call, attach and get-output notifications share one layout.
-        notification = pb.CallCompletionNotificationMessage(completion_id=command.caller.completion_id)
+        notification: pb.CallCompletionNotificationMessage | pb.GetInvocationOutputCompletionNotificationMessage
         if command.completion is None:
             notification = pb.GetInvocationOutputCompletionNotificationMessage(
                 completion_id=command.caller.completion_id, void=pb.Void()
             )
         else:
+            notification = pb.CallCompletionNotificationMessage(completion_id=command.caller.completion_id)
             set_completion(notification, command.completion)
         self.notify(active, command.notification_type, notification.SerializeToString(), effects)
 
@@ -473,7 +489,7 @@ class Partition:
         self.notify(active, MessageType.SIGNAL_NOTIFICATION, notification.SerializeToString(), effects)
 
     def _apply_pause(self, command: Pause, effects: list[Effect]) -> str:
-        """"done", or why not: "completed", "not_found", "not_started" (resume), "not_running" (pause)."""
+        """ "done", or why not: "completed", "not_found", "not_started" (resume), "not_running" (pause)."""
         active = self.active.get(command.invocation_id)
         if active is None:
             return "completed" if self._retained(command.invocation_id) is not None else "not_found"
@@ -526,7 +542,7 @@ class Partition:
         return [callees[idx] for idx, result in awaited.items() if idx in callees and result not in done]
 
     def _apply_purge(self, command: Purge) -> str:
-        """"purged", or why not: "running" (not completed yet) or "not_found"."""
+        """ "purged", or why not: "running" (not completed yet) or "not_found"."""
         result = "not_found"
         now = now_ms()
         for invocation_id in command.invocation_ids:
@@ -545,7 +561,7 @@ class Partition:
         return result
 
     def _apply_replace_state(self, command: ReplaceState) -> str:
-        """"replaced", or "locked" (an exclusive handler runs) / "conflict" (version mismatch)."""
+        """ "replaced", or "locked" (an exclusive handler runs) / "conflict" (version mismatch)."""
         obj = keys.object_key(self.id, command.service, command.key)
         if self.objects.is_locked(obj):
             return "locked"
@@ -570,7 +586,7 @@ class Partition:
 
     def expired(self, now: int, limit: int) -> list[str]:
         """Ids of retained invocations whose retention ended by ``now`` (oldest first)."""
-        found = []
+        found: list[str] = []
         for key, _ in self.store.scan(keys.EXPIRY, keys.partition_prefix(self.id)):
             if keys.expiry_time(key) > now or len(found) >= limit:
                 break

@@ -61,7 +61,9 @@ class MessageReader:
             elif kind == MessageType.ERROR:
                 error = pb.ErrorMessage.FromString(frame.payload)
                 delay = error.next_retry_delay / 1000 if error.HasField("next_retry_delay") else None
-                return AttemptResult(self.take_entries(), "error", failure=f"[{error.code}] {error.message}", retry_after=delay)
+                return AttemptResult(
+                    self.take_entries(), "error", failure=f"[{error.code}] {error.message}", retry_after=delay
+                )
             # AwaitingOn and other hints need no answer.
         return None
 

@@ -105,7 +105,13 @@ class Connection:
             stream_id = self._h2.get_next_available_stream_id()
             stream = Stream(self, stream_id)
             self._streams[stream_id] = stream
-            request = [(":method", method), (":scheme", "http"), (":authority", self.authority), (":path", path), *headers]
+            request = [
+                (":method", method),
+                (":scheme", "http"),
+                (":authority", self.authority),
+                (":path", path),
+                *headers,
+            ]
             try:
                 self._h2.send_headers(stream_id, request)
                 await self._flush()
@@ -240,7 +246,9 @@ class Http2Pool:
         self._connect_timeout = connect_timeout
         self._connecting: dict[str, asyncio.Lock] = {}
 
-    async def open_stream(self, url: str, headers: list[tuple[str, str]], method: str = "POST") -> tuple[Connection, Stream]:
+    async def open_stream(
+        self, url: str, headers: list[tuple[str, str]], method: str = "POST"
+    ) -> tuple[Connection, Stream]:
         parts = urlsplit(url)
         authority = parts.netloc
         path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -257,7 +265,7 @@ class Http2Pool:
                     return connection
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), self._connect_timeout)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 raise Http2Error(f"cannot connect to {authority}: {exc!r}") from exc
             connection = Connection(reader, writer, authority)
             live.append(connection)
@@ -270,7 +278,9 @@ class Http2Pool:
         self._connections.clear()
 
 
-async def request(pool: Http2Pool, url: str, headers: list[tuple[str, str]], body: bytes, method: str = "POST") -> tuple[int, dict[str, str], bytes]:
+async def request(
+    pool: Http2Pool, url: str, headers: list[tuple[str, str]], body: bytes, method: str = "POST"
+) -> tuple[int, dict[str, str], bytes]:
     """A plain request/response exchange over h2c (discovery, request/response attempts)."""
     connection, stream = await pool.open_stream(url, headers, method)
     try:

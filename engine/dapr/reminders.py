@@ -48,7 +48,13 @@ class Schedule(msgspec.Struct, kw_only=True):
 
     def view(self) -> dict[str, Any]:
         """What ``GET .../reminders/{name}`` answers."""
-        view: dict[str, Any] = {"actorType": self.actor_type, "actorID": self.actor_id, "dueTime": self.due_time, "period": self.period, "data": self.data}
+        view: dict[str, Any] = {
+            "actorType": self.actor_type,
+            "actorID": self.actor_id,
+            "dueTime": self.due_time,
+            "period": self.period,
+            "data": self.data,
+        }
         if self.ttl:
             view["ttl"] = self.ttl
         return view

@@ -15,14 +15,14 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from engine.http2 import Connection, ConnectionDrained, Http2Error, Stream, StreamRefused
-from engine.messages import NO_ENDING, AttemptResult, MessageReader
+from engine.invoker.attempt import NO_ENDING, AttemptResult, MessageReader
+from engine.invoker.http2 import Connection, ConnectionDrained, Http2Error, Stream, StreamRefused
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType, encode_message, encode_raw
 from engine.records import AttemptOutcome
 
 if TYPE_CHECKING:
-    from engine.processor import Partition
+    from engine.partition.processor import Partition
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class BidiAttempt:
         except ConnectionDrained as exc:
             # Not the deployment's fault: a new attempt (from a fresh snapshot) may start at once.
             return AttemptResult(reader.take_entries(), "error", failure=str(exc), retry_after=0.0)
-        except (Http2Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, Http2Error) as exc:
             return AttemptResult(reader.take_entries(), "error", failure=f"stream failed: {exc!r}")
         finally:
             partition.close_stream(self._invocation_id, self._attempt)
@@ -113,7 +113,12 @@ class BidiAttempt:
 
     @staticmethod
     async def request_response(
-        connection: Connection, stream: Stream, body: bytes, media_type: str, reader: MessageReader, abort_timeout: float
+        connection: Connection,
+        stream: Stream,
+        body: bytes,
+        media_type: str,
+        reader: MessageReader,
+        abort_timeout: float,
     ) -> AttemptResult:
         """The request/response mode over an HTTP/2 stream: our side closes after the journal."""
         try:
@@ -132,7 +137,7 @@ class BidiAttempt:
             return AttemptResult([], "refused", failure=f"stream refused: {exc}")
         except ConnectionDrained as exc:
             return AttemptResult(reader.take_entries(), "error", failure=str(exc), retry_after=0.0)
-        except (Http2Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, Http2Error) as exc:
             return AttemptResult(reader.take_entries(), "error", failure=f"stream failed: {exc!r}")
         finally:
             stream.reset()

@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from engine.dapr.reminders import parse_duration_ms
 from engine.errors import QuillError
-from engine.messages import AttemptResult
+from engine.invoker.attempt import AttemptResult
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import InvocationStatus, Target
-from engine.reminders import parse_duration_ms
 
 if TYPE_CHECKING:
-    from engine.dapr_apps import DaprApps
+    from engine.dapr.apps import DaprApps
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ def _host(apps: DaprApps, actor_type: str) -> Any:
 
 
 REENTRANCY_HEADER = "dapr-reentrancy-id"
+# Beside an actor state entry with a TTL, its expiry (ms since epoch): "<name>\0ttl".
+TTL_SUFFIX = b"\x00ttl"
 
 
 def reentrant(apps: DaprApps, actor_type: str) -> bool:
@@ -133,7 +136,9 @@ class IdleActors:
 
     async def _scan(self) -> None:
         while True:
-            intervals = [_config_ms(app.config or {}, "actorScanInterval", _DEFAULT_SCAN_MS) for app in self._apps.apps.values()]
+            intervals = [
+                _config_ms(app.config or {}, "actorScanInterval", _DEFAULT_SCAN_MS) for app in self._apps.apps.values()
+            ]
             # At most a second between looks, so an app registered later gets its own interval.
             await asyncio.sleep(min([*intervals, 1000]) / 1000)
             now = time.monotonic()
@@ -158,17 +163,19 @@ async def call_actor(apps: DaprApps, status: InvocationStatus, input_entry: byte
         try:
             async with apps.session.delete(url) as response:
                 await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             return AttemptResult([], "error", failure=f"cannot reach {url}: {exc!r}")
         # An app that no longer holds the actor answers 500 "not activated": nothing to retry.
-        return AttemptResult([(MessageType.OUTPUT_COMMAND, pb.OutputCommandMessage(value=pb.Value()).SerializeToString())], "end")
+        return AttemptResult(
+            [(MessageType.OUTPUT_COMMAND, pb.OutputCommandMessage(value=pb.Value()).SerializeToString())], "end"
+        )
     request = pb.InputCommandMessage.FromString(input_entry)
     headers = {h.key: h.value for h in request.headers if h.key.lower() in ("content-type", "dapr-reentrancy-id")}
     url = f"{base}/actors/{actor_type}/{status.target.key}/method/{status.target.handler}"
     try:
         async with apps.session.put(url, data=request.value.content, headers=headers) as response:
             body = await response.read()
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         return AttemptResult([], "error", failure=f"cannot reach {url}: {exc!r}")
     output = pb.OutputCommandMessage()
     if 200 <= response.status < 300:

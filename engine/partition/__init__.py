@@ -1,0 +1,1 @@
+"""The partition core: the one writer of a partition's state, applying commands deterministically."""

@@ -1,0 +1,1 @@
+"""What executes the partition core's effects: timers, delivery, attempts, sweeping."""

@@ -1,0 +1,1 @@
+"""The registry of deployments and services, from discovery manifests and operator overrides."""
