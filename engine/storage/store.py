@@ -170,13 +170,19 @@ class Store:
                     await loop.run_in_executor(self._thread, self._db.flush_wal, True)
                 except Exception as exc:  # noqa: BLE001 - any storage failure stops all writes
                     log.critical("storage write failed, refusing further writes: %s", exc)
-                    self._failure = error = exc
+                    self._failure = exc
+                    error = Unavailable(f"storage write failed: {exc}")
             for column, key, value in staged:
                 # Only drop overlay entries not overwritten by a later, still staged write.
                 if self._overlay.get((column, key), _MISSING) is value:
                     del self._overlay[(column, key)]
             for callback in callbacks:
-                callback(error)
+                # A failing callback is a bug of its owner (which fails itself loudly); it must
+                # never end this loop, or every later write would wait forever.
+                try:
+                    callback(error)
+                except Exception:
+                    log.exception("a commit callback failed")
 
 
 _MISSING = object()

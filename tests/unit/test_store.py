@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from pathlib import Path
 
+import pytest
+
+from engine.errors import Unavailable
 from engine.storage import keys
 from engine.storage.store import Store
 
@@ -55,3 +59,47 @@ async def test_committed_data_survives_reopen(tmp_path: Path) -> None:
     assert reopened.last_key(keys.JOURNAL, b"z") is None
     reopened.start()
     await reopened.close()
+
+
+async def test_a_raising_commit_callback_does_not_stop_later_commits(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    store.start()
+
+    def broken(error: Exception | None) -> None:
+        raise RuntimeError("a bug in a callback")
+
+    store.put(keys.META, b"a", b"1")
+    store.after_commit(broken)
+    await store.flush()  # the callback's commit, and the flush queued behind it
+    store.put(keys.META, b"b", b"2")
+    await asyncio.wait_for(store.flush(), 5)  # before the fix: the commit task was dead, this hung
+    await store.close()
+    reopened = Store(tmp_path / "db")
+    assert reopened.get(keys.META, b"b") == b"2"
+    reopened.start()
+    await reopened.close()
+
+
+async def test_flush_raises_when_the_write_failed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    store.start()
+    store._db = _FailingWrites(store._db)  # type: ignore[assignment]  # an injected disk fault
+    store.put(keys.META, b"a", b"1")
+    with pytest.raises(Unavailable, match="storage write failed"):
+        await store.flush()
+    with pytest.raises(Unavailable):
+        store.put(keys.META, b"b", b"2")  # a failed store refuses further writes
+    await store.close()
+
+
+class _FailingWrites:
+    """The real database, except that every batch write fails as a full disk would."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    def write(self, *args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
