@@ -75,6 +75,14 @@ class InvocationId(str):
         return cls.new(hashed_partition_key(service, key) if key else random_partition_key())
 
     @classmethod
+    def derived(cls, parent: bytes, index: int, service: str, key: str) -> InvocationId:
+        """The id of the invocation that entry ``index`` of invocation ``parent`` (raw bytes)
+        creates: derived, not random, so applying the same journal always makes the same id."""
+        digest = hashlib.blake2b(parent + index.to_bytes(8, "big"), digest_size=24).digest()
+        partition_key = hashed_partition_key(service, key) if key else int.from_bytes(digest[:8], "big")
+        return cls.new(partition_key, int.from_bytes(digest[8:], "big"))
+
+    @classmethod
     def for_workflow(cls, service: str, key: str) -> InvocationId:
         """The one id of a workflow's run: deterministic, so a second run is recognised."""
         digest = hashlib.sha256(b"wf\x00" + service.encode() + b"\x00" + key.encode()).digest()

@@ -18,9 +18,24 @@ TIMERS = "timers"
 PROMISES = "promises"
 OUTBOX = "outbox"
 EXPIRY = "expiry"  # completed invocations by the time their retention ends
-SCHEDULES = "schedules"  # Dapr actor reminders and timers, per actor object
+SCHEDULES = "schedules"  # recurring invocations (Dapr actor reminders and timers), per object
 META = "meta"
-COLUMN_FAMILIES = (LOG, STATUS, JOURNAL, STATE, INBOX, LOCKS, TIMERS, PROMISES, OUTBOX, EXPIRY, SCHEDULES, META)
+UNFINISHED = "unfinished"  # the status keys of invocations not completed yet: what recovery loads
+COLUMN_FAMILIES = (
+    LOG,
+    STATUS,
+    JOURNAL,
+    STATE,
+    INBOX,
+    LOCKS,
+    TIMERS,
+    PROMISES,
+    OUTBOX,
+    EXPIRY,
+    SCHEDULES,
+    META,
+    UNFINISHED,
+)
 
 _PARTITION = struct.Struct(">H")
 _LSN = struct.Struct(">HQ")
@@ -135,5 +150,8 @@ def dapr_app_key(app_id: str) -> bytes:
     return DAPR_APP_PREFIX + app_id.encode()
 
 
-def schedule_key(object_prefix: bytes, kind: str, name: str) -> bytes:
-    return object_prefix + kind.encode() + b"/" + name.encode()
+def schedule_key(object_prefix: bytes, name: str) -> bytes:
+    return object_prefix + name.encode()
+
+
+UNFINISHED_INDEX_KEY = b"unfinished_index"  # META: set once the UNFINISHED index covers the data dir
