@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine import Engine, InvocationStatus, Phase
-from engine.invoker.invoker import RetryState
+from engine.invoker.retry import RetryState
 from engine.protocol.codec import MessageType
 
 _SERVICE_TYPES = {"SERVICE": "service", "VIRTUAL_OBJECT": "virtual_object", "WORKFLOW": "workflow"}

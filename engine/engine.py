@@ -21,7 +21,8 @@ from engine.dapr.targets import DEACTIVATE, actor_target
 from engine.errors import BadRequest, Conflict, NotFound, QuillError
 from engine.ids import InvocationId, hashed_partition_key
 from engine.invoker.http2 import Http2Pool
-from engine.invoker.invoker import Invoker, RetryState
+from engine.invoker.invoker import Invoker
+from engine.invoker.retry import RetryState
 from engine.partition.commands import (
     InvocationSettings,
     Invoke,
@@ -200,6 +201,10 @@ class Engine:
 
     def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
         return self._object_partition(service, key).read_schedule(service, key, name)
+
+    def actor_used(self, actor_type: str, actor_id: str) -> None:
+        """A Dapr actor took a turn: its idle timeout starts again."""
+        self.idle_actors.touch(actor_type, actor_id)
 
     async def _deactivate_actor(self, actor_type: str, actor_id: str) -> None:
         request = InvocationRequest(

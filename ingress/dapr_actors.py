@@ -110,7 +110,7 @@ class DaprActors:
             reentrancy_limit=limit,
         )
         _, outcome = await self._engine.call(request)
-        self._engine.idle_actors.touch(actor_type, actor_id)
+        self._engine.actor_used(actor_type, actor_id)
         completion = outcome.completion
         if completion.failure is not None:
             # The app's own error body and status pass through, as daprd passes them.

@@ -14,17 +14,17 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
 
 import aiohttp
 
-from engine.config import Config, OnMaxAttempts
+from engine.config import Config
 from engine.dapr.actors import call_actor
 from engine.dapr.apps import DaprApps
 from engine.dapr.targets import is_actor
 from engine.invoker.attempt import AttemptResult, Interrupted, MessageReader, called_targets, read_messages
 from engine.invoker.bidi import BidiAttempt
 from engine.invoker.http2 import Http2Error, Http2Pool, StreamRefused
+from engine.invoker.retry import RetryState, Verdict, after_failure
 from engine.partition.commands import AttemptEnding, AttemptOutcome, InvocationSettings, Pause, Terminate
 from engine.partition.processor import Partition
 from engine.partition.types import AttemptSnapshot
@@ -34,14 +34,6 @@ from engine.records import Deployment, InvocationStatus
 from engine.schema.registry import Schema
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RetryState:
-    count: int = 0  # failed attempts since the journal last grew
-    last_stored_at: float = field(default_factory=time.monotonic)
-    last_failure: str | None = None
-    paused: bool = False
 
 
 class Invoker:
@@ -222,24 +214,19 @@ class Invoker:
         self, partition: Partition, invocation_id: str, attempt: int, status: InvocationStatus, result: AttemptResult
     ) -> None:
         retry = self.retries.setdefault(invocation_id, RetryState())
-        if result.entries:
-            retry.count, retry.last_stored_at = 0, time.monotonic()
-        retry.count += 1
-        retry.last_failure = result.failure
         settings = self._schema.settings(status.target.service, status.target.handler)
         policy = settings.retry_policy if settings is not None else self._config.retry_policy
-        if policy.max_attempts is not None and retry.count >= policy.max_attempts:
-            if policy.on_max_attempts is OnMaxAttempts.KILL:
-                log.warning("invocation %s killed after %d attempts: %s", invocation_id, retry.count, result.failure)
-                self.retries.pop(invocation_id, None)
-                partition.submit_detached(Terminate(invocation_id, kill=True))
-                return
-            retry.paused = True
+        verdict, delay = after_failure(retry, policy, bool(result.entries), result.failure, result.retry_after)
+        if verdict is Verdict.KILL:
+            log.warning("invocation %s killed after %d attempts: %s", invocation_id, retry.count, result.failure)
+            self.retries.pop(invocation_id, None)
+            partition.submit_detached(Terminate(invocation_id, kill=True))
+            return
+        if verdict is Verdict.PAUSE:
             log.warning("invocation %s paused after %d attempts: %s", invocation_id, retry.count, result.failure)
             # Durably: it stays paused across restarts until an operator resumes (or kills) it.
             partition.submit_detached(Pause(invocation_id))
             return
-        delay = result.retry_after if result.retry_after is not None else policy.delay(retry.count)
         # Journal mismatches and protocol violations mean the code no longer matches its journal:
         # retries will not fix that without a deployment change, so make them loud.
         level = logging.WARNING if result.failure and result.failure.startswith(("[570]", "[571]")) else logging.INFO
