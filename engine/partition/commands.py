@@ -140,8 +140,23 @@ class SetSchedule(msgspec.Struct, tag="set_schedule", array_like=True):
     schedule: Schedule | None
 
 
+# Commands another partition's outbox delivers: the invocation they are for decides where they go.
+Message = Invoke | CallCompleted | Signal | Terminate | Attach
+
+
+class Delivered(msgspec.Struct, tag="delivered", array_like=True):
+    """A message from another worker's partition: applied once, whatever the retries. Messages from
+    one source partition arrive in outbox order, so remembering the last sequence applied from
+    each source (in the same write as the message's effects) is the whole dedup."""
+
+    source: int  # the sending partition
+    sequence: int  # its outbox sequence
+    message: Message
+
+
 Command = (
     Invoke
+    | Delivered
     | Pause
     | SetSchedule
     | AttemptOutcome
@@ -154,9 +169,6 @@ Command = (
     | ReplaceState
     | StateTransaction
 )
-
-# Commands another partition's outbox delivers: the invocation they are for decides where they go.
-Message = Invoke | CallCompleted | Signal | Terminate | Attach
 
 
 def recipient(message: Message) -> str:

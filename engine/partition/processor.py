@@ -30,6 +30,7 @@ from engine.partition.commands import (
     AttemptOutcome,
     CallCompleted,
     Command,
+    Delivered,
     Invoke,
     LogEntry,
     Message,
@@ -98,7 +99,7 @@ class Partition:
     def submit(self, command: SetSchedule) -> asyncio.Future[bool]: ...
     @overload
     def submit(
-        self, command: TimerFired | CallCompleted | Signal | Attach | StateTransaction
+        self, command: TimerFired | CallCompleted | Signal | Attach | StateTransaction | Delivered
     ) -> asyncio.Future[None]: ...
 
     def submit(self, command: Command) -> asyncio.Future[Any]:
@@ -173,6 +174,10 @@ class Partition:
             return self._keyed.state_transaction(command)
         if isinstance(command, SetSchedule):
             return self._keyed.set_schedule(command, step)
+        if isinstance(command, Delivered):
+            if self.state.accept_delivery(command.source, command.sequence):
+                self._apply(command.message, step)
+            return None
         raise TypeError(f"unknown command {command!r}")
 
     def _log(self, command: Command, step: Step) -> None:

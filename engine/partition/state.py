@@ -98,6 +98,15 @@ class PartitionState:
         self.put_status(active, step)
 
     # -- timers and messages ----------------------------------------------------------------
+    def accept_delivery(self, source: int, sequence: int) -> bool:
+        """Whether message ``sequence`` from partition ``source`` is new (then remember it)."""
+        key = keys.inbound_key(self.id, source)
+        last = self.store.get(keys.INBOUND, key)
+        if last is not None and int.from_bytes(last, "big") >= sequence:
+            return False
+        self.store.put(keys.INBOUND, key, sequence.to_bytes(8, "big"))
+        return True
+
     def add_timer(self, timer: Timer, step: Step) -> None:
         self.store.put(keys.TIMERS, self.timer_key(timer), _encode(timer))
         step.effects.append(ArmTimer(timer))

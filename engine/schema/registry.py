@@ -18,7 +18,7 @@ from engine.records import Deployment, now_ms
 from engine.schema.manifest import MANIFEST_ACCEPT, EndpointManifest, HandlerManifest, ServiceManifest, decode_manifest
 from engine.schema.settings import ServiceOverrides, Settings, effective
 from engine.storage import keys
-from engine.storage.store import Store
+from engine.storage.metadata import Metadata
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_deployment = msgspec.msgpack.Decoder(Deployment).decode
@@ -35,8 +35,9 @@ class ServiceEntry:
 
 
 class Schema:
-    def __init__(self, store: Store, config: Config, http2: Http2Pool | None = None) -> None:
-        self._store = store
+    def __init__(self, meta: Metadata, config: Config, http2: Http2Pool | None = None) -> None:
+        self._meta = meta
+        self._store = meta.store
         self._http2 = http2
         self._config = config
         self._cluster_name = config.cluster_name
@@ -48,6 +49,10 @@ class Schema:
         self._settings: dict[tuple[str, str | None], Settings] = {}
 
     def load(self) -> None:
+        """(Re)build the registry from the stored metadata."""
+        self.deployments.clear()
+        self.services.clear()
+        self.overrides.clear()
         found = [_decode_deployment(v) for _, v in self._store.scan(keys.META, keys.DEPLOYMENT_PREFIX)]
         for deployment in sorted(found, key=lambda d: d.created_at):
             self._index(deployment)
@@ -131,8 +136,8 @@ class Schema:
         )
         if dry_run:
             return deployment, existing is None
-        self._store.put(keys.META, keys.deployment_key(deployment.id), _encode(deployment))
-        await self._store.flush()
+        self._meta.put(keys.deployment_key(deployment.id), _encode(deployment))
+        await self._meta.commit()
         self._index(deployment)
         self._resettle()
         return deployment, existing is None
@@ -184,8 +189,8 @@ class Schema:
         merged = msgspec.structs.replace(
             current, **{f: v for f in ServiceOverrides.__struct_fields__ if (v := getattr(overrides, f)) is not None}
         )
-        self._store.put(keys.META, keys.service_config_key(service), _encode(merged))
-        await self._store.flush()
+        self._meta.put(keys.service_config_key(service), _encode(merged))
+        await self._meta.commit()
         self.overrides[service] = merged
         self._resettle()
 
@@ -194,14 +199,14 @@ class Schema:
         (then that one serves them again, exactly as a restart would rebuild the registry)."""
         if deployment_id not in self.deployments:
             raise NotFound(f"Deployment '{deployment_id}' not found")
-        self._store.delete(keys.META, keys.deployment_key(deployment_id))
+        self._meta.delete(keys.deployment_key(deployment_id))
         remaining = [d for d in self.deployments.values() if d.id != deployment_id]
         self._reindex(remaining)
         for service in [s for s in self.overrides if s not in self.services]:
-            self._store.delete(keys.META, keys.service_config_key(service))
+            self._meta.delete(keys.service_config_key(service))
             del self.overrides[service]
         self._resettle()
-        await self._store.flush()
+        await self._meta.commit()
 
     async def update_deployment(
         self,
@@ -235,8 +240,8 @@ class Schema:
         )
         if dry_run:
             return deployment
-        self._store.put(keys.META, keys.deployment_key(deployment.id), _encode(deployment))
-        await self._store.flush()
+        self._meta.put(keys.deployment_key(deployment.id), _encode(deployment))
+        await self._meta.commit()
         self._reindex([deployment if d.id == deployment.id else d for d in self.deployments.values()])
         self._resettle()
         return deployment

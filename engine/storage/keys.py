@@ -21,6 +21,7 @@ EXPIRY = "expiry"  # completed invocations by the time their retention ends
 SCHEDULES = "schedules"  # recurring invocations (Dapr actor reminders and timers), per object
 META = "meta"
 UNFINISHED = "unfinished"  # the status keys of invocations not completed yet: what recovery loads
+INBOUND = "inbound"  # per (partition, source partition): the last outbox sequence applied from it
 COLUMN_FAMILIES = (
     LOG,
     STATUS,
@@ -35,6 +36,7 @@ COLUMN_FAMILIES = (
     SCHEDULES,
     META,
     UNFINISHED,
+    INBOUND,
 )
 
 _PARTITION = struct.Struct(">H")
@@ -119,6 +121,14 @@ def expiry_raw_id(key: bytes) -> bytes:
 
 def outbox_key(partition: int, sequence: int) -> bytes:
     return _LSN.pack(partition, sequence)
+
+
+def outbox_sequence(key: bytes) -> int:
+    return int.from_bytes(key[2:10], "big")
+
+
+def inbound_key(partition: int, source: int) -> bytes:
+    return _PARTITION.pack(partition) + _PARTITION.pack(source)
 
 
 SERVICE_CONFIG_PREFIX = b"service_config/"
