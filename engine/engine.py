@@ -42,6 +42,7 @@ from engine.runtime.executor import EffectExecutor
 from engine.runtime.timers import TimerService
 from engine.schema.registry import Schema
 from engine.storage import keys
+from engine.storage.metadata import Metadata
 from engine.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,10 @@ class Engine:
         # Discovery and other control-plane calls; invocations use the invoker's own pool.
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._http2 = Http2Pool()
-        self.schema = Schema(store, self.config, self._http2)
+        meta = Metadata(store)
+        self.schema = Schema(meta, self.config, self._http2)
         self.schema.load()
-        self.dapr_apps = DaprApps(store)
+        self.dapr_apps = DaprApps(meta)
         self.dapr_apps.load()
         await self.dapr_apps.start()
         self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Sequence
 import os
 import random
+from collections.abc import Sequence
 
 # Lower case before upper case: ids of the real server only decode within range with this order.
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
