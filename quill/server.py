@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -96,7 +97,7 @@ async def serve(
                 break
             await asyncio.sleep(0.01)
         if all(server.started for server in servers) and plan is not None:
-            log.info("worker %d of %d serving", plan.index, plan.count)
+            log.info("worker %d of %d serving (pid %d)", plan.index, plan.count, os.getpid())
             if ready is not None:
                 ready()
         elif all(server.started for server in servers):
