@@ -35,6 +35,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, Header, St
 
 from engine.errors import Fenced, LogError, LogUnavailable, PayloadTooLarge, Trimmed, WrongLastSequence
 from engine.log.jetstream_client import (
+    HEADROOM,
     MESSAGE_NOT_FOUND,
     TRANSIENT,
     WRONG_LAST_SEQUENCE,
@@ -112,6 +113,7 @@ class JetStreamLog:
         position = expected_last + 1
         stored = await self._msg_id_at(position)
         if stored == msg_id:
+            log.info("partition %d: append at %d was stored, its answer lost", self._partition, position)
             return True
         if stored is not None:
             raise Fenced(self._partition, expected_last, await self.last_sequence(), f"{stored!r} holds {position}")
@@ -228,7 +230,7 @@ class JetStreamCluster:
             num_replicas=self.settings.replicas,
             storage=StorageType.FILE,
             discard=DiscardPolicy.NEW,  # a full store refuses appends rather than dropping records
-            max_msg_size=self.settings.max_record_bytes,
+            max_msg_size=self.settings.max_record_bytes + HEADROOM,
             duplicate_window=self.settings.duplicate_window,
             deny_delete=True,
         )

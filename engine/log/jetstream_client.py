@@ -9,20 +9,21 @@ with backoff within one deadline, long enough to ride out a JetStream leader ele
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import DEFAULT_PREFIX
 
 from engine.errors import LogUnavailable, UnsupportedServer
-from engine.log.version import check_version, without_jetstream
+from engine.log.version import check_max_payload, check_version, without_jetstream
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ T = TypeVar("T")
 
 WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF
 MESSAGE_NOT_FOUND = 10037
+JETSTREAM_DISABLED = (10039, 10076)  # JSNotEnabledForAccountErr, JSNotEnabledErr
+HEADROOM = 4096  # headers and protocol framing around a record of max_record_bytes
 
 # Errors after which the outcome of a request is unknown but a retry may succeed: a lost answer,
 # a server that went away, a stream without a leader while NATS re-elects one.
@@ -50,7 +53,7 @@ class JetStreamSettings:
     urls: tuple[str, ...]
     node: str
     replicas: int = 3
-    max_record_bytes: int = 8 * 1024 * 1024  # the servers' max_payload must be at least this
+    max_record_bytes: int = 8 * 1024 * 1024 - HEADROOM  # fits servers with `max_payload: 8MB` (NATS' ceiling)
     duplicate_window: float = 120.0  # seconds a msg id is remembered: far above any retry
     attempt_timeout: float = 2.0  # one request; an election takes 4-9 s, so several attempts
     deadline: float = 30.0  # one operation, all attempts: then LogUnavailable
@@ -78,61 +81,78 @@ async def retrying(what: str, operation: Callable[[], Awaitable[T]], deadline: f
 async def connect(settings: JetStreamSettings) -> tuple[Client, JetStreamContext]:
     """Connect, refusing a server that cannot carry cluster mode (:class:`UnsupportedServer`)."""
 
+    last_error = ""
+
     async def on_error(exc: Exception) -> None:
-        log.warning("NATS connection: %r", exc)
+        nonlocal last_error
+        if repr(exc) != last_error:  # once per kind of failure, not once per reconnect attempt
+            last_error = repr(exc)
+            log.warning("NATS connection: %s", last_error)
 
     async def on_disconnected() -> None:
-        log.warning("NATS connection lost; reconnecting")
+        if not client.is_closed:
+            log.warning("NATS connection lost; reconnecting")
 
     async def on_reconnected() -> None:
         try:
-            await verify(client, js, settings.deadline)
+            await verify(client, settings)
         except UnsupportedServer as exc:
             log.error("%s; closing the NATS connection", exc)
             await client.close()
             return
+        nonlocal last_error
+        last_error = ""
         log.info("NATS connection back, to %s", _url(client))
 
+    client = Client()
+    connecting = client.connect(
+        servers=list(settings.urls),
+        name=settings.node,
+        connect_timeout=2,
+        reconnect_time_wait=0.25,  # type: ignore[arg-type]  # annotated int, used as seconds
+        max_reconnect_attempts=-1,  # once up, a node outlives any one server (and all, for a while)
+        ping_interval=2,
+        max_outstanding_pings=2,
+        pending_size=4 * settings.max_record_bytes,  # buffered while reconnecting
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+    )
     try:
-        client = await nats.connect(
-            servers=list(settings.urls),
-            name=settings.node,
-            connect_timeout=2,
-            reconnect_time_wait=0.25,
-            max_reconnect_attempts=-1,  # a cluster node outlives any one server: never give up
-            ping_interval=2,
-            max_outstanding_pings=2,
-            pending_size=4 * settings.max_record_bytes,  # buffered while reconnecting
-            error_cb=on_error,
-            disconnected_cb=on_disconnected,
-            reconnected_cb=on_reconnected,
-        )
-    except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
-        raise LogUnavailable(f"cannot reach a NATS server at {', '.join(settings.urls)}: {exc}") from exc
+        await asyncio.wait_for(connecting, settings.deadline)  # but a node that never reached one says so
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        await client.close()
+        raise LogUnavailable(f"cannot reach a NATS server at {', '.join(settings.urls)}: {exc!r}") from exc
     js = client.jetstream(timeout=settings.attempt_timeout)
     try:
-        await verify(client, js, settings.deadline)
+        await verify(client, settings)
     except BaseException:
         await client.close()
         raise
     return client, js
 
 
-async def verify(client: Client, js: JetStreamContext, deadline: float) -> None:
-    """Refuse the connected server unless it is new enough and serves JetStream to us."""
+async def verify(client: Client, settings: JetStreamSettings) -> None:
+    """Refuse the connected server unless it is new enough, takes our records and serves JetStream."""
     url = _url(client)
     version = client.connected_server_version
     check_version(url, f"{version.major}.{version.minor}.{version.patch}")
 
     async def probe() -> bool:
         try:
-            await js.account_info()
-        except (nats.errors.NoRespondersError, nats.js.errors.NotFoundError):
-            return False  # nobody serves $JS.API, or the account has no JetStream: definitive
-        return True  # (a 503 while the meta leader is being elected is transient: retried)
+            reply = await client.request(f"{DEFAULT_PREFIX}.INFO", b"", timeout=settings.attempt_timeout)
+        except nats.errors.NoRespondersError:
+            return False  # nobody serves the JetStream API: it is off on this server
+        error = json.loads(reply.data).get("error")
+        if error is None:
+            return True
+        if error.get("err_code") in JETSTREAM_DISABLED:
+            return False
+        raise nats.js.errors.APIError.from_error(error)  # a 503 while a meta leader is elected is retried
 
-    if not await retrying(f"JetStream at {url}", probe, deadline):
+    if not await retrying(f"JetStream at {url}", probe, settings.deadline):
         raise without_jetstream(url)
+    check_max_payload(url, client.max_payload, settings.max_record_bytes + HEADROOM)
 
 
 def _url(client: Client) -> str:

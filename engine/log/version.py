@@ -38,6 +38,15 @@ def check_version(url: str, version: str) -> None:
         )
 
 
+def check_max_payload(url: str, max_payload: int, needed: int) -> None:
+    """Raise :class:`UnsupportedServer` if the server's ``max_payload`` cannot carry a full record."""
+    if max_payload < needed:
+        raise UnsupportedServer(
+            f"the NATS server at {url} takes messages of at most {max_payload} bytes; a partition record can "
+            f"need {needed}: set `max_payload: {-(-needed // (1024 * 1024))}MB` in the server's config"
+        )
+
+
 def without_jetstream(url: str) -> UnsupportedServer:
     return UnsupportedServer(
         f"the NATS server at {url} serves no JetStream to this account; enable it with "

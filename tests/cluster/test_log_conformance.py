@@ -19,6 +19,7 @@ import rocksdict
 
 from engine.errors import Fenced, LeaseLost, Trimmed, WrongLastSequence
 from engine.log.checkpoint import pack_checkpoint, unpack_checkpoint
+from engine.log.interface import Lease
 from engine.log.jetstream import JetStreamCluster, JetStreamLog, stream_name
 from engine.log.record import EpochFence, Record, RecordKind, append_msg_id
 from tests.cluster.conftest import settings_for
@@ -68,6 +69,13 @@ async def test_racing_appends_have_exactly_one_winner_every_round(nats_cluster: 
         assert stored == [f"{writer}.{last}" for last, writer in enumerate(winners)]
 
 
+async def announce(log: JetStreamLog, lease: Lease, expected_last: int) -> int:
+    """What a new leader appends first: AnnounceLeader with its epoch."""
+    record = Record.announce_leader(epoch=lease.epoch, node=lease.node, ts_ms=int(time.time() * 1000))
+    msg_id = append_msg_id(lease.node, lease.epoch, expected_last)
+    return await log.append(record.encode(), expected_last=expected_last, msg_id=msg_id)
+
+
 async def test_a_deposed_leader_is_refused_after_takeover(nats_cluster: NatsCluster, partition: int) -> None:
     clock_a, clock_b = ManualClock(), ManualClock()
     async with (
@@ -79,8 +87,7 @@ async def test_a_deposed_leader_is_refused_after_takeover(nats_cluster: NatsClus
 
         lease_a = await leases_a.campaign(partition, "a", "nats://a")
         assert lease_a is not None and lease_a.valid(clock_a())
-        announce_a = Record.announce_leader(epoch=lease_a.epoch, node="a", ts_ms=1)
-        assert await log_a.append(announce_a.encode(), expected_last=0, msg_id=append_msg_id("a", lease_a.epoch, 0)) == 1
+        assert await announce(log_a, lease_a, expected_last=0) == 1
         lease_a = await leases_a.renew(lease_a)
 
         assert await leases_b.campaign(partition, "b", "nats://b") is None  # a's lease is live
@@ -90,9 +97,7 @@ async def test_a_deposed_leader_is_refused_after_takeover(nats_cluster: NatsClus
         lease_b = await leases_b.campaign(partition, "b", "nats://b")
         assert lease_b is not None and lease_b.epoch > lease_a.epoch
 
-        last = await log_b.last_sequence()
-        announce_b = Record.announce_leader(epoch=lease_b.epoch, node="b", ts_ms=2)
-        assert await log_b.append(announce_b.encode(), expected_last=last, msg_id=append_msg_id("b", lease_b.epoch, last)) == 2
+        assert await announce(log_b, lease_b, expected_last=await log_b.last_sequence()) == 2
 
         # a still believes it leads at sequence 1: the log refuses it, and so does the lease store.
         late = Record.commands(epoch=lease_a.epoch, node="a", ts_ms=3, payload=b"late")
@@ -123,32 +128,37 @@ async def test_a_retried_append_whose_first_attempt_landed_is_stored_once(
         await log.append(b"other", expected_last=0, msg_id="m3")
 
 
-async def test_an_append_whose_stream_leader_dies_unanswered_is_stored_once(
-    nats_cluster: NatsCluster, partition: int
+@pytest.mark.parametrize(
+    "victim",
+    [
+        "leader",  # the append never reaches a live server: it must be resent
+        "writer's server",  # the append is stored but its answer dies with the server: it must not be resent
+    ],
+)
+async def test_an_append_interrupted_by_a_sigkill_is_stored_exactly_once(
+    nats_cluster: NatsCluster, partition: int, victim: str
 ) -> None:
-    probe = await JetStreamCluster.connect(settings_for(nats_cluster))
-    await (await probe.partition_log(partition)).append(b"first", expected_last=0, msg_id="w.0")
-    leader = nats_cluster.server((await probe.js.stream_info(stream_name(partition))).cluster.leader)  # type: ignore[union-attr]
-    await probe.close()
+    async with await JetStreamCluster.connect(settings_for(nats_cluster)) as probe:
+        await (await probe.partition_log(partition)).append(b"first", expected_last=0, msg_id="w.0")
+        info = await probe.js.stream_info(stream_name(partition))
+        leader = nats_cluster.server(info.cluster.leader)  # type: ignore[union-attr]
     follower = next(server for server in nats_cluster.servers if server is not leader)
-    # The writer talks to a follower, which forwards to the leader: freeze the leader, send the append,
-    # wait until the follower has taken it (a PING answered after it), then kill the leader with it.
-    settings = settings_for(nats_cluster, node="w", urls=(follower.url,))
-    async with await JetStreamCluster.connect(settings) as writer:
+    frozen = leader if victim == "leader" else follower
+    # The writer talks to a follower, which passes the append on to the stream leader. Freeze the victim
+    # once the follower has taken the append (it answered a PING sent after it), then SIGKILL it.
+    async with await JetStreamCluster.connect(settings_for(nats_cluster, node="w", urls=(follower.url,))) as writer:
         log = await writer.partition_log(partition)
-        leader.freeze()
-        try:
-            append = asyncio.create_task(log.append(b"second", expected_last=1, msg_id="w.1"))
-            await asyncio.sleep(0)  # let the task send its request
-            await writer.client.flush()
-        finally:
-            leader.kill()
+        append = asyncio.create_task(log.append(b"second", expected_last=1, msg_id="w.1"))
+        await asyncio.sleep(0)  # the task sends its request
+        await writer.client.flush()
+        frozen.freeze()
+        frozen.kill()
         started = time.monotonic()
         assert await append == 2
-        print(f"append resolved {time.monotonic() - started:.1f}s after its stream leader was killed")
+        print(f"append resolved {time.monotonic() - started:.1f}s after killing the {victim}")
         assert await log.last_sequence() == 2
         assert await msg_ids(writer, partition, 1, 2) == ["w.0", "w.1"]
-    nats_cluster.restart(leader)
+    nats_cluster.restart(frozen)
 
 
 async def test_appends_under_a_stream_leader_sigkill_lose_nothing_and_store_nothing_twice(
@@ -229,7 +239,8 @@ async def test_snapshot_trim_restore_and_replay_rebuild_the_leaders_rocksdb(
     leader = KeyValueMachine(tmp_path / "leader")
 
     async def append(record: Record) -> None:
-        seq = await log.append(record.encode(), expected_last=leader.applied, msg_id=f"n.{record.epoch}.{leader.applied}")
+        msg_id = append_msg_id("n", record.epoch, leader.applied)
+        seq = await log.append(record.encode(), expected_last=leader.applied, msg_id=msg_id)
         leader.apply(seq, record.encode())
 
     await append(Record.announce_leader(epoch=7, node="n", ts_ms=0))
