@@ -244,6 +244,12 @@ class JetStreamCluster:
         await retrying(f"create stream {config.name}", add, self.settings.deadline)
         return JetStreamLog(self.js, partition, self.settings)
 
+    async def stream_leader(self, partition: int) -> str | None:
+        """The name of the NATS server leading the partition's stream (``None`` during an election)."""
+        name = stream_name(partition)
+        info = await retrying(f"stream info {name}", lambda: self.js.stream_info(name), self.settings.deadline)
+        return info.cluster.leader if info.cluster is not None else None
+
     async def lease_store(self, clock: Callable[[], float] = time.monotonic) -> JetStreamLeaseStore:
         return await JetStreamLeaseStore.open(self.js, self.settings, clock)
 

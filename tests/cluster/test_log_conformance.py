@@ -140,8 +140,7 @@ async def test_an_append_interrupted_by_a_sigkill_is_stored_exactly_once(
 ) -> None:
     async with await JetStreamCluster.connect(settings_for(nats_cluster)) as probe:
         await (await probe.partition_log(partition)).append(b"first", expected_last=0, msg_id="w.0")
-        info = await probe.js.stream_info(stream_name(partition))
-        leader = nats_cluster.server(info.cluster.leader)  # type: ignore[union-attr]
+        leader = nats_cluster.server(str(await probe.stream_leader(partition)))
     follower = next(server for server in nats_cluster.servers if server is not leader)
     frozen = leader if victim == "leader" else follower
     # The writer talks to a follower, which passes the append on to the stream leader. Freeze the victim
@@ -168,8 +167,8 @@ async def test_appends_under_a_stream_leader_sigkill_lose_nothing_and_store_noth
     partitions = [100 + i for i in range(4)]
     async with await JetStreamCluster.connect(settings_for(nats_cluster, node="w")) as cluster:
         logs = [await cluster.partition_log(p) for p in partitions]
-        leaders = [(await cluster.js.stream_info(stream_name(p))).cluster.leader for p in partitions]  # type: ignore[union-attr]
-        victim = nats_cluster.server(max(set(leaders), key=leaders.count))
+        leaders = [await cluster.stream_leader(p) for p in partitions]
+        victim = nats_cluster.server(str(max(set(leaders), key=leaders.count)))
         acknowledged: dict[int, list[tuple[int, str]]] = {p: [] for p in partitions}
         ack_times: list[float] = []
         killed = asyncio.Event()
