@@ -82,11 +82,11 @@ class JetStreamLog:
                 )
             except TRANSIENT as exc:
                 log.info("partition %d: append after %d unanswered: %r", self._partition, expected_last, exc)
-                landed = await self._resolve(expected_last, msg_id, moved=False)
+                landed = await self._resolve(expected_last, msg_id, moved=False, give_up=give_up)
             except nats.js.errors.APIError as exc:
                 if exc.err_code != WRONG_LAST_SEQUENCE:
                     raise LogError(f"partition {self._partition}: append refused: {exc.description}") from exc
-                landed = await self._resolve(expected_last, msg_id, moved=True)
+                landed = await self._resolve(expected_last, msg_id, moved=True, give_up=give_up)
             except nats.errors.ConnectionClosedError as exc:
                 raise LogUnavailable(f"partition {self._partition}: the NATS connection is closed") from exc
             else:
@@ -105,13 +105,13 @@ class JetStreamLog:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    async def _resolve(self, expected_last: int, msg_id: str, *, moved: bool) -> bool:
+    async def _resolve(self, expected_last: int, msg_id: str, *, moved: bool, give_up: float) -> bool:
         """Whether our record is at ``expected_last + 1``; raise if another one is or the log is behind.
 
         ``False`` means the position is free and the caller resends (same bytes, same msg id).
         """
         position = expected_last + 1
-        stored = await self._msg_id_at(position)
+        stored = await self._msg_id_at(position, max(give_up - time.monotonic(), self._settings.attempt_timeout))
         if stored == msg_id:
             log.info("partition %d: append at %d was stored, its answer lost", self._partition, position)
             return True
@@ -125,7 +125,7 @@ class JetStreamLog:
                 raise WrongLastSequence(self._partition, expected_last, last)
         return False
 
-    async def _msg_id_at(self, seq: int) -> str | None:
+    async def _msg_id_at(self, seq: int, deadline: float) -> str | None:
         """The msg id of the record at ``seq`` as the stream leader has it (``""`` if it has none)."""
 
         async def get() -> str | None:
@@ -137,7 +137,7 @@ class JetStreamLog:
                 raise LogError(f"partition {self._partition}: {exc.description}") from exc
             return str((msg.headers or {}).get(Header.MSG_ID, ""))
 
-        return await retrying(f"partition {self._partition}: read {seq}", get, self._settings.deadline)
+        return await retrying(f"partition {self._partition}: read {seq}", get, deadline)
 
     async def read(self, from_seq: int) -> AsyncGenerator[tuple[int, bytes], None]:
         if from_seq < 1:
@@ -157,6 +157,7 @@ class JetStreamLog:
             ),
             self._settings.deadline,
         )
+        expected = from_seq
         try:
             while True:
                 try:
@@ -166,9 +167,12 @@ class JetStreamLog:
                         f"partition {self._partition}: replay stalled for {self._settings.deadline:g}s"
                     ) from exc
                 seq = msg.metadata.sequence.stream
+                if seq != expected:  # only a trim, racing this read, can open a gap (deletes are denied)
+                    raise Trimmed(self._partition, expected, seq)
                 yield seq, msg.data
                 if seq >= last:
                     return
+                expected += 1
         finally:
             await subscription.unsubscribe()
 
@@ -186,6 +190,8 @@ class JetStreamLog:
         return (await self._bounds())[0]
 
     async def trim(self, below: int) -> None:
+        if below <= 1:
+            return  # nothing is below 1 (and a purge without a sequence would empty the stream)
         last = await self.last_sequence()
         if below > last + 1:
             # JetStream would move the stream's last sequence up to below - 1: refuse instead.

@@ -79,64 +79,89 @@ async def retrying(what: str, operation: Callable[[], Awaitable[T]], deadline: f
 
 
 async def connect(settings: JetStreamSettings) -> tuple[Client, JetStreamContext]:
-    """Connect, refusing a server that cannot carry cluster mode (:class:`UnsupportedServer`)."""
+    """Connect, refusing a server that cannot carry cluster mode (:class:`UnsupportedServer`).
 
-    last_error = ""
-
-    async def on_error(exc: Exception) -> None:
-        nonlocal last_error
-        if repr(exc) != last_error:  # once per kind of failure, not once per reconnect attempt
-            last_error = repr(exc)
-            log.warning("NATS connection: %s", last_error)
-
-    async def on_disconnected() -> None:
-        if not client.is_closed:
-            log.warning("NATS connection lost; reconnecting")
-
-    async def on_reconnected() -> None:
-        try:
-            await verify(client, settings)
-        except UnsupportedServer as exc:
-            log.error("%s; closing the NATS connection", exc)
-            await client.close()
-            return
-        nonlocal last_error
-        last_error = ""
-        log.info("NATS connection back, to %s", _url(client))
-
-    client = Client()
-    connecting = client.connect(
-        servers=list(settings.urls),
-        name=settings.node,
-        connect_timeout=2,
-        reconnect_time_wait=0.25,  # type: ignore[arg-type]  # annotated int, used as seconds
-        max_reconnect_attempts=-1,  # once up, a node outlives any one server (and all, for a while)
-        ping_interval=2,
-        max_outstanding_pings=2,
-        pending_size=4 * settings.max_record_bytes,  # buffered while reconnecting
-        error_cb=on_error,
-        disconnected_cb=on_disconnected,
-        reconnected_cb=on_reconnected,
-    )
+    Every configured server that answers is checked, not only the one connected to: any of them may
+    come to lead a partition's stream. One that does not answer now is checked when reached later.
+    """
+    events = _ConnectionEvents(settings)
+    client = events.client
     try:
-        await asyncio.wait_for(connecting, settings.deadline)  # but a node that never reached one says so
+        await asyncio.wait_for(
+            client.connect(
+                servers=list(settings.urls),
+                name=settings.node,
+                connect_timeout=2,
+                reconnect_time_wait=0.25,  # type: ignore[arg-type]  # annotated int, used as seconds
+                max_reconnect_attempts=-1,  # once up, a node outlives any one server (and all, for a while)
+                ping_interval=2,
+                max_outstanding_pings=2,
+                pending_size=4 * settings.max_record_bytes,  # buffered while reconnecting
+                error_cb=events.on_error,
+                disconnected_cb=events.on_disconnected,
+                reconnected_cb=events.on_reconnected,
+            ),
+            settings.deadline,  # but a node that never reached any server says so
+        )
     except (TimeoutError, nats.errors.Error, OSError) as exc:
         await client.close()
         raise LogUnavailable(f"cannot reach a NATS server at {', '.join(settings.urls)}: {exc!r}") from exc
-    js = client.jetstream(timeout=settings.attempt_timeout)
     try:
-        await verify(client, settings)
+        check_announced_version(client)
+        await check_jetstream(client, settings)
+        check_limits(client, settings)
+        for url in settings.urls:
+            if url != _url(client):
+                await check_peer(url, settings)
     except BaseException:
         await client.close()
         raise
-    return client, js
+    return client, client.jetstream(timeout=settings.attempt_timeout)
 
 
-async def verify(client: Client, settings: JetStreamSettings) -> None:
-    """Refuse the connected server unless it is new enough, takes our records and serves JetStream."""
-    url = _url(client)
+class _ConnectionEvents:
+    """The connection's callbacks: quiet logging while reconnecting, and the check of each new server."""
+
+    def __init__(self, settings: JetStreamSettings) -> None:
+        self.client = Client()
+        self._settings = settings
+        self._last_error = ""
+        self._closing: asyncio.Task[None] | None = None
+
+    async def on_error(self, exc: Exception) -> None:
+        if repr(exc) != self._last_error:  # once per kind of failure, not once per reconnect attempt
+            self._last_error = repr(exc)
+            log.warning("NATS connection: %s", self._last_error)
+
+    async def on_disconnected(self) -> None:
+        if not self.client.is_closed:
+            log.warning("NATS connection lost; reconnecting")
+
+    async def on_reconnected(self) -> None:
+        self._last_error = ""
+        try:
+            check_limits(self.client, self._settings)
+        except UnsupportedServer as exc:
+            log.error("%s; closing the NATS connection: cluster mode stops here", exc)
+            # Not awaited here: this runs inside the client's reconnect task, which close() cancels.
+            self._closing = asyncio.get_running_loop().create_task(self.client.close())
+            return
+        log.info("NATS connection back, to %s", _url(self.client))
+
+
+def check_announced_version(client: Client) -> None:
     version = client.connected_server_version
-    check_version(url, f"{version.major}.{version.minor}.{version.patch}")
+    check_version(_url(client), f"{version.major}.{version.minor}.{version.patch}")
+
+
+def check_limits(client: Client, settings: JetStreamSettings) -> None:
+    """What the connected server announced: a version new enough and a max_payload that fits a record."""
+    check_announced_version(client)
+    check_max_payload(_url(client), client.max_payload, settings.max_record_bytes + HEADROOM)
+
+
+async def check_jetstream(client: Client, settings: JetStreamSettings) -> None:
+    url = _url(client)
 
     async def probe() -> bool:
         try:
@@ -152,7 +177,20 @@ async def verify(client: Client, settings: JetStreamSettings) -> None:
 
     if not await retrying(f"JetStream at {url}", probe, settings.deadline):
         raise without_jetstream(url)
-    check_max_payload(url, client.max_payload, settings.max_record_bytes + HEADROOM)
+
+
+async def check_peer(url: str, settings: JetStreamSettings) -> None:
+    """Check another configured server over a short-lived connection of its own."""
+    peer = Client()
+    try:
+        await peer.connect(servers=[url], allow_reconnect=False, connect_timeout=2, name=f"{settings.node}-check")
+    except (nats.errors.Error, OSError, TimeoutError) as exc:
+        log.warning("NATS server %s does not answer (%r): it is checked when the connection reaches it", url, exc)
+        return
+    try:
+        check_limits(peer, settings)
+    finally:
+        await peer.close()
 
 
 def _url(client: Client) -> str:

