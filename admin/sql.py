@@ -18,8 +18,9 @@ import duckdb
 import pyarrow as pa
 
 from admin.introspect import INVOCATION_COLUMNS, INVOCATION_TIMES, invocation_row, journal_rows
-from engine import BadRequest, Engine
-from engine.dapr.actors import ACTOR_PREFIX, TTL_SUFFIX, dapr_state_key
+from engine import BadRequest, Engine, Phase
+from engine.dapr.actors import TTL_SUFFIX, dapr_state_key
+from engine.dapr.targets import ACTOR_PREFIX
 
 _TIME = pa.timestamp("ms", tz="UTC")
 _INT_COLUMNS = frozenset(
@@ -133,7 +134,7 @@ def _state_rows(engine: Engine) -> list[dict[str, Any]]:
 
 
 def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
-    inboxed = sorted((s for s in engine.all_invocations() if s.phase == "inboxed"), key=lambda s: s.created_at)
+    inboxed = sorted((s for s in engine.all_invocations() if s.phase is Phase.INBOXED), key=lambda s: s.created_at)
     return [
         {
             "service_name": s.target.service,

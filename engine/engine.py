@@ -1,7 +1,9 @@
 """The engine's public face: what ingress and admin may ask of it.
 
 Requests are routed to the partition that owns their partition key; everything else (storage,
-partitions, invoker, timers, schema) stays behind this class.
+partitions, invoker, timers, schema) stays behind this class. Commands are built here, outside
+the partitions, with everything their apply needs (ids, the target's settings), so apply stays
+deterministic.
 """
 
 from __future__ import annotations
@@ -13,20 +15,16 @@ import httpx
 import msgspec
 
 from engine.config import Config
-from engine.dapr.actors import DEACTIVATE, IdleActors, actor_target, reentrancy_limit
+from engine.dapr.actors import IdleActors
 from engine.dapr.apps import DaprApps
-from engine.dapr.reminders import Schedule
+from engine.dapr.targets import DEACTIVATE, actor_target
 from engine.errors import BadRequest, Conflict, NotFound, QuillError
 from engine.ids import InvocationId, hashed_partition_key
 from engine.invoker.http2 import Http2Pool
-from engine.invoker.invoker import Invoker, RetryState
-from engine.partition.processor import HandlerInfo, InvokeResult, Outcome, Partition
-from engine.protocol import service_protocol_pb2 as pb
-from engine.records import (
-    CallCompleted,
-    Command,
-    Failure,
-    InvocationStatus,
+from engine.invoker.invoker import Invoker
+from engine.invoker.retry import RetryState
+from engine.partition.commands import (
+    InvocationSettings,
     Invoke,
     Pause,
     Purge,
@@ -34,18 +32,23 @@ from engine.records import (
     SetSchedule,
     Signal,
     StateTransaction,
-    Target,
     Terminate,
-    Timer,
-    TimerFired,
-    now_ms,
 )
+from engine.partition.processor import Partition
+from engine.partition.types import InvokeResult, JournalEntry, OperatorOutcome, Outcome
+from engine.protocol import service_protocol_pb2 as pb
+from engine.records import Failure, InvocationStatus, Phase, Schedule, Target, now_ms
+from engine.runtime.executor import EffectExecutor
 from engine.runtime.timers import TimerService
 from engine.schema.registry import Schema
 from engine.storage import keys
+from engine.storage.metadata import Metadata
 from engine.storage.store import Store
 
 log = logging.getLogger(__name__)
+
+# Settings of a target no deployment serves (yet): a plain handler, results kept as configured.
+_UNKNOWN = InvocationSettings(exclusive=False, workflow_run=False, retention_ms=0)
 
 
 class InvocationRequest(msgspec.Struct, kw_only=True):
@@ -55,6 +58,8 @@ class InvocationRequest(msgspec.Struct, kw_only=True):
     execution_time: int | None = None  # ms since epoch, for delayed sends
     idempotency_key: str | None = None
     exclusive: bool | None = None  # overrides the handler's kind (Dapr actors take the key's lock)
+    reentrancy: str | None = None  # a reentrant call chain (Dapr-Reentrancy-Id)
+    reentrancy_limit: int = 0  # how deep that chain may go on one object
 
 
 class Engine:
@@ -74,24 +79,29 @@ class Engine:
         store = self._store = Store(self.config.data_path)
         store.start()
         count = self._partition_count(store)
+        await _index_unfinished(store)
         # Discovery and other control-plane calls; invocations use the invoker's own pool.
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._http2 = Http2Pool()
-        self.schema = Schema(store, self.config.cluster_name, self.config.enable_protocol_v7, self._http2)
+        meta = Metadata(store)
+        self.schema = Schema(meta, self.config, self._http2)
         self.schema.load()
-        self.dapr_apps = DaprApps(store)
+        self.dapr_apps = DaprApps(meta)
         self.dapr_apps.load()
         await self.dapr_apps.start()
         self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps)
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
-        self._partitions = [Partition(p, store, self, self.config.log_retained_entries) for p in range(count)]
+        executor = EffectExecutor(store, self._timers, self.invoker, self._partition_of)
+        self._partitions = [
+            Partition(p, store, executor, now_ms, self.config.log_retained_entries) for p in range(count)
+        ]
         for partition in self._partitions:
             partition.recover()
         for partition in self._partitions:
             partition.redeliver_outbox()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired(), name="quill-retention-sweeper")
-        recovered = sum(p.active_count for p in self._partitions)
+        recovered = sum(p.reads.active_count for p in self._partitions)
         if recovered:
             log.info("recovered %d unfinished invocations", recovered)
 
@@ -123,13 +133,13 @@ class Engine:
     async def send(self, request: InvocationRequest) -> tuple[InvocationId, bool]:
         """Accept a one-way invocation once durable; False when it repeats an earlier one."""
         invocation_id, partition, command = self._prepare(request)
-        result: InvokeResult = await partition.submit(command)
+        result = await partition.submit(command)
         return invocation_id, result.created
 
     async def call(self, request: InvocationRequest) -> tuple[InvocationId, Outcome]:
         """Invoke and wait for the result; a repeated idempotent request gets the first one's."""
         invocation_id, partition, command = self._prepare(request)
-        waiter = partition.wait_for_completion(invocation_id)
+        waiter = partition.waiters.wait(invocation_id)
         try:
             result: InvokeResult = await partition.submit(command)
             if not result.created:
@@ -141,25 +151,25 @@ class Engine:
                     return invocation_id, result.existing
             return invocation_id, await waiter
         finally:
-            partition.forget_waiter(invocation_id, waiter)
+            partition.waiters.forget(invocation_id, waiter)
 
     async def attach(self, invocation_id: InvocationId) -> Outcome:
         """Wait for the result of a running or retained invocation."""
         partition = self._partition_of(invocation_id)
-        view = partition.view(invocation_id)
+        view = partition.reads.view(invocation_id)
         if view is None:
             raise NotFound("not found", invocation_id=invocation_id, source="invocation")
         if view.outcome is not None:
             return view.outcome
-        waiter = partition.wait_for_completion(invocation_id)
+        waiter = partition.waiters.wait(invocation_id)
         try:
             return await waiter
         finally:
-            partition.forget_waiter(invocation_id, waiter)
+            partition.waiters.forget(invocation_id, waiter)
 
     def output(self, invocation_id: InvocationId) -> Outcome | None:
         """The result of a finished invocation, None while it runs."""
-        view = self._partition_of(invocation_id).view(invocation_id)
+        view = self._partition_of(invocation_id).reads.view(invocation_id)
         if view is None:
             raise NotFound("invocation not found")
         return view.outcome
@@ -175,27 +185,28 @@ class Engine:
     ) -> None:
         """Overwrite a virtual object's state between its invocations."""
         outcome = await self._object_partition(service, key).submit(ReplaceState(service, key, new_state, version))
-        if outcome == "locked":
+        if outcome is OperatorOutcome.LOCKED:
             raise Conflict(f"'{service}/{key}' is locked by a running invocation, retry when it is done")
-        if outcome == "conflict":
+        if outcome is OperatorOutcome.CONFLICT:
             raise Conflict(f"the state of '{service}/{key}' changed: version '{version}' is outdated")
 
     async def state_transaction(self, service: str, key: str, operations: list[tuple[bytes, bytes | None]]) -> None:
-        """Apply Dapr actor state operations atomically."""
+        """Apply state operations on one object atomically (Dapr actor state)."""
         await self._object_partition(service, key).submit(StateTransaction(service, key, operations))
 
     def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
-        return self._object_partition(service, key).read_state(service, key, name)
+        return self._object_partition(service, key).reads.read_state(service, key, name)
 
-    async def set_schedule(self, service: str, key: str, kind: str, name: str, schedule: bytes | None) -> bool:
-        """Register (or, with None, delete) an actor reminder or timer; whether one existed."""
-        existed: bool = await self._object_partition(service, key).submit(
-            SetSchedule(service, key, kind, name, schedule)
-        )
-        return existed
+    async def set_schedule(self, service: str, key: str, name: str, schedule: Schedule | None) -> bool:
+        """Register (or, with None, delete) a recurring invocation of an object; whether one existed."""
+        return await self._object_partition(service, key).submit(SetSchedule(service, key, name, schedule))
 
-    def read_schedule(self, service: str, key: str, kind: str, name: str) -> Schedule | None:
-        return self._object_partition(service, key).read_schedule(service, key, kind, name)
+    def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
+        return self._object_partition(service, key).read_schedule(service, key, name)
+
+    def actor_used(self, actor_type: str, actor_id: str) -> None:
+        """A Dapr actor took a turn: its idle timeout starts again."""
+        self.idle_actors.touch(actor_type, actor_id)
 
     async def _deactivate_actor(self, actor_type: str, actor_id: str) -> None:
         request = InvocationRequest(
@@ -218,8 +229,14 @@ class Engine:
         while True:
             await asyncio.sleep(self.config.cleanup_interval)
             for partition in self._partitions:
-                while expired := partition.expired(now_ms(), batch):
-                    await partition.submit(Purge(expired, expired=True))
+                if partition.failure is not None:
+                    continue  # it stopped loudly already; a restart recovers it
+                while expired := partition.reads.expired(now_ms(), batch):
+                    try:
+                        await partition.submit(Purge(expired, expired=True))
+                    except QuillError as exc:
+                        log.warning("partition %d: purging expired invocations failed: %s", partition.id, exc)
+                        break
                     if len(expired) < batch:
                         break
 
@@ -242,16 +259,14 @@ class Engine:
         restart-as-new from the start; workflows cannot be restarted)."""
         parsed = _parse_id(invocation_id)
         partition = self._partition_of(parsed)
-        active = partition.active.get(parsed)
-        if active is not None:
-            raise _refusal(
-                "not_started" if active.status.phase in ("scheduled", "inboxed") else "running", invocation_id
-            )
-        retained = partition.retained(parsed)
+        phase = partition.reads.phase(parsed)
+        if phase is not None:
+            raise _refusal(OperatorOutcome.RUNNING if phase.started else OperatorOutcome.NOT_STARTED, invocation_id)
+        retained = partition.reads.retained(parsed)
         if retained is None:
-            raise _refusal("not_found", invocation_id)
-        info = self.handler_info(retained.target.service, retained.target.handler)
-        if info is not None and info.workflow_run:
+            raise _refusal(OperatorOutcome.NOT_FOUND, invocation_id)
+        settings = self.schema.settings(retained.target.service, retained.target.handler)
+        if settings is not None and settings.workflow_run:
             raise QuillError(f"Restarting the workflow invocation '{invocation_id}' is not supported.", status=422)
         if retained.input_entry is None:
             raise QuillError(f"The input of the invocation '{invocation_id}' is not available any more.", status=410)
@@ -265,21 +280,25 @@ class Engine:
         new_id, _ = await self.send(request)
         return new_id
 
-    async def terminate(self, invocation_id: str, *, kill: bool) -> str:
-        """Cancel or kill; see ``Partition._apply_terminate`` for the outcomes."""
+    async def terminate(self, invocation_id: str, *, kill: bool) -> OperatorOutcome:
+        """Cancel or kill: DONE (completed at once), SIGNALLED (the handler sees the cancellation)."""
         parsed = _parse_id(invocation_id)
-        outcome: str = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
+        outcome = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
         _check(outcome, invocation_id)
         return outcome
 
+    def invocation_settings(self, service: str, handler: str) -> InvocationSettings | None:
+        """What a new invocation of ``service/handler`` needs; None when no deployment serves it."""
+        settings = self.schema.settings(service, handler)
+        return None if settings is None else settings.invocation
+
     def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, Partition, Invoke]:
         target = request.target
-        info = self.handler_info(target.service, target.handler) or HandlerInfo(
-            False, False, int(self.config.idempotency_retention * 1000)
+        settings = self.invocation_settings(target.service, target.handler) or msgspec.structs.replace(
+            _UNKNOWN, retention_ms=int(self.config.idempotency_retention * 1000)
         )
-        if request.exclusive is not None:
-            info = info._replace(exclusive=request.exclusive)
-        if info.workflow_run:
+        exclusive = settings.exclusive if request.exclusive is None else request.exclusive
+        if settings.workflow_run:
             invocation_id = InvocationId.for_workflow(target.service, target.key)
         elif request.idempotency_key is not None:
             invocation_id = InvocationId.for_idempotent(
@@ -296,63 +315,16 @@ class Engine:
             target=target,
             input_entry=entry.SerializeToString(),
             execution_time=request.execution_time,
-            exclusive=info.exclusive,
-            retention=info.retention_ms,
+            exclusive=exclusive,
+            retention=settings.retention_ms,
             idempotency_key=request.idempotency_key,
+            reentrancy=request.reentrancy,
+            reentrancy_limit=request.reentrancy_limit,
         )
         return invocation_id, self._partition_of(invocation_id), command
 
     def _partition_of(self, invocation_id: str) -> Partition:
         return self._partitions[InvocationId(invocation_id).partition_key % len(self._partitions)]
-
-    # -- runtime callbacks from partitions (see processor.Runtime) ---------------------------
-    def start_attempt(self, partition: Partition, invocation_id: str, attempt: int) -> None:
-        self.invoker.start(partition, invocation_id, attempt)
-
-    def arm_timer(self, partition: Partition, timer: Timer) -> None:
-        self._timers.schedule(timer.fire_at, lambda: partition.submit_detached(TimerFired(timer)))
-
-    def deliver(self, source: Partition, outbox_key: bytes, command: Command) -> None:
-        # Both partitions share one store: staging the delivery and the outbox delete together
-        # makes the hand-over atomic, so a message is delivered exactly once.
-        if isinstance(command, CallCompleted):
-            target_id = command.caller.invocation_id
-        else:
-            target_id = command.invocation_id  # type: ignore[union-attr]
-        self._partition_of(target_id).submit_detached(command)
-        self._store_or_fail().delete(keys.OUTBOX, outbox_key)
-
-    def reentrancy_limit(self, actor_type: str) -> int:
-        return reentrancy_limit(self.dapr_apps, actor_type)
-
-    def handler_info(self, service: str, handler: str) -> HandlerInfo | None:
-        entry = self.schema.services.get(service)
-        found = entry.manifest.handler(handler) if entry is not None else None
-        if entry is None or found is None:
-            return None
-        kind = entry.manifest.ty
-        handler_ty = found.ty or {"VIRTUAL_OBJECT": "EXCLUSIVE", "WORKFLOW": "WORKFLOW"}.get(kind)
-        workflow_run = handler_ty == "WORKFLOW"
-        # What an operator set with PATCH /services/{name} wins over the manifest.
-        override = self.schema.overrides.get(service)
-        if workflow_run:
-            retention = found.workflow_completion_retention
-            if override is not None and override.workflow_completion_retention is not None:
-                retention = override.workflow_completion_retention
-            default = self.config.workflow_completion_retention
-        else:
-            retention = found.idempotency_retention
-            if retention is None:
-                retention = entry.manifest.idempotency_retention
-            if override is not None and override.idempotency_retention is not None:
-                retention = override.idempotency_retention
-            default = self.config.idempotency_retention
-        retention_ms = retention if retention is not None else int(default * 1000)
-        return HandlerInfo(handler_ty in ("EXCLUSIVE", "WORKFLOW"), workflow_run, retention_ms)
-
-    def _store_or_fail(self) -> Store:
-        assert self._store is not None
-        return self._store
 
     # -- helpers -----------------------------------------------------------------------------
     def _partition_count(self, store: Store) -> int:
@@ -369,41 +341,57 @@ class Engine:
         return self.config.partitions
 
     # -- admin queries (read-only views for the admin API and its SQL tables) -----------------
-    def inspect_invocation(self, invocation_id: str) -> tuple[InvocationStatus, list[tuple[int, bytes]]]:
+    def inspect_invocation(self, invocation_id: str) -> tuple[InvocationStatus, list[JournalEntry]]:
         """Status and journal of one invocation; 400 for a malformed id, 404 when unknown."""
         parsed = _parse_id(invocation_id)
-        found = self._partition_of(parsed).inspect(str(parsed))
+        found = self._partition_of(parsed).reads.inspect(str(parsed))
         if found is None:
-            raise _refusal("not_found", invocation_id)
+            raise _refusal(OperatorOutcome.NOT_FOUND, invocation_id)
         return found
 
     def all_invocations(self) -> list[InvocationStatus]:
-        return [status for partition in self._partitions for status in partition.statuses()]
+        return [status for partition in self._partitions for status in partition.reads.statuses()]
 
-    def all_journals(self) -> list[tuple[InvocationStatus, list[tuple[int, bytes]]]]:
-        return [entry for partition in self._partitions for entry in partition.journals()]
+    def all_journals(self) -> list[tuple[InvocationStatus, list[JournalEntry]]]:
+        return [entry for partition in self._partitions for entry in partition.reads.journals()]
 
     def all_state(self) -> list[tuple[int, str, str, bytes, bytes]]:
         """(partition, service, object key, state name, value) of every object's state."""
-        return [(p.id, *keys.parse_state_key(key), value) for p in self._partitions for key, value in p.state_entries()]
+        return [
+            (p.id, *keys.parse_state_key(key), value)
+            for p in self._partitions
+            for key, value in p.reads.state_entries()
+        ]
+
+
+async def _index_unfinished(store: Store) -> None:
+    """Data dirs written before the UNFINISHED index get it once, by one scan of every status."""
+    if store.get(keys.META, keys.UNFINISHED_INDEX_KEY) is not None:
+        return
+    decode = msgspec.msgpack.Decoder(InvocationStatus).decode
+    for key, value in store.scan(keys.STATUS, b""):
+        if decode(value).phase is not Phase.COMPLETED:
+            store.put(keys.UNFINISHED, key, b"")
+    store.put(keys.META, keys.UNFINISHED_INDEX_KEY, b"1")
+    await store.flush()
 
 
 # What a partition answers about an operator's request, as Restate's admin API words it.
-_REFUSALS: dict[str, tuple[type[QuillError], int, str]] = {
-    "not_found": (NotFound, 404, "The requested invocation '{}' does not exist"),
-    "completed": (Conflict, 409, "The invocation '{}' was already completed."),
-    "running": (Conflict, 409, "The invocation '{}' is not yet completed."),
-    "not_running": (Conflict, 409, "The invocation '{}' is not running."),
-    "not_started": (QuillError, 425, "The invocation '{}' has not started yet."),
+_REFUSALS: dict[OperatorOutcome, tuple[type[QuillError], int, str]] = {
+    OperatorOutcome.NOT_FOUND: (NotFound, 404, "The requested invocation '{}' does not exist"),
+    OperatorOutcome.COMPLETED: (Conflict, 409, "The invocation '{}' was already completed."),
+    OperatorOutcome.RUNNING: (Conflict, 409, "The invocation '{}' is not yet completed."),
+    OperatorOutcome.NOT_RUNNING: (Conflict, 409, "The invocation '{}' is not running."),
+    OperatorOutcome.NOT_STARTED: (QuillError, 425, "The invocation '{}' has not started yet."),
 }
 
 
-def _refusal(outcome: str, invocation_id: str) -> QuillError:
+def _refusal(outcome: OperatorOutcome, invocation_id: str) -> QuillError:
     kind, status, message = _REFUSALS[outcome]
     return kind(message.format(invocation_id), status=status)
 
 
-def _check(outcome: str, invocation_id: str) -> None:
+def _check(outcome: OperatorOutcome, invocation_id: str) -> None:
     """Raise the admin error for a refused operation; other outcomes pass."""
     if outcome in _REFUSALS:
         raise _refusal(outcome, invocation_id)

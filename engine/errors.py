@@ -24,7 +24,8 @@ to a response in one place (``ingress.responses.error_response`` and the admin e
     └── DaprError               an error of the Dapr API, answered in daprd's ``{errorCode, message}``
         ├── NoAppId             404: no app id in the path or the dapr-app-id header
         ├── InvalidMethod       400: ``.../method/`` names no method
-        └── InvokeFailed        500 (403 when access control denies): the call did not reach the app
+        ├── InvokeFailed        500 (403 when access control denies): the call did not reach the app
+        └── BodyTooLarge        413: a Dapr request body over the configured limit
 
 Retryable failures of an attempt never surface here: the invoker retries them (see
 ``engine.retry``) and only a terminal outcome completes an invocation.
@@ -133,6 +134,11 @@ class InvokeFailed(DaprError):
 
     def __init__(self, app_id: str, reason: str, *, status: int = 500) -> None:
         super().__init__(f"failed to invoke, id: {app_id}, err: {reason}", status=status)
+
+
+class BodyTooLarge(DaprError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit} bytes", status=413, error_code="ERR_BODY_TOO_LARGE")
 
 
 class RevisionMismatch(Conflict):
