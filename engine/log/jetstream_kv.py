@@ -11,12 +11,15 @@ own monotonic clock, and a candidate calls the lease stale only after seeing the
 a whole TTL on *its* monotonic clock, so the holder always gives up first. Safety does not rest on
 this: a deposed holder's appends are refused by the log itself.
 
-Metadata (bucket ``QUILL_META``): opaque values under plain KV keys (letters, digits, ``-_=./``),
-written by compare-and-set on the revision the writer read, watched by every node.
+Metadata (bucket ``QUILL_META``): opaque values under any string key, written by compare-and-set on
+the revision the writer read, watched by every node. Keys are stored readable where they can be:
+characters outside ``[-/_a-zA-Z0-9]`` (a dot would split the key's subject) become ``=HH`` per UTF-8
+byte, so ``service_config/Greeter`` stays itself and ``dapr_app/my.app`` becomes ``dapr_app/my=2Eapp``.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
@@ -34,6 +37,24 @@ from engine.log.jetstream_client import WRONG_LAST_SEQUENCE, JetStreamSettings, 
 
 LEASES_BUCKET = "QUILL_LEASES"
 METADATA_BUCKET = "QUILL_META"
+
+
+_PLAIN = re.compile(r"[-/_a-zA-Z0-9]")
+_ESCAPED = re.compile(r"(?:=[0-9A-F]{2})+")
+
+
+def kv_key(key: str) -> str:
+    if not key:
+        raise ValueError("a metadata key cannot be empty")
+    return "".join(char if _PLAIN.fullmatch(char) else _escape(char) for char in key)
+
+
+def _escape(char: str) -> str:
+    return "".join(f"={byte:02X}" for byte in char.encode())
+
+
+def metadata_key(stored: str) -> str:
+    return _ESCAPED.sub(lambda run: bytes.fromhex(run.group().replace("=", "")).decode(), stored)
 
 
 class LeaseValue(msgspec.Struct, frozen=True):
@@ -195,7 +216,7 @@ class JetStreamMetadataStore:
         return cls(await Bucket.open(js, METADATA_BUCKET, settings))
 
     async def get(self, key: str) -> MetadataEntry | None:
-        stored = await self._bucket.stored(key)
+        stored = await self._bucket.stored(kv_key(key))
         if stored is None or stored[1] is None:
             return None
         return MetadataEntry(key, stored[1], stored[0])
@@ -204,16 +225,16 @@ class JetStreamMetadataStore:
         last = expected_revision
         if expected_revision == 0:
             # "Must not exist" also holds after a deletion, whose marker has a revision of its own.
-            stored = await self._bucket.stored(key)
+            stored = await self._bucket.stored(kv_key(key))
             if stored is not None and stored[1] is None:
                 last = stored[0]
-        revision = await self._bucket.compare_and_set(key, value, last)
+        revision = await self._bucket.compare_and_set(kv_key(key), value, last)
         if revision is None:
             raise await self._mismatch(key, expected_revision)
         return revision
 
     async def delete(self, key: str, *, expected_revision: int) -> None:
-        if not await self._bucket.compare_and_delete(key, expected_revision):
+        if not await self._bucket.compare_and_delete(kv_key(key), expected_revision):
             raise await self._mismatch(key, expected_revision)
 
     async def _mismatch(self, key: str, expected: int) -> RevisionMismatch:
@@ -227,7 +248,7 @@ class JetStreamMetadataStore:
                 if entry is None:  # every live key delivered
                     break
                 if not is_deletion(entry) and entry.revision is not None:
-                    found.append(MetadataEntry(entry.key, entry.value or b"", entry.revision))
+                    found.append(MetadataEntry(metadata_key(entry.key), entry.value or b"", entry.revision))
         return found
 
     async def watch(self) -> AsyncGenerator[MetadataEntry, None]:
@@ -236,4 +257,4 @@ class JetStreamMetadataStore:
                 if entry is None or entry.revision is None:
                     continue
                 value = None if is_deletion(entry) else entry.value or b""
-                yield MetadataEntry(entry.key, value, entry.revision)
+                yield MetadataEntry(metadata_key(entry.key), value, entry.revision)

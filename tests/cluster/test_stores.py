@@ -92,6 +92,12 @@ async def test_metadata_is_written_by_compare_and_set_and_watched_by_other_nodes
             assert await reader.get("deployments.dp_1") == MetadataEntry("deployments.dp_1", b"v3", recreated)
             assert await next_of(watch) == MetadataEntry("deployments.dp_1", b"v3", recreated)
 
+        # Any string is a key: service names and Dapr app ids are the user's.
+        odd = "dapr_app/my.app:v1 ü=x"
+        revision = await writer.put(odd, b"app", expected_revision=0)
+        assert await reader.get(odd) == MetadataEntry(odd, b"app", revision)
+        assert odd in [entry.key for entry in await reader.entries()]
+
         # Racing writers on the same revision: one wins, the other is told the revision moved.
         for round_ in range(20):
             current = await writer.get("rules.r_1")
