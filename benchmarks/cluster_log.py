@@ -20,6 +20,8 @@ import time
 from contextlib import aclosing
 from pathlib import Path
 
+import uvloop
+
 from benchmarks.procs import tree_cpu_seconds
 from engine.log.jetstream import JetStreamCluster, JetStreamLog
 from engine.log.jetstream_client import JetStreamSettings
@@ -142,4 +144,5 @@ if __name__ == "__main__":
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--record-bytes", type=int, default=4096)
-    asyncio.run(main(parser.parse_args()))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # the loop `quill serve` runs on
+        runner.run(main(parser.parse_args()))
