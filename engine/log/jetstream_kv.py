@@ -80,37 +80,50 @@ class Bucket:
 
     async def stored(self, key: str) -> tuple[int, bytes | None] | None:
         """``(revision, value)`` of the key's latest entry, ``value=None`` for a deletion; ``None`` if never written."""
+        return await retrying(f"read {self.name}/{key}", lambda: self._latest(key), self.settings.deadline)
 
-        async def get() -> tuple[int, bytes | None] | None:
-            try:
-                entry = await self.kv.get(key)
-            except nats.js.errors.KeyNotFoundError as exc:
-                marker = exc.entry
-                return None if marker is None or marker.revision is None else (marker.revision, None)
-            assert entry.revision is not None
-            return entry.revision, entry.value or b""
-
-        return await retrying(f"read {self.name}/{key}", get, self.settings.deadline)
+    async def _latest(self, key: str) -> tuple[int, bytes | None] | None:
+        try:
+            entry = await self.kv.get(key)
+        except nats.js.errors.KeyNotFoundError as exc:
+            marker = exc.entry
+            return None if marker is None or marker.revision is None else (marker.revision, None)
+        assert entry.revision is not None
+        return entry.revision, entry.value or b""
 
     async def compare_and_set(self, key: str, value: bytes, last: int) -> int | None:
         """Write if the key's latest revision is ``last`` (0: never written); the new revision, or ``None``."""
+        attempts = 0
 
         async def update() -> int | None:
+            nonlocal attempts
+            attempts += 1
             try:
                 return await self.kv.update(key, value, last=last)
             except nats.js.errors.KeyWrongLastSequenceError:
-                return None
+                if attempts == 1:
+                    return None
+                # An earlier attempt went unanswered: if it is what moved the key, the write is ours.
+                latest = await self._latest(key)
+                return latest[0] if latest is not None and latest[1] == value else None
 
         return await retrying(f"write {self.name}/{key}", update, self.settings.deadline)
 
     async def compare_and_delete(self, key: str, last: int) -> bool:
+        attempts = 0
+
         async def delete() -> bool:
+            nonlocal attempts
+            attempts += 1
             try:
                 await self.kv.delete(key, last=last)
             except nats.js.errors.APIError as exc:
-                if exc.err_code == WRONG_LAST_SEQUENCE:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                if attempts == 1:
                     return False
-                raise
+                latest = await self._latest(key)  # as in compare_and_set: our unanswered delete, or another's?
+                return latest is not None and latest[1] is None
             return True
 
         return await retrying(f"delete {self.name}/{key}", delete, self.settings.deadline)

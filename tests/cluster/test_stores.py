@@ -108,3 +108,24 @@ async def test_metadata_is_written_by_compare_and_set_and_watched_by_other_nodes
                 return_exceptions=True,
             )
             assert sorted(type(outcome).__name__ for outcome in outcomes) == ["RevisionMismatch", "int"]
+
+
+async def test_a_compare_and_set_whose_answer_dies_with_its_server_still_succeeds(nats_cluster: NatsCluster) -> None:
+    """The retried write meets its own first attempt (revision moved, value ours): success, not a conflict."""
+    async with await JetStreamCluster.connect(settings_for(nats_cluster)) as probe:
+        await probe.metadata_store()
+        info = await probe.js.stream_info("KV_QUILL_META")
+        leader = info.cluster.leader if info.cluster is not None else None
+    follower = next(server for server in nats_cluster.servers if server.name != leader)
+    async with await JetStreamCluster.connect(settings_for(nats_cluster, urls=(follower.url,))) as node:
+        metadata = await node.metadata_store()
+        first = await metadata.put("deployments.dp_lost", b"v1", expected_revision=0)
+        write = asyncio.create_task(metadata.put("deployments.dp_lost", b"v2", expected_revision=first))
+        await asyncio.sleep(0)  # the task sends its request
+        await node.client.flush()  # the follower has taken it and passed it on
+        follower.freeze()
+        follower.kill()
+        revision = await write
+        assert revision > first
+        assert await metadata.get("deployments.dp_lost") == MetadataEntry("deployments.dp_lost", b"v2", revision)
+    nats_cluster.restart(follower)
