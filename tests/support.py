@@ -101,6 +101,9 @@ class Quill(Process):
                 str(data_dir),
                 "--partitions",
                 str(partitions),
+                # QUILL_TEST_WORKERS=2 runs the whole suite against two worker processes.
+                "--workers",
+                os.environ.get("QUILL_TEST_WORKERS", "1"),
             ],
             ready_marker="quill serving",
             env=env,
