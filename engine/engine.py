@@ -80,6 +80,9 @@ class Engine:
         self._handles: list[PartitionHandle] = []  # every partition, by id
         self._local_ids: list[int] = []
         self._node: WorkerNode | None = None
+        # Invocations this process received, and those of them another worker owns.
+        self.invocations = 0
+        self.forwarded = 0
         self._client: httpx.AsyncClient | None = None
         self._timers = TimerService()
         self._sweeper: asyncio.Task[None] | None = None
@@ -137,6 +140,7 @@ class Engine:
         # Producers of new work first (timers, sweeper, idle scan), then the invoker, then I/O.
         self._timers.close()
         if self._node is not None:
+            log.info("forwarded %d of the %d invocations received here", self.forwarded, self.invocations)
             await self._node.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -163,12 +167,14 @@ class Engine:
     async def send(self, request: InvocationRequest) -> tuple[InvocationId, bool]:
         """Accept a one-way invocation once durable; False when it repeats an earlier one."""
         invocation_id, handle, command = self._prepare(request)
+        self._count(handle)
         result: InvokeResult = await handle.submit(command)
         return invocation_id, result.created
 
     async def call(self, request: InvocationRequest) -> tuple[InvocationId, Outcome]:
         """Invoke and wait for the result; a repeated idempotent request gets the first one's."""
         invocation_id, handle, command = self._prepare(request)
+        self._count(handle)
         _, outcome = await handle.call(command)
         if outcome is None:
             raise Conflict("the workflow method was already invoked", invocation_id=invocation_id, source="invocation")
@@ -336,6 +342,11 @@ class Engine:
     def _local_partition(self, invocation_id: str) -> Partition | None:
         handle = self._handles[self._partition_id(invocation_id)] if self._handles else None
         return handle.partition if isinstance(handle, LocalHandle) else None
+
+    def _count(self, handle: PartitionHandle) -> None:
+        self.invocations += 1
+        if not isinstance(handle, LocalHandle):
+            self.forwarded += 1
 
     def _partition_id(self, invocation_id: str) -> int:
         return InvocationId(invocation_id).partition_key % len(self._handles)
