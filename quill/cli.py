@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     worker = "" if args.worker_index is None else f"w{args.worker_index} "
-    if args.cluster:
-        worker = f"{args.node_name or 'n1'} "
+    if args.cluster or os.environ.get("QUILL_CLUSTER"):
+        worker = f"{args.node_name or os.environ.get('QUILL_NODE_NAME', 'n1')} "
     logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides = {
@@ -75,13 +75,19 @@ def main(argv: list[str] | None = None) -> int:
             from quill.supervisor import supervise, worker_argv
 
             return runner.run(supervise(config, worker_argv()))
+        from engine import QuillError
         from quill.server import serve as run_server
 
-        if args.worker_index is None:
-            runner.run(run_server(config))
-        else:
-            plan = WorkerPlan(args.worker_index, config.workers, namespace(config.data_path))
-            runner.run(run_server(config, plan=plan, ready=_tell_supervisor))
+        try:
+            if args.worker_index is None:
+                runner.run(run_server(config))
+            else:
+                plan = WorkerPlan(args.worker_index, config.workers, namespace(config.data_path))
+                runner.run(run_server(config, plan=plan, ready=_tell_supervisor))
+        except QuillError as exc:
+            # Refused at start (e.g. a NATS server too old for cluster mode): one line, no traceback.
+            print(f"quill: {exc.message}", file=sys.stderr)
+            return 1
     return 0
 
 
