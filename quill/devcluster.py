@@ -54,7 +54,13 @@ def nats_server_binary() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quill dev-cluster", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="quill-cluster", help="where the servers and nodes keep their data")
+    parser.add_argument("--ingress-port", type=int, default=8080, help="n1's ingress port; n2, n3 the next ones")
+    parser.add_argument("--admin-port", type=int, default=9070, help="n1's admin port; n2, n3 the next ones")
+    parser.add_argument(
+        "--nats-port", type=int, default=4222, help="the first NATS client port (routes +2000, monitoring +4000)"
+    )
     args = parser.parse_args(argv)
+    nats, ingress, admin = args.nats_port, args.ingress_port, args.admin_port
     root = Path(args.dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
@@ -68,28 +74,28 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         binary = nats_server_binary()
-        routes = [6222, 6223, 6224]
+        routes = [nats + 2000 + i for i in range(3)]
         for i in range(3):
             config = root / f"nats{i + 1}.conf"
             store = root / f"nats{i + 1}"
-            config.write_text(
-                nats_config(f"s{i + 1}", 4222 + i, routes[i], 8222 + i, store, routes[:i] + routes[i + 1 :])
-            )
+            peers = routes[:i] + routes[i + 1 :]
+            config.write_text(nats_config(f"s{i + 1}", nats + i, routes[i], nats + 4000 + i, store, peers))
             children.append(subprocess.Popen([binary, "-c", str(config)]))
         for i in range(3):
-            _wait_for(f"http://127.0.0.1:{8222 + i}/healthz?js-enabled-only=true", lambda: stop)
-        urls = ",".join(f"nats://127.0.0.1:{4222 + i}" for i in range(3))
+            _wait_for(f"http://127.0.0.1:{nats + 4000 + i}/healthz?js-enabled-only=true", lambda: stop)
+        urls = ",".join(f"nats://127.0.0.1:{nats + i}" for i in range(3))
         for i in range(3):
             argv_node = [
                 sys.executable, "-m", "quill", "serve", "--cluster", urls, "--node-name", f"n{i + 1}",
-                "--ingress-port", str(8080 + i), "--admin-port", str(9070 + i), "--data-dir", str(root / f"n{i + 1}"),
+                "--ingress-port", str(ingress + i), "--admin-port", str(admin + i),
+                "--data-dir", str(root / f"n{i + 1}"),
             ]  # fmt: skip
             children.append(subprocess.Popen(argv_node))
         for i in range(3):
-            _wait_for(f"http://127.0.0.1:{9070 + i}/health", lambda: stop)
+            _wait_for(f"http://127.0.0.1:{admin + i}/health", lambda: stop)
         print(
-            "quill dev-cluster: NATS on 127.0.0.1:4222-4224; quill nodes n1-n3:"
-            " ingress 127.0.0.1:8080-8082, admin 127.0.0.1:9070-9072. Ctrl-C stops them all.",
+            f"quill dev-cluster: NATS on 127.0.0.1:{nats}-{nats + 2}; quill nodes n1-n3: ingress"
+            f" 127.0.0.1:{ingress}-{ingress + 2}, admin 127.0.0.1:{admin}-{admin + 2}. Ctrl-C stops them all.",
             flush=True,
         )
         while not stop and all(child.poll() is None for child in children):
