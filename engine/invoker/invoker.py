@@ -21,7 +21,14 @@ from engine.dapr.actors import call_actor
 from engine.dapr.apps import DaprApps
 from engine.dapr.targets import ACTOR_PREFIX, DEACTIVATE, is_actor
 from engine.errors import QuillError
-from engine.invoker.attempt import AttemptResult, Interrupted, MessageReader, called_targets, read_messages
+from engine.invoker.attempt import (
+    AttemptResult,
+    Interrupted,
+    MessageReader,
+    called_targets,
+    read_messages,
+    refused_answer,
+)
 from engine.invoker.bidi import BidiAttempt
 from engine.invoker.http2 import Http2Error, Http2Pool, StreamRefused
 from engine.invoker.http11 import Http11Client, HttpError
@@ -206,22 +213,8 @@ class Invoker:
             response = await self._http11.post(url, headers.items(), body, abort)
         except HttpError as exc:
             return AttemptResult([], AttemptEnding.ERROR, failure=f"cannot reach {url}: {exc}")
-        content = response.body
-        if response.status != 200:
-            retry_after = response.headers.get("retry-after")
-            return AttemptResult(
-                [],
-                AttemptEnding.ERROR,
-                failure=f"unexpected status {response.status} from {url}: {content[:200]!r}",
-                retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
-            )
-        if response.headers.get("content-type") != media_type:
-            return AttemptResult(
-                [],
-                AttemptEnding.ERROR,
-                failure=f"unexpected content-type {response.headers.get('content-type')!r} from {url}",
-            )
-        return read_messages(content)
+        refused = refused_answer(response.status, response.headers, media_type, url, response.body)
+        return refused if refused is not None else read_messages(response.body)
 
     def _timeouts(self, status: InvocationStatus) -> tuple[float, float]:
         """(inactivity, abort) in seconds, as the handler's effective settings say."""
