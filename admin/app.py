@@ -72,7 +72,7 @@ def create_admin_app(engine: Engine) -> FastAPI:
             "version": __version__,
             "min_admin_api_version": MIN_ADMIN_API_VERSION,
             "max_admin_api_version": MAX_ADMIN_API_VERSION,
-            "ingress_endpoint": f"http://{config.bind}:{config.ingress_port}/",
+            "ingress_endpoint": config.ingress_url,
             "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": False},
         }
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -29,8 +30,31 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         return min(self.initial_interval * self.exponentiation_factor ** (attempt - 1), self.max_interval)
 
 
+class Face(StrEnum):
+    """The HTTP faces quill listens with."""
+
+    INGRESS = "ingress"
+    ADMIN = "admin"
+    DAPR = "dapr"
+
+
+class Listener(NamedTuple):
+    face: Face
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return http_url(self.host, self.port)
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
+    # Each listener's own address wins over ``bind`` (whatever source set either): ``bind``
+    # only fills in the listeners nobody gave an address.
     bind: str = "127.0.0.1"
+    ingress_bind: str | None = None
+    admin_bind: str | None = None
+    dapr_bind: str | None = None
     ingress_port: int = 8080
     admin_port: int = 9070
     data_dir: str = "quill-data"
@@ -47,10 +71,44 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     cluster_name: str = "localcluster"
     enable_protocol_v7: bool = False
     dapr_port: int | None = None  # an extra listener serving only the Dapr API (daprd's 3500)
+    # Whether /v1.0/invoke/{appId} may name any http(s) URL (as daprd allows); off, only registered
+    # apps and HTTP endpoints are targets. quill's own listeners are never targets.
+    dapr_allow_url_targets: bool = False
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def ingress_address(self) -> str:
+        return self.ingress_bind or self.bind
+
+    @property
+    def admin_address(self) -> str:
+        return self.admin_bind or self.bind
+
+    @property
+    def dapr_address(self) -> str:
+        return self.dapr_bind or self.bind
+
+    @property
+    def ingress_url(self) -> str:
+        return http_url(self.ingress_address, self.ingress_port)
+
+    def listeners(self) -> list[Listener]:
+        """Every address quill listens on (the Dapr port only when configured)."""
+        found = [
+            Listener(Face.INGRESS, self.ingress_address, self.ingress_port),
+            Listener(Face.ADMIN, self.admin_address, self.admin_port),
+        ]
+        if self.dapr_port is not None:
+            found.append(Listener(Face.DAPR, self.dapr_address, self.dapr_port))
+        return found
+
+
+def http_url(host: str, port: int) -> str:
+    """``http://host:port/``, with IPv6 literals in brackets."""
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 _DURATION_FIELDS = {

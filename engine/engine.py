@@ -16,6 +16,7 @@ from engine.config import Config
 from engine.dapr.actors import DEACTIVATE, IdleActors, actor_target, reentrancy_limit
 from engine.dapr.apps import DaprApps
 from engine.dapr.reminders import Schedule
+from engine.dapr.targets import OwnListeners
 from engine.errors import BadRequest, Conflict, NotFound, QuillError
 from engine.ids import InvocationId, hashed_partition_key
 from engine.invoker.http2 import Http2Pool
@@ -79,7 +80,9 @@ class Engine:
         self._http2 = Http2Pool()
         self.schema = Schema(store, self.config.cluster_name, self.config.enable_protocol_v7, self._http2)
         self.schema.load()
-        self.dapr_apps = DaprApps(store)
+        self.dapr_apps = DaprApps(
+            store, OwnListeners(self.config.listeners()), allow_url_targets=self.config.dapr_allow_url_targets
+        )
         self.dapr_apps.load()
         await self.dapr_apps.start()
         self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps)

@@ -114,7 +114,7 @@ class DaprIngress:
         if verb not in _VERBS:
             await respond(send, 405, b"Method Not Allowed", [(b"content-type", b"text/plain; charset=utf-8")])
             return
-        target = self._apps.resolve(app_id)
+        target = await self._apps.resolve(app_id)
         self._apps.check_access(target, verb, method.split("?", 1)[0])
         body = await self._read_body(receive)
         answer = await proxy.invoke(

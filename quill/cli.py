@@ -18,10 +18,19 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server (ingress + admin API)")
     serve.add_argument("--config", default=os.environ.get("QUILL_CONFIG"), help="TOML configuration file")
-    serve.add_argument("--bind", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--bind", help="default address of every listener (default 127.0.0.1)")
+    serve.add_argument("--ingress-bind", help="address of the ingress listener (default: --bind)")
+    serve.add_argument("--admin-bind", help="address of the admin API listener (default: --bind)")
+    serve.add_argument("--dapr-bind", help="address of the --dapr-port listener (default: --bind)")
     serve.add_argument("--ingress-port", type=int, help="ingress port (default 8080)")
     serve.add_argument("--admin-port", type=int, help="admin API port (default 9070)")
     serve.add_argument("--dapr-port", type=int, help="also serve the Dapr API (/v1.0/...) on this port, e.g. 3500")
+    serve.add_argument(
+        "--dapr-allow-url-targets",
+        action="store_true",
+        default=None,
+        help="let /v1.0/invoke/{appId} name any http(s) URL, not only registered apps (never quill's own ports)",
+    )
     serve.add_argument("--data-dir", help="data directory (default ./quill-data)")
     serve.add_argument("--partitions", type=int, help="number of partitions, fixed at first start (default 8)")
     serve.add_argument("--log-level", default=os.environ.get("QUILL_LOG_LEVEL", "info"))
@@ -31,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides = {
         "bind": args.bind,
+        "ingress_bind": args.ingress_bind,
+        "admin_bind": args.admin_bind,
+        "dapr_bind": args.dapr_bind,
+        "dapr_allow_url_targets": args.dapr_allow_url_targets,
         "ingress_port": args.ingress_port,
         "admin_port": args.admin_port,
         "dapr_port": args.dapr_port,

@@ -26,11 +26,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _uvicorn(app: object, config: Config, port: int) -> _Server:
+def _uvicorn(app: object, host: str, port: int) -> _Server:
     return _Server(
         uvicorn.Config(
             app,  # type: ignore[arg-type]
-            host=config.bind,
+            host=host,
             port=port,
             lifespan="off",
             access_log=False,
@@ -50,11 +50,11 @@ async def serve(config: Config, started: asyncio.Event | None = None) -> None:
     engine = Engine(config)
     await engine.start()
     servers = [
-        _uvicorn(IngressApp(engine), config, config.ingress_port),
-        _uvicorn(create_admin_app(engine), config, config.admin_port),
+        _uvicorn(IngressApp(engine), config.ingress_address, config.ingress_port),
+        _uvicorn(create_admin_app(engine), config.admin_address, config.admin_port),
     ]
     if config.dapr_port is not None:
-        servers.append(_uvicorn(DaprIngress(engine, sidecar_port=True), config, config.dapr_port))
+        servers.append(_uvicorn(DaprIngress(engine, sidecar_port=True), config.dapr_address, config.dapr_port))
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -71,15 +71,8 @@ async def serve(config: Config, started: asyncio.Event | None = None) -> None:
                 break
             await asyncio.sleep(0.01)
         if all(server.started for server in servers):
-            log.info(
-                "quill serving ingress on %s:%d, admin on %s:%d",
-                config.bind,
-                config.ingress_port,
-                config.bind,
-                config.admin_port,
-            )
-            if config.dapr_port is not None:
-                log.info("quill serving the Dapr API on %s:%d", config.bind, config.dapr_port)
+            listeners = config.listeners()
+            log.info("quill serving %s", ", ".join(f"{item.face} on {item.url}" for item in listeners))
             if started is not None:
                 started.set()
         await asyncio.gather(*tasks)

@@ -82,9 +82,12 @@ class Quill(Process):
         env: dict[str, str] | None = None,
         partitions: int = 4,
         ports: tuple[int, int] | None = None,
+        args: list[str] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.ingress_port, self.admin_port = ports or (free_port(), free_port())
         self.data_dir = data_dir
+        self.host = host
         super().__init__(
             [
                 sys.executable,
@@ -92,7 +95,8 @@ class Quill(Process):
                 "quill",
                 "serve",
                 "--bind",
-                "127.0.0.1",
+                host,
+                *(args or []),
                 "--ingress-port",
                 str(self.ingress_port),
                 "--admin-port",
@@ -108,11 +112,11 @@ class Quill(Process):
 
     @property
     def ingress(self) -> str:
-        return f"http://127.0.0.1:{self.ingress_port}"
+        return f"http://{self.host}:{self.ingress_port}"
 
     @property
     def admin(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"http://{self.host}:{self.admin_port}"
 
 
 class SdkService(Process):

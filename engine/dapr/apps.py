@@ -16,6 +16,7 @@ import aiohttp
 import msgspec
 
 from engine.dapr.access import AccessControl, decide
+from engine.dapr.targets import OwnListeners
 from engine.durations import parse_duration
 from engine.errors import BadRequest, Conflict, DeploymentError, InvokeFailed, NotFound
 from engine.records import now_ms
@@ -88,8 +89,10 @@ class Target:
 
 # -- the registry ----------------------------------------------------------------------------
 class DaprApps:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, own_listeners: OwnListeners, *, allow_url_targets: bool = False) -> None:
         self._store = store
+        self._own = own_listeners
+        self._allow_url_targets = allow_url_targets
         self.apps: dict[str, DaprApp] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -124,6 +127,11 @@ class DaprApps:
         the same settings answers the stored app (refreshing its ``/dapr/config``); different
         settings need ``force``."""
         app = _validated(registration)
+        if (listener := await self._own.reached_by(app.uri)) is not None:
+            raise BadRequest(
+                f"Invalid uri '{app.uri}': it is quill's own {listener.face} listener ({listener.url}),"
+                " which cannot be a Dapr app or HTTP endpoint"
+            )
         if app.kind == "dapr":
             app.healthz, app.config = await self._probe(app)
         existing = self.apps.get(app.app_id)
@@ -178,10 +186,24 @@ class DaprApps:
             return response.status, await response.read()
 
     # -- invocation --------------------------------------------------------------------------
-    def resolve(self, app_id: str) -> Target:
+    async def resolve(self, app_id: str) -> Target:
         """A registered app id or endpoint name (``id.namespace`` tolerated: quill has one
-        namespace), or a full ``http(s)://`` URL."""
+        namespace), or, when the operator allows URL targets, a full ``http(s)://`` URL that is
+        not one of quill's own listeners. Refusals are 403, as daprd refuses what its access
+        policy forbids: the request is well formed, the target is not allowed."""
         if app_id.startswith(("http://", "https://")):
+            if not self._allow_url_targets:
+                raise InvokeFailed(
+                    app_id,
+                    "invoking a URL is disabled: register the app or HTTP endpoint (POST /deployments with"
+                    ' "kind": "dapr" or "http_endpoint") and call it by name, or start quill with'
+                    " --dapr-allow-url-targets",
+                    status=403,
+                )
+            if (listener := await self._own.reached_by(app_id)) is not None:
+                raise InvokeFailed(
+                    app_id, f"the target is quill's own {listener.face} listener ({listener.url})", status=403
+                )
             return Target(app_id, app_id.rstrip("/"), None)
         app = self.apps.get(app_id)
         if app is None and "." in app_id:
