@@ -74,6 +74,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     # Whether /v1.0/invoke/{appId} may name any http(s) URL (as daprd allows); off, only registered
     # apps and HTTP endpoints are targets. quill's own listeners are never targets.
     dapr_allow_url_targets: bool = False
+    # Restate's request identity: sign every request to a deployment with this ed25519 key.
+    request_identity_private_key_pem_file: str | None = None
+    request_identity_expiration: float = 60.0
 
     @property
     def data_path(self) -> Path:
@@ -117,6 +120,7 @@ _DURATION_FIELDS = {
     "idempotency_retention",
     "workflow_completion_retention",
     "cleanup_interval",
+    "request_identity_expiration",
 }
 _RETRY_DURATION_FIELDS = {"initial_interval", "max_interval"}
 

@@ -17,9 +17,10 @@ from engine.dapr.actors import DEACTIVATE, IdleActors, actor_target, reentrancy_
 from engine.dapr.apps import DaprApps
 from engine.dapr.reminders import Schedule
 from engine.dapr.targets import OwnListeners
-from engine.errors import BadRequest, Conflict, NotFound, QuillError
+from engine.errors import BadRequest, Conflict, NotFound, QuillError, StartupError
 from engine.ids import InvocationId, hashed_partition_key
 from engine.invoker.http2 import Http2Pool
+from engine.invoker.identity import IdentityKeyError, RequestSigner
 from engine.invoker.invoker import Invoker, RetryState
 from engine.partition.processor import HandlerInfo, InvokeResult, Outcome, Partition
 from engine.protocol import service_protocol_pb2 as pb
@@ -72,20 +73,21 @@ class Engine:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        signer = self._load_signer()
         store = self._store = Store(self.config.data_path)
         store.start()
         count = self._partition_count(store)
         # Discovery and other control-plane calls; invocations use the invoker's own pool.
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._http2 = Http2Pool()
-        self.schema = Schema(store, self.config.cluster_name, self.config.enable_protocol_v7, self._http2)
+        self.schema = Schema(store, self.config.cluster_name, self.config.enable_protocol_v7, self._http2, signer)
         self.schema.load()
         self.dapr_apps = DaprApps(
             store, OwnListeners(self.config.listeners()), allow_url_targets=self.config.dapr_allow_url_targets
         )
         self.dapr_apps.load()
         await self.dapr_apps.start()
-        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps)
+        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps, signer)
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
         self._partitions = [Partition(p, store, self, self.config.log_retained_entries) for p in range(count)]
@@ -358,6 +360,18 @@ class Engine:
         return self._store
 
     # -- helpers -----------------------------------------------------------------------------
+    def _load_signer(self) -> RequestSigner | None:
+        path = self.config.request_identity_private_key_pem_file
+        if path is None:
+            return None
+        try:
+            signer = RequestSigner.from_pem_file(path, self.config.request_identity_expiration)
+        except IdentityKeyError as exc:
+            raise StartupError(str(exc)) from exc
+        # As restate-server logs it: the string to give the SDKs as identity key.
+        log.info("Loaded request identity key kid: %s path: %s", signer.public_key, path)
+        return signer
+
     def _partition_count(self, store: Store) -> int:
         """N is fixed at first start: ids and keys were routed with it."""
         stored = store.get(keys.META, keys.PARTITION_COUNT_KEY)

@@ -12,6 +12,8 @@ to a response in one place (``ingress.responses.error_response`` and the admin e
     ├── NotReady                470: the invocation exists but has no result yet (output)
     ├── DeploymentError         400: discovery of a deployment failed or its manifest is unusable
     ├── Unavailable             503: the engine cannot accept work right now (shutting down, disk)
+    ├── StartupError            quill cannot start (port taken, data dir in use, disk full, bad key):
+    │                           the command line prints its message as one line and exits non-zero
     ├── InvocationFailure       the handler ended with a terminal error; status = its code
     └── DaprError               an error of the Dapr API, answered in daprd's ``{errorCode, message}``
         ├── NoAppId             404: no app id in the path or the dapr-app-id header
@@ -77,6 +79,10 @@ class DeploymentError(QuillError):
 
 class Unavailable(QuillError):
     status = 503
+
+
+class StartupError(QuillError):
+    """Start-up is impossible; the message says why in one line, for the operator."""
 
 
 class InvocationFailure(QuillError):

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from engine import load_config
+from engine import StartupError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="let /v1.0/invoke/{appId} name any http(s) URL, not only registered apps (never quill's own ports)",
     )
+    serve.add_argument(
+        "--request-identity-private-key-pem-file",
+        help="sign every request to deployments with this ed25519 key (PEM, PKCS#8), as Restate does",
+    )
     serve.add_argument("--data-dir", help="data directory (default ./quill-data)")
     serve.add_argument("--partitions", type=int, help="number of partitions, fixed at first start (default 8)")
     serve.add_argument("--log-level", default=os.environ.get("QUILL_LOG_LEVEL", "info"))
@@ -47,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "ingress_port": args.ingress_port,
         "admin_port": args.admin_port,
         "dapr_port": args.dapr_port,
+        "request_identity_private_key_pem_file": args.request_identity_private_key_pem_file,
         "data_dir": args.data_dir,
         "partitions": args.partitions,
     }
@@ -63,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:
         runner = asyncio.Runner()
-    with runner:
-        runner.run(run_server(config))
+    try:
+        with runner:
+            runner.run(run_server(config))
+    except StartupError as exc:
+        print(f"quill: {exc.message}", file=sys.stderr)
+        return 1
     return 0

@@ -88,27 +88,31 @@ class Quill(Process):
         self.ingress_port, self.admin_port = ports or (free_port(), free_port())
         self.data_dir = data_dir
         self.host = host
-        super().__init__(
-            [
-                sys.executable,
-                "-m",
-                "quill",
-                "serve",
-                "--bind",
-                host,
-                *(args or []),
-                "--ingress-port",
-                str(self.ingress_port),
-                "--admin-port",
-                str(self.admin_port),
-                "--data-dir",
-                str(data_dir),
-                "--partitions",
-                str(partitions),
-            ],
-            ready_marker="quill serving",
-            env=env,
-        )
+        argv = self.command(data_dir, (self.ingress_port, self.admin_port), partitions, host)
+        super().__init__([*argv, *(args or [])], ready_marker="quill serving", env=env)
+
+    @staticmethod
+    def command(
+        data_dir: Path, ports: tuple[int, int] | None = None, partitions: int = 4, host: str = "127.0.0.1"
+    ) -> list[str]:
+        """The command line of ``quill serve`` on free (or the given) loopback ports."""
+        ingress, admin = ports or (free_port(), free_port())
+        return [
+            sys.executable,
+            "-m",
+            "quill",
+            "serve",
+            "--bind",
+            host,
+            "--ingress-port",
+            str(ingress),
+            "--admin-port",
+            str(admin),
+            "--data-dir",
+            str(data_dir),
+            "--partitions",
+            str(partitions),
+        ]
 
     @property
     def ingress(self) -> str:
@@ -122,11 +126,12 @@ class Quill(Process):
 class SdkService(Process):
     """A real restate-sdk app under hypercorn (HTTP/1.1, so the SDK asks for request/response)."""
 
-    def __init__(self, app: str = "tests.services.app:app") -> None:
+    def __init__(self, app: str = "tests.services.app:app", env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         super().__init__(
             [sys.executable, "-m", "hypercorn", app, "--bind", f"127.0.0.1:{self.port}", "--workers", "1"],
             ready_marker="Running on",
+            env=env,
         )
 
     @property

@@ -6,7 +6,9 @@ endpoint being registered) is refused when it resolves to one of quill's listeni
 The comparison is by resolved address and port, and counts what the kernel would actually
 connect: ``0.0.0.0`` and ``::`` as a target reach this host; any loopback address reaches a
 loopback listener (``localhost``, ``127.0.0.2``, ``::1`` alike, conservatively); a wildcard
-listener is reached through every address of this host.
+listener is reached through every address of this host. A host name is resolved when the call
+is checked; a name whose DNS answer changes before the connection (rebinding) is not covered, one
+more reason URL targets are off unless an operator turns them on.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from engine.errors import BadRequest, Conflict, DeploymentError, NotFound
 from engine.ids import new_deployment_id
 from engine.invoker import http2
 from engine.invoker.http2 import Http2Pool
+from engine.invoker.identity import DISCOVER_PATH, RequestSigner
 from engine.protocol.codec import DEFAULT_MAX_PROTOCOL_VERSION, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION
 from engine.records import Deployment, now_ms
 from engine.schema.manifest import MANIFEST_ACCEPT, EndpointManifest, HandlerManifest, ServiceManifest, decode_manifest
@@ -49,10 +50,16 @@ class ServiceEntry:
 
 class Schema:
     def __init__(
-        self, store: Store, cluster_name: str, enable_protocol_v7: bool = False, http2: Http2Pool | None = None
+        self,
+        store: Store,
+        cluster_name: str,
+        enable_protocol_v7: bool = False,
+        http2: Http2Pool | None = None,
+        signer: RequestSigner | None = None,
     ) -> None:
         self._store = store
         self._http2 = http2
+        self._signer = signer
         self._cluster_name = cluster_name
         self._max_version = MAX_PROTOCOL_VERSION if enable_protocol_v7 else DEFAULT_MAX_PROTOCOL_VERSION
         self.deployments: dict[str, Deployment] = {}
@@ -141,6 +148,8 @@ class Schema:
     ) -> tuple[EndpointManifest, dict, str | None]:  # type: ignore[type-arg]
         url = uri.rstrip("/") + "/discover"
         request_headers = {"accept": MANIFEST_ACCEPT, "x-restate-cluster-name": self._cluster_name, **headers}
+        if self._signer is not None:
+            request_headers.update(self._signer.headers(DISCOVER_PATH))
         problem = f"Error when trying to discover the service endpoint '{uri}'"
         if use_http_11 or self._http2 is None:
             try:
@@ -159,6 +168,14 @@ class Schema:
                 raise DeploymentError(
                     f"{problem}: {exc}. The server possibly supports only HTTP1.1, register it with use_http_11: true"
                 ) from exc
+        if status == 401:
+            # What an SDK checking request identity answers to a request it cannot verify.
+            hint = (
+                "check that its identity_keys include this server's key"
+                if self._signer is not None
+                else "if it checks request identity, configure request_identity_private_key_pem_file"
+            )
+            raise DeploymentError(f"{problem}: the deployment answered 401 Unauthorized to {url}; {hint}")
         if status != 200:
             raise DeploymentError(f"{problem}: bad status code {status} from {url}: {content[:200]!r}")
         try:
