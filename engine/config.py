@@ -67,7 +67,19 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     cleanup_interval: float = 60.0  # how often expired results are purged
     concurrent_invocations: int = 1000
     request_size_limit: int = 32 * 1024 * 1024
+    admin_request_size_limit: int = 2 * 1024 * 1024  # Restate's admin API: axum's 2 MB
+    # Connections, as Restate's HTTP server (hyper) limits them: header count and head size.
+    max_request_headers: int = 100
+    max_request_header_size: int = 8192 + 4096 * 100
+    header_read_timeout: float = 30.0
+    connection_idle_timeout: float = 30.0
+    max_connections: int = 10_000  # and at most half the file-descriptor limit
+    # How long SIGTERM waits for attempts in flight to finish their current step (Restate: 1m).
+    shutdown_timeout: float = 60.0
     log_retained_entries: int = 100_000
+    # RocksDB: one memory budget (half block cache, half memtables) and a bounded WAL.
+    rocksdb_memory_budget: int = 256 * 1024 * 1024
+    rocksdb_max_total_wal_size: int = 128 * 1024 * 1024
     cluster_name: str = "localcluster"
     enable_protocol_v7: bool = False
     dapr_port: int | None = None  # an extra listener serving only the Dapr API (daprd's 3500)
@@ -121,6 +133,9 @@ _DURATION_FIELDS = {
     "workflow_completion_retention",
     "cleanup_interval",
     "request_identity_expiration",
+    "header_read_timeout",
+    "connection_idle_timeout",
+    "shutdown_timeout",
 }
 _RETRY_DURATION_FIELDS = {"initial_interval", "max_interval"}
 

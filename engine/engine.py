@@ -17,7 +17,7 @@ from engine.dapr.actors import DEACTIVATE, IdleActors, actor_target, reentrancy_
 from engine.dapr.apps import DaprApps
 from engine.dapr.reminders import Schedule
 from engine.dapr.targets import OwnListeners
-from engine.errors import BadRequest, Conflict, NotFound, QuillError, StartupError
+from engine.errors import BadRequest, Conflict, NotFound, QuillError, StartupError, Unavailable
 from engine.ids import InvocationId, hashed_partition_key
 from engine.invoker.http2 import Http2Pool
 from engine.invoker.identity import IdentityKeyError, RequestSigner
@@ -45,9 +45,14 @@ from engine.records import (
 from engine.runtime.timers import TimerService
 from engine.schema.registry import Schema
 from engine.storage import keys
-from engine.storage.store import Store
+from engine.storage.store import StorageOptions, Store, is_disk_full
 
 log = logging.getLogger(__name__)
+
+_SHUTTING_DOWN = (
+    "quill is shutting down; the invocation is durable and continues after the restart:"
+    " attach to it by its id (x-restate-id) or repeat the request with the same idempotency key"
+)
 
 
 class InvocationRequest(msgspec.Struct, kw_only=True):
@@ -70,13 +75,28 @@ class Engine:
         self.schema: Schema
         self.invoker: Invoker
         self.dapr_apps: DaprApps  # Dapr apps and HTTP endpoints (service invocation, /v1.0/invoke)
+        # Callers blocked on a result (/call, /attach), so a shutdown can answer them.
+        self._waiting: dict[asyncio.Future[Outcome], str] = {}
+        self._draining = False
+        self._callers_released = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         signer = self._load_signer()
-        store = self._store = Store(self.config.data_path)
+        options = StorageOptions(
+            memory_budget=self.config.rocksdb_memory_budget, max_total_wal_size=self.config.rocksdb_max_total_wal_size
+        )
+        store = self._store = Store(self.config.data_path, options)
         store.start()
         count = self._partition_count(store)
+        await self._check_writable(store)
         # Discovery and other control-plane calls; invocations use the invoker's own pool.
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._http2 = Http2Pool()
@@ -100,21 +120,41 @@ class Engine:
         if recovered:
             log.info("recovered %d unfinished invocations", recovered)
 
-    async def stop(self) -> None:
-        # Producers of new work first (timers, sweeper, idle scan), then the invoker, then I/O.
+    async def drain(self, timeout: float) -> None:
+        """The first half of a shutdown: producers of new work stop (timers, sweeper, idle scan,
+        new attempts), attempts in flight get ``timeout`` seconds to finish their current step, and
+        callers still waiting for a result get a retryable 503 with the invocation's id."""
+        if self._draining:
+            return
+        self._draining = True
         self._timers.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
         if hasattr(self, "idle_actors"):
             await self.idle_actors.stop()
-        if self._partitions:
+        if hasattr(self, "invoker"):
+            await self.invoker.drain(timeout)
+        self._callers_released = True
+        for waiter, invocation_id in list(self._waiting.items()):
+            if not waiter.done():
+                waiter.set_exception(Unavailable(_SHUTTING_DOWN, invocation_id=invocation_id))
+
+    def abandon_drain(self) -> None:
+        """Stop waiting for attempts in flight (a second signal)."""
+        if hasattr(self, "invoker"):
+            self.invoker.abandon_drain()
+
+    async def stop(self) -> None:
+        # Producers of new work first (timers, sweeper, idle scan), then the invoker, then I/O.
+        await self.drain(0)
+        if hasattr(self, "invoker"):
             await self.invoker.stop()
         if self._client is not None:
             await self._client.aclose()
         if hasattr(self, "dapr_apps"):
             await self.dapr_apps.close()
-        if self._partitions:
+        if hasattr(self, "_http2"):
             await self._http2.close()
         if self._store is not None:
             await self._store.close()
@@ -134,7 +174,7 @@ class Engine:
     async def call(self, request: InvocationRequest) -> tuple[InvocationId, Outcome]:
         """Invoke and wait for the result; a repeated idempotent request gets the first one's."""
         invocation_id, partition, command = self._prepare(request)
-        waiter = partition.wait_for_completion(invocation_id)
+        waiter = self._wait_for(partition, invocation_id)
         try:
             result: InvokeResult = await partition.submit(command)
             if not result.created:
@@ -146,7 +186,15 @@ class Engine:
                     return invocation_id, result.existing
             return invocation_id, await waiter
         finally:
+            self._waiting.pop(waiter, None)
             partition.forget_waiter(invocation_id, waiter)
+
+    def _wait_for(self, partition: Partition, invocation_id: InvocationId) -> asyncio.Future[Outcome]:
+        waiter = partition.wait_for_completion(invocation_id)
+        self._waiting[waiter] = str(invocation_id)
+        if self._callers_released:
+            waiter.set_exception(Unavailable(_SHUTTING_DOWN, invocation_id=str(invocation_id)))
+        return waiter
 
     async def attach(self, invocation_id: InvocationId) -> Outcome:
         """Wait for the result of a running or retained invocation."""
@@ -156,10 +204,11 @@ class Engine:
             raise NotFound("not found", invocation_id=invocation_id, source="invocation")
         if view.outcome is not None:
             return view.outcome
-        waiter = partition.wait_for_completion(invocation_id)
+        waiter = self._wait_for(partition, invocation_id)
         try:
             return await waiter
         finally:
+            self._waiting.pop(waiter, None)
             partition.forget_waiter(invocation_id, waiter)
 
     def output(self, invocation_id: InvocationId) -> Outcome | None:
@@ -173,12 +222,14 @@ class Engine:
         self, invocation_id: InvocationId, index: int, value: bytes | None = None, failure: Failure | None = None
     ) -> None:
         """Complete awakeable ``index`` of ``invocation_id`` (resolve with value, reject with failure)."""
+        self._require_storage()
         await self._partition_of(invocation_id).submit(Signal(str(invocation_id), index, None, value, failure))
 
     async def replace_state(
         self, service: str, key: str, new_state: list[tuple[bytes, bytes]], version: str | None
     ) -> None:
         """Overwrite a virtual object's state between its invocations."""
+        self._require_storage()
         outcome = await self._object_partition(service, key).submit(ReplaceState(service, key, new_state, version))
         if outcome == "locked":
             raise Conflict(f"'{service}/{key}' is locked by a running invocation, retry when it is done")
@@ -187,6 +238,7 @@ class Engine:
 
     async def state_transaction(self, service: str, key: str, operations: list[tuple[bytes, bytes | None]]) -> None:
         """Apply Dapr actor state operations atomically."""
+        self._require_storage()
         await self._object_partition(service, key).submit(StateTransaction(service, key, operations))
 
     def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
@@ -194,6 +246,7 @@ class Engine:
 
     async def set_schedule(self, service: str, key: str, kind: str, name: str, schedule: bytes | None) -> bool:
         """Register (or, with None, delete) an actor reminder or timer; whether one existed."""
+        self._require_storage()
         existed: bool = await self._object_partition(service, key).submit(
             SetSchedule(service, key, kind, name, schedule)
         )
@@ -213,6 +266,7 @@ class Engine:
 
     async def purge(self, invocation_id: str) -> None:
         """Forget a completed invocation: its result, and so its idempotency key or workflow id."""
+        self._require_storage()
         parsed = _parse_id(invocation_id)
         _check(await self._partition_of(parsed).submit(Purge([str(parsed)], expired=False)), invocation_id)
 
@@ -229,11 +283,13 @@ class Engine:
                         break
 
     async def pause(self, invocation_id: str) -> None:
+        self._require_storage()
         parsed = _parse_id(invocation_id)
         _check(await self._partition_of(parsed).submit(Pause(str(parsed), False)), invocation_id)
 
     async def resume(self, invocation_id: str) -> None:
         """Run a paused invocation again, with a fresh retry budget."""
+        self._require_storage()
         parsed = _parse_id(invocation_id)
         _check(await self._partition_of(parsed).submit(Pause(str(parsed), True)), invocation_id)
         self.invoker.reset_retries(str(parsed))
@@ -272,12 +328,14 @@ class Engine:
 
     async def terminate(self, invocation_id: str, *, kill: bool) -> str:
         """Cancel or kill; see ``Partition._apply_terminate`` for the outcomes."""
+        self._require_storage()
         parsed = _parse_id(invocation_id)
         outcome: str = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
         _check(outcome, invocation_id)
         return outcome
 
     def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, Partition, Invoke]:
+        self._require_storage()
         target = request.target
         info = self.handler_info(target.service, target.handler) or HandlerInfo(
             False, False, int(self.config.idempotency_retention * 1000)
@@ -358,6 +416,27 @@ class Engine:
     def _store_or_fail(self) -> Store:
         assert self._store is not None
         return self._store
+
+    # -- storage health ----------------------------------------------------------------------
+    @property
+    def storage_failure(self) -> Exception | None:
+        """Why writes fail right now (a full disk, say), or None; the health endpoints' answer."""
+        return self._store.failure if self._store is not None else None
+
+    def _require_storage(self) -> None:
+        """New work is refused while writes fail: it could not be made durable, and staging it
+        would only grow memory until the disk has room again."""
+        if self._store is not None and self._store.failure is not None:
+            raise Unavailable(f"storage unavailable, retry later: {self._store.failure}")
+
+    async def _check_writable(self, store: Store) -> None:
+        store.put(keys.META, keys.LAST_START_KEY, str(now_ms()).encode())
+        try:
+            await store.flush()
+        except Unavailable as exc:
+            cause = store.failure or exc
+            reason = "no space left on device" if is_disk_full(cause) else str(cause)
+            raise StartupError(f"data dir {self.config.data_path}: cannot write: {reason}") from exc
 
     # -- helpers -----------------------------------------------------------------------------
     def _load_signer(self) -> RequestSigner | None:

@@ -25,6 +25,7 @@ from engine import (
     PayloadTooLarge,
     QuillError,
     Target,
+    Unavailable,
     now_ms,
     parse_awakeable_id,
     parse_duration,
@@ -82,6 +83,8 @@ class IngressApp:
         segments = split_path(scope.get("raw_path") or scope["path"].encode())
         method = scope["method"]
         if segments == ["restate", "health"]:
+            if (failure := self._engine.storage_failure) is not None:
+                raise Unavailable(f"storage unavailable: {failure}")
             await respond_json(send, 200, {"services": sorted(self._engine.schema.services)})
             return
         if len(segments) >= 2 and segments[0] == "restate" and segments[1] not in ("call", "send"):

@@ -135,6 +135,12 @@ async def respond_dapr_error(send: Send, status: int, error_code: str, message: 
     await respond(send, status, _encode({"errorCode": error_code, "message": message}), _JSON)
 
 
+def render_dapr_error(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """A refusal made before the app runs (connection limits), in daprd's shape."""
+    code = "ERR_MALFORMED_REQUEST" if status < 500 else "ERR_INTERNAL"
+    return _JSON, _encode({"errorCode": code, "message": message})
+
+
 def _header_app_id(scope: Scope) -> str | None:
     """The ``dapr-app-id`` header, or Basic auth with user ``dapr-app-id`` (as daprd)."""
     for name, value in scope["headers"]:

@@ -35,6 +35,12 @@ def error_body(error: QuillError) -> bytes:
     return _json.encode({"code": error.code, "message": error.message, "source": error.source})
 
 
+def render_ingress_error(status: int, message: str) -> tuple[Headers, bytes]:
+    """A refusal made before the app runs (connection limits), in Restate's ingress shape."""
+    error = QuillError(message, status=status)
+    return [(b"content-type", JSON), (b"x-restate-error-source", error.source.encode())], error_body(error)
+
+
 async def respond_error(send: Send, error: QuillError, headers: Headers | None = None) -> None:
     await respond(
         send,

@@ -8,7 +8,9 @@ import logging
 import os
 import sys
 
-from engine import StartupError, load_config
+from engine.config import load_config
+from engine.errors import StartupError
+from quill.listen import bind_all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"quill: {exc}", file=sys.stderr)
         return 2
+    try:
+        sockets = bind_all(config.listeners())  # before anything slow: a taken port fails at once
+    except StartupError as exc:
+        print(f"quill: {exc.message}", file=sys.stderr)
+        return 1
     from quill.server import serve as run_server
 
     try:
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = asyncio.Runner()
     try:
         with runner:
-            runner.run(run_server(config))
+            runner.run(run_server(config, sockets=sockets))
     except StartupError as exc:
         print(f"quill: {exc.message}", file=sys.stderr)
         return 1

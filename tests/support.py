@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,7 +23,14 @@ def free_port() -> int:
 class Process:
     """A child process whose output is drained by a thread that signals a readiness line."""
 
-    def __init__(self, argv: list[str], ready_marker: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        ready_marker: str,
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.output: list[str] = []
         self._ready = threading.Event()
         self._marker = ready_marker
@@ -33,6 +41,7 @@ class Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=preexec_fn,
         )
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
@@ -84,12 +93,15 @@ class Quill(Process):
         ports: tuple[int, int] | None = None,
         args: list[str] | None = None,
         host: str = "127.0.0.1",
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.ingress_port, self.admin_port = ports or (free_port(), free_port())
         self.data_dir = data_dir
         self.host = host
         argv = self.command(data_dir, (self.ingress_port, self.admin_port), partitions, host)
-        super().__init__([*argv, *(args or [])], ready_marker="quill serving", env=env)
+        # A short drain keeps teardown quick when a test leaves attempts parked at a gate.
+        env = {"QUILL_SHUTDOWN_TIMEOUT": "3s", **(env or {})}
+        super().__init__([*argv, *(args or [])], ready_marker="quill serving", env=env, preexec_fn=preexec_fn)
 
     @staticmethod
     def command(

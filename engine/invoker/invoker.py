@@ -6,6 +6,13 @@ new commands and exactly one of End, Suspension or Error. Everything the attempt
 the partition as a single ``AttemptOutcome`` command. Failed attempts are retried with the retry
 policy of the handler, the service or the server (exponential backoff), tracked in memory as the
 real Restate invoker does: after a restart every running invocation simply starts a new attempt.
+
+A shutdown drains rather than cancels: no new attempt starts (the invocations stay durably
+running, and recovery starts them after the restart), attempts in flight finish their current
+step (a request/response attempt until its answer is journaled; a bidi attempt closes its side at
+once, as after the inactivity timeout, so the SDK suspends after the step it is in), and only what
+is still running after the shutdown timeout is cancelled. Cancelling an attempt mid-step would
+throw away a ``ctx.run`` result the SDK already computed, and the step would run again.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import aiohttp
 from engine.config import Config, RetryPolicy
 from engine.dapr.actors import call_actor, is_actor
 from engine.dapr.apps import DaprApps
+from engine.errors import Unavailable
 from engine.invoker.attempt import AttemptResult, MessageReader, read_messages
 from engine.invoker.bidi import BidiAttempt
 from engine.invoker.http2 import Http2Error, Http2Pool, StreamRefused
@@ -68,11 +76,15 @@ class Invoker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}
         self.retries: dict[str, RetryState] = {}
+        self._draining = asyncio.Event()  # set at shutdown: bidi attempts close their side
+        self._abandoned = asyncio.Event()  # set by a second signal: stop waiting for attempts
 
     def start(self, partition: Partition, invocation_id: str, attempt: int) -> None:
         timer = self._retry_timers.pop(invocation_id, None)
         if timer is not None:
             timer.cancel()
+        if self._draining.is_set():
+            return  # durably running: recovery starts it after the restart
         task = asyncio.get_running_loop().create_task(self._attempt(partition, invocation_id, attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -80,7 +92,31 @@ class Invoker:
     def reset_retries(self, invocation_id: str) -> None:
         self.retries.pop(invocation_id, None)
 
+    async def drain(self, timeout: float) -> None:
+        """Start no new attempt; wait up to ``timeout`` for those in flight to finish their step."""
+        self._draining.set()
+        for timer in self._retry_timers.values():
+            timer.cancel()
+        self._retry_timers.clear()
+        if not self._tasks or timeout <= 0:
+            return
+        log.info("waiting for %d attempts in flight to finish their current step", len(self._tasks))
+        finished = asyncio.ensure_future(asyncio.wait(set(self._tasks), timeout=timeout))
+        abandoned = asyncio.ensure_future(self._abandoned.wait())
+        await asyncio.wait({finished, abandoned}, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in (finished, abandoned):
+            waiting.cancel()
+        if self._tasks:
+            log.warning(
+                "%d attempts did not finish within the shutdown timeout; they start again after the restart",
+                len(self._tasks),
+            )
+
+    def abandon_drain(self) -> None:
+        self._abandoned.set()
+
     async def stop(self) -> None:
+        self._draining.set()
         for timer in self._retry_timers.values():
             timer.cancel()
         self._retry_timers.clear()
@@ -91,7 +127,22 @@ class Invoker:
 
     # -- one attempt -------------------------------------------------------------------------
     async def _attempt(self, partition: Partition, invocation_id: str, attempt: int) -> None:
+        try:
+            await self._run_attempt(partition, invocation_id, attempt)
+        except Unavailable as exc:
+            # A write failed (a full disk): what the attempt produced stays staged and becomes
+            # durable once the store's retry succeeds. Retry the attempt like any failure; if the
+            # partition moved on meanwhile, the retry finds its snapshot stale and does nothing.
+            snapshot = partition.snapshot(invocation_id, attempt)
+            if snapshot is not None:
+                self._schedule_retry(
+                    partition, invocation_id, attempt, snapshot.status, AttemptResult([], "error", failure=str(exc))
+                )
+
+    async def _run_attempt(self, partition: Partition, invocation_id: str, attempt: int) -> None:
         async with self._slots:
+            if self._draining.is_set():
+                return  # queued behind the concurrency limit when the shutdown began
             snapshot = partition.snapshot(invocation_id, attempt)
             if snapshot is None:
                 return
@@ -162,7 +213,9 @@ class Invoker:
                 # Request/response over HTTP/2: write everything, close our side, read the answer.
                 result = await BidiAttempt.request_response(connection, stream, body, media_type, reader, abort)
             else:
-                bidi = BidiAttempt(partition, status.id, attempt, deployment.id, version, inactivity, abort)
+                bidi = BidiAttempt(
+                    partition, status.id, attempt, deployment.id, version, inactivity, abort, self._draining
+                )
                 result = await bidi.run(connection, stream, body, media_type, reader)
             if result.ending != "refused":
                 return result
@@ -233,6 +286,8 @@ class Invoker:
     def _schedule_retry(
         self, partition: Partition, invocation_id: str, attempt: int, status: InvocationStatus, result: AttemptResult
     ) -> None:
+        if self._draining.is_set():
+            return  # retried after the restart, with a fresh budget (retry state is in memory)
         retry = self.retries.setdefault(invocation_id, RetryState())
         if result.entries:
             retry.count, retry.last_stored_at = 0, time.monotonic()
