@@ -24,6 +24,7 @@ from engine.invoker.identity import IdentityKeyError, RequestSigner
 from engine.invoker.invoker import Invoker, RetryState
 from engine.partition.processor import HandlerInfo, InvokeResult, Outcome, Partition
 from engine.protocol import service_protocol_pb2 as pb
+from engine.protocol.codec import encode_input_command
 from engine.records import (
     CallCompleted,
     Command,
@@ -56,8 +57,12 @@ _SHUTTING_DOWN = (
 
 
 class InvocationRequest(msgspec.Struct, kw_only=True):
+    """An invocation to make. ``body`` may be the chunks the server read: they are joined once,
+    into the journaled input, and the list is emptied then (the chunks are not needed any more,
+    and a 32 MiB body should not stay alive twice while the partition stores it)."""
+
     target: Target
-    body: bytes
+    body: bytes | list[bytes]
     headers: list[tuple[str, str]]
     execution_time: int | None = None  # ms since epoch, for delayed sends
     idempotency_key: str | None = None
@@ -350,14 +355,13 @@ class Engine:
             )
         else:
             invocation_id = InvocationId.for_target(target.service, target.key)
-        entry = pb.InputCommandMessage(
-            headers=[pb.Header(key=k, value=v) for k, v in request.headers],
-            value=pb.Value(content=request.body),
-        )
+        input_entry = encode_input_command(request.headers, request.body)
+        if isinstance(request.body, list):
+            request.body.clear()
         command = Invoke(
             invocation_id=str(invocation_id),
             target=target,
-            input_entry=entry.SerializeToString(),
+            input_entry=input_entry,
             execution_time=request.execution_time,
             exclusive=info.exclusive,
             retention=info.retention_ms,

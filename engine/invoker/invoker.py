@@ -35,7 +35,7 @@ from engine.invoker.http2 import Http2Error, Http2Pool, StreamRefused
 from engine.invoker.identity import RequestSigner, invoke_path
 from engine.partition.processor import AttemptSnapshot, Partition
 from engine.protocol import service_protocol_pb2 as pb
-from engine.protocol.codec import content_type, encode_message, encode_raw
+from engine.protocol.codec import content_type, encode_message, frame_header
 from engine.records import AttemptOutcome, Deployment, InvocationStatus, Pause
 from engine.schema.registry import Schema
 
@@ -237,7 +237,13 @@ class Invoker:
         )
         if version >= 6:
             start.random_seed = _random_seed(snapshot.raw_id)
-        return b"".join([encode_message(start), *(encode_raw(t, p) for t, p in journal)])
+        # One join of headers and stored payloads: framing each entry first would copy every
+        # payload (up to the 32 MiB input) twice.
+        parts = [encode_message(start)]
+        for message_type, payload in journal:
+            parts.append(frame_header(message_type, len(payload)))
+            parts.append(payload)
+        return b"".join(parts)
 
     async def _request_response_http11(
         self, url: str, headers: dict[str, str], body: bytes, media_type: str

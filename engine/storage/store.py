@@ -237,12 +237,17 @@ class Store:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            batch, staged, callbacks = self._take()
-            error = await self._write(batch) if not batch.is_empty() else None
-            if error is not None:
-                await self._retry_until_durable(staged, callbacks, error)
-            else:
-                self._settle(staged, callbacks)
+            # One call per commit, so nothing of this batch stays referenced while the task
+            # waits for the next one (a 32 MiB body would otherwise stay alive until then).
+            await self._commit()
+
+    async def _commit(self) -> None:
+        batch, staged, callbacks = self._take()
+        error = await self._write(batch) if not batch.is_empty() else None
+        if error is not None:
+            await self._retry_until_durable(staged, callbacks, error)
+        else:
+            self._settle(staged, callbacks)
 
     async def _retry_until_durable(self, staged: list[Op], callbacks: list[CommitCallback], error: Exception) -> None:
         self.failure = error
