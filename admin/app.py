@@ -9,7 +9,6 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -95,11 +94,6 @@ def _error_response(error: QuillError) -> Response:
     # Past a too-large body, close: reading (and discarding) the rest would take as long as storing it.
     headers = {"connection": "close"} if error.status == 413 else None
     return JSONResponse({"message": error.message, "restate_code": None}, status_code=error.status, headers=headers)
-
-
-def render_admin_error(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """A refusal made before the app runs (connection limits), in the admin API's shape."""
-    return [(b"content-type", b"application/json")], msgspec.json.encode({"message": message, "restate_code": None})
 
 
 def create_admin_app(engine: Engine) -> FastAPI:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
-import httpx
 import msgspec
 
 from engine.config import Config
@@ -47,6 +47,9 @@ from engine.runtime.timers import TimerService
 from engine.schema.registry import Schema
 from engine.storage import keys
 from engine.storage.store import StorageOptions, Store, is_disk_full
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +105,6 @@ class Engine:
         store.start()
         count = self._partition_count(store)
         await self._check_writable(store)
-        # Discovery and other control-plane calls; invocations use the invoker's own pool.
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._http2 = Http2Pool()
         self.schema = Schema(store, self.config.cluster_name, self.config.enable_protocol_v7, self._http2, signer)
         self.schema.load()
@@ -111,7 +112,6 @@ class Engine:
             store, OwnListeners(self.config.listeners()), allow_url_targets=self.config.dapr_allow_url_targets
         )
         self.dapr_apps.load()
-        await self.dapr_apps.start()
         self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps, signer)
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
@@ -166,7 +166,12 @@ class Engine:
 
     @property
     def http_client(self) -> httpx.AsyncClient:
-        assert self._client is not None
+        """For discovery and other control-plane calls (invocations use the invoker's own pool);
+        made on first use, so start-up does not import httpx."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         return self._client
 
     # -- invocations -------------------------------------------------------------------------

@@ -16,10 +16,11 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
-from admin import create_admin_app, render_admin_error
+from admin.errors import render_admin_error
 from engine import Config, Engine
 from engine.config import Face, Listener
 from ingress import IngressApp, render_ingress_error
@@ -35,6 +36,22 @@ _RENDERERS: dict[Face, Renderer] = {
     Face.ADMIN: render_admin_error,
     Face.DAPR: render_dapr_error,
 }
+
+
+class _BuiltOnFirstRequest:
+    """The admin API's FastAPI app, imported and built on its first request (a few hundred ms
+    once): FastAPI is most of quill's import time, and serving the ingress does not need it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._app: Any = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self._app is None:
+            from admin import create_admin_app
+
+            self._app = create_admin_app(self._engine)
+        await self._app(scope, receive, send)
 
 
 class _Server(uvicorn.Server):
@@ -93,7 +110,7 @@ async def _serve(
     await engine.start()
     apps = {
         Face.INGRESS: IngressApp(engine),
-        Face.ADMIN: create_admin_app(engine),
+        Face.ADMIN: _BuiltOnFirstRequest(engine),
         Face.DAPR: DaprIngress(engine, sidecar_port=True),
     }
     servers = [_server(apps[listener.face], listener, config, guard, limits) for listener in listeners]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aiohttp
 import msgspec
 
 from engine.dapr.access import AccessControl, decide
@@ -22,6 +22,9 @@ from engine.errors import BadRequest, Conflict, DeploymentError, InvokeFailed, N
 from engine.records import now_ms
 from engine.storage import keys
 from engine.storage.store import Store
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -101,24 +104,24 @@ class DaprApps:
             app = _decode_app(value)
             self.apps[app.app_id] = app
 
-    async def start(self) -> None:
-        # aiohttp rather than httpx, as in the invoker (httpx's pool is slow with many
-        # connections). No auto-decompression and no automatic headers: bytes and headers pass
-        # through as the caller and the app wrote them.
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        )
-
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        assert self._session is not None, "DaprApps.start() was not called"
+        """Made on first use (start-up does not import aiohttp). aiohttp rather than httpx, as in
+        the invoker (httpx's pool is slow with many connections). No auto-decompression and no
+        automatic headers: bytes and headers pass through as the caller and the app wrote them."""
+        if self._session is None:
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            )
         return self._session
 
     # -- registration ------------------------------------------------------------------------
@@ -159,6 +162,8 @@ class DaprApps:
     async def _probe(self, app: DaprApp) -> tuple[bool, dict | None]:  # type: ignore[type-arg]
         """``GET /healthz`` (optional: 404/405 mean the app has none) and ``GET /dapr/config``
         (optional: only apps hosting actors serve it)."""
+        import aiohttp
+
         base = app.uri.rstrip("/")
         problem = f"Error when trying to reach the Dapr app '{app.app_id}' at '{app.uri}'"
         try:
@@ -181,6 +186,8 @@ class DaprApps:
         return 200 <= status < 300, config
 
     async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        import aiohttp
+
         timeout = aiohttp.ClientTimeout(total=10.0)
         async with self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False) as response:
             return response.status, await response.read()

@@ -22,8 +22,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from engine.config import Config, RetryPolicy
 from engine.dapr.actors import call_actor, is_actor
@@ -38,6 +37,9 @@ from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import content_type, encode_message, frame_header
 from engine.records import AttemptOutcome, Deployment, InvocationStatus, Pause
 from engine.schema.registry import Schema
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +65,7 @@ class Invoker:
         self._schema = schema
         self._dapr_apps = dapr_apps
         self._signer = signer
-        # aiohttp rather than httpx on this path: measured at 32 concurrent keep-alive connections,
-        # httpx's pool spent ~3 ms of CPU per request scanning its connections, aiohttp ~0.15 ms.
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=config.concurrent_invocations, limit_per_host=0, keepalive_timeout=30),
-            timeout=aiohttp.ClientTimeout(total=config.abort_timeout, connect=10.0),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
-        )
+        self._session: aiohttp.ClientSession | None = None  # made by the first HTTP/1.1 attempt
         self._http2 = http2
         self._slots = asyncio.Semaphore(config.concurrent_invocations)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -123,7 +118,8 @@ class Invoker:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._session.close()
+        if self._session is not None:
+            await self._session.close()
 
     # -- one attempt -------------------------------------------------------------------------
     async def _attempt(self, partition: Partition, invocation_id: str, attempt: int) -> None:
@@ -245,11 +241,32 @@ class Invoker:
             parts.append(payload)
         return b"".join(parts)
 
+    def _http11(self) -> aiohttp.ClientSession:
+        # aiohttp rather than httpx on this path: measured at 32 concurrent keep-alive connections,
+        # httpx's pool spent ~3 ms of CPU per request scanning its connections, aiohttp ~0.15 ms.
+        # Made (and aiohttp imported) on first use: start-up does not need it.
+        if self._session is None:
+            import aiohttp
+
+            config = self._config
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=config.concurrent_invocations, limit_per_host=0, keepalive_timeout=30
+                ),
+                timeout=aiohttp.ClientTimeout(total=config.abort_timeout, connect=10.0),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
+        return self._session
+
     async def _request_response_http11(
         self, url: str, headers: dict[str, str], body: bytes, media_type: str
     ) -> AttemptResult:
+        session = self._http11()
+        import aiohttp  # loaded by _http11: only the name is bound here
+
         try:
-            async with self._session.post(url, data=body, headers=headers) as response:
+            async with session.post(url, data=body, headers=headers) as response:
                 content = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
             return AttemptResult([], "error", failure=f"cannot reach {url}: {exc!r}")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from engine.errors import BadRequest, Conflict, DeploymentError, NotFound
@@ -18,6 +17,9 @@ from engine.records import Deployment, now_ms
 from engine.schema.manifest import MANIFEST_ACCEPT, EndpointManifest, HandlerManifest, ServiceManifest, decode_manifest
 from engine.storage import keys
 from engine.storage.store import Store
+
+if TYPE_CHECKING:
+    import httpx
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_deployment = msgspec.msgpack.Decoder(Deployment).decode
@@ -152,6 +154,8 @@ class Schema:
             request_headers.update(self._signer.headers(DISCOVER_PATH))
         problem = f"Error when trying to discover the service endpoint '{uri}'"
         if use_http_11 or self._http2 is None:
+            import httpx  # the discovery client's errors; httpx is imported with the client
+
             try:
                 response = await client.get(url, headers=request_headers)
             except httpx.HTTPError as exc:
