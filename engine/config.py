@@ -18,12 +18,19 @@ import msgspec
 from engine.durations import parse_duration
 
 
+class OnMaxAttempts(StrEnum):
+    """What happens to an invocation whose retries ran out."""
+
+    PAUSE = "pause"  # stop until an operator resumes (or kills) it
+    KILL = "kill"  # complete it with its last failure
+
+
 class RetryPolicy(msgspec.Struct, frozen=True):
     initial_interval: float = 0.5
     exponentiation_factor: float = 2.0
     max_interval: float = 60.0
     max_attempts: int | None = 70
-    on_max_attempts: str = "pause"  # or "kill"
+    on_max_attempts: OnMaxAttempts = OnMaxAttempts.PAUSE
 
     def delay(self, attempt: int) -> float:
         """Backoff before retry number ``attempt`` (1-based)."""
@@ -59,6 +66,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     admin_port: int = 9070
     data_dir: str = "quill-data"
     partitions: int = 8
+    workers: int = 1  # processes sharing the partitions (fixed at first start, like partitions)
     retry_policy: RetryPolicy = RetryPolicy()
     inactivity_timeout: float = 60.0
     abort_timeout: float = 600.0

@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -23,6 +24,7 @@ import uvicorn
 from admin.errors import render_admin_error
 from engine import Config, Engine
 from engine.config import Face, Listener
+from engine.workers.layout import WorkerPlan
 from ingress import IngressApp, render_ingress_error
 from ingress.dapr import DaprIngress, render_dapr_error
 from quill.connections import ConnectionGuard, GuardedProtocol, Limits, Renderer
@@ -81,22 +83,38 @@ def _server(app: object, listener: Listener, config: Config, guard: ConnectionGu
 
 
 async def serve(
-    config: Config, started: asyncio.Event | None = None, sockets: list[socket.socket] | None = None
+    config: Config,
+    started: asyncio.Event | None = None,
+    sockets: list[socket.socket] | None = None,
+    plan: WorkerPlan | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation); ``started`` is set once every port listens.
-    ``sockets`` are the listeners' sockets, in ``config.listeners()`` order, if already bound."""
+    ``sockets`` are the listeners' sockets, in ``config.listeners()`` order, if already bound.
+
+    As worker ``plan.index`` of several (``quill.supervisor``), every worker serves the ingress
+    (and Dapr) port through its own SO_REUSEPORT socket, so the kernel spreads connections over
+    them; only worker 0 serves the admin API. ``ready`` tells the supervisor this worker serves.
+    """
     listeners = config.listeners()
+    if plan is not None and plan.index != 0:
+        listeners = [listener for listener in listeners if listener.face is not Face.ADMIN]
     if sockets is None:
-        sockets = bind_all(listeners)
+        sockets = bind_all(listeners, shared=plan is not None)
     try:
-        await _serve(config, listeners, sockets, started)
+        await _serve(config, listeners, sockets, started, plan, ready)
     finally:
         for sock in sockets:
             sock.close()
 
 
 async def _serve(
-    config: Config, listeners: list[Listener], sockets: list[socket.socket], started: asyncio.Event | None
+    config: Config,
+    listeners: list[Listener],
+    sockets: list[socket.socket],
+    started: asyncio.Event | None,
+    plan: WorkerPlan | None,
+    ready: Callable[[], None] | None,
 ) -> None:
     file_limit = raise_file_limit()
     guard = ConnectionGuard(cap=connection_cap(config.max_connections, file_limit))
@@ -106,7 +124,7 @@ async def _serve(
         header_read_timeout=config.header_read_timeout,
         idle_timeout=config.connection_idle_timeout,
     )
-    engine = Engine(config)
+    engine = Engine(config, plan)
     await engine.start()
     apps = {
         Face.INGRESS: IngressApp(engine),
@@ -136,7 +154,12 @@ async def _serve(
             await asyncio.sleep(0.01)
         if all(server.started for server in servers):
             log.info("file descriptors: limit %d; at most %d connections", file_limit, guard.cap)
-            log.info("quill serving %s", ", ".join(f"{item.face} on {item.url}" for item in listeners))
+            if plan is not None:
+                log.info("worker %d of %d serving (pid %d)", plan.index, plan.count, os.getpid())
+                if ready is not None:
+                    ready()
+            else:
+                log.info("quill serving %s", ", ".join(f"{item.face} on {item.url}" for item in listeners))
             if started is not None:
                 started.set()
         stopped = loop.create_task(stopping.wait())

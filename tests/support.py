@@ -33,6 +33,7 @@ class Process:
     ) -> None:
         self.output: list[str] = []
         self._ready = threading.Event()
+        self._written = threading.Condition()
         self._marker = ready_marker
         self._proc = subprocess.Popen(
             argv,
@@ -56,10 +57,18 @@ class Process:
     def _drain(self) -> None:
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
-            self.output.append(line)
+            with self._written:
+                self.output.append(line)
+                self._written.notify_all()
             if self._marker in line:
                 self._ready.set()
         self._ready.set()  # exited: unblock the waiter, which then checks poll()
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float) -> None:
+        """Until ``condition()`` holds, re-checked whenever the process writes a line."""
+        with self._written:
+            if not self._written.wait_for(condition, timeout):
+                raise TimeoutError(f"not within {timeout}s; last output:\n" + "".join(self.output[-20:]))
 
     def kill(self) -> None:
         """SIGKILL, as a crash: nothing gets to clean up."""
@@ -91,21 +100,28 @@ class Quill(Process):
         env: dict[str, str] | None = None,
         partitions: int = 4,
         ports: tuple[int, int] | None = None,
+        workers: int | None = None,
         args: list[str] | None = None,
         host: str = "127.0.0.1",
         preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.ingress_port, self.admin_port = ports or (free_port(), free_port())
+        # QUILL_TEST_WORKERS=2 runs the whole suite against two worker processes.
+        self.workers = workers if workers is not None else int(os.environ.get("QUILL_TEST_WORKERS", "1"))
         self.data_dir = data_dir
         self.host = host
-        argv = self.command(data_dir, (self.ingress_port, self.admin_port), partitions, host)
+        argv = self.command(data_dir, (self.ingress_port, self.admin_port), partitions, host, self.workers)
         # A short drain keeps teardown quick when a test leaves attempts parked at a gate.
         env = {"QUILL_SHUTDOWN_TIMEOUT": "3s", **(env or {})}
         super().__init__([*argv, *(args or [])], ready_marker="quill serving", env=env, preexec_fn=preexec_fn)
 
     @staticmethod
     def command(
-        data_dir: Path, ports: tuple[int, int] | None = None, partitions: int = 4, host: str = "127.0.0.1"
+        data_dir: Path,
+        ports: tuple[int, int] | None = None,
+        partitions: int = 4,
+        host: str = "127.0.0.1",
+        workers: int = 1,
     ) -> list[str]:
         """The command line of ``quill serve`` on free (or the given) loopback ports."""
         ingress, admin = ports or (free_port(), free_port())
@@ -124,11 +140,23 @@ class Quill(Process):
             str(data_dir),
             "--partitions",
             str(partitions),
+            "--workers",
+            str(workers),
         ]
 
     @property
     def ingress(self) -> str:
         return f"http://{self.host}:{self.ingress_port}"
+
+    def worker_pid(self, index: int) -> int:
+        """The pid of worker ``index`` as it last announced itself (workers log their pid)."""
+        marker = f"worker {index} of {self.workers} serving (pid "
+        line = next(line for line in reversed(self.output) if marker in line)
+        return int(line.split(marker, 1)[1].split(")", 1)[0])
+
+    def wait_for_line(self, text: str, occurrences: int = 1, timeout: float = 30) -> None:
+        """Until ``text`` appeared ``occurrences`` times in the server's output."""
+        self.wait_for(lambda: sum(text in line for line in self.output) >= occurrences, timeout)
 
     @property
     def admin(self) -> str:

@@ -21,35 +21,31 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engine.config import Config, RetryPolicy
-from engine.dapr.actors import call_actor, is_actor
+from engine.config import Config
+from engine.dapr.actors import call_actor
 from engine.dapr.apps import DaprApps
+from engine.dapr.targets import ACTOR_PREFIX, DEACTIVATE, is_actor
 from engine.errors import Unavailable
-from engine.invoker.attempt import AttemptResult, MessageReader, read_messages
+from engine.invoker.attempt import AttemptResult, Interrupted, MessageReader, called_targets, read_messages
 from engine.invoker.bidi import BidiAttempt
 from engine.invoker.http2 import Http2Error, Http2Pool, StreamRefused
 from engine.invoker.identity import RequestSigner, invoke_path
-from engine.partition.processor import AttemptSnapshot, Partition
+from engine.invoker.retry import RetryState, Verdict, after_failure
+from engine.partition.commands import AttemptEnding, AttemptOutcome, InvocationSettings, Pause, Terminate
+from engine.partition.processor import Partition
+from engine.partition.types import AttemptSnapshot
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import content_type, encode_message, frame_header
-from engine.records import AttemptOutcome, Deployment, InvocationStatus, Pause
+from engine.records import Deployment, InvocationStatus
 from engine.schema.registry import Schema
 
 if TYPE_CHECKING:
     import aiohttp
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RetryState:
-    count: int = 0  # failed attempts since the journal last grew
-    last_stored_at: float = field(default_factory=time.monotonic)
-    last_failure: str | None = None
-    paused: bool = False
 
 
 class Invoker:
@@ -59,11 +55,13 @@ class Invoker:
         schema: Schema,
         http2: Http2Pool,
         dapr_apps: DaprApps,
+        actor_turn: Callable[[str, str], None],
         signer: RequestSigner | None = None,
     ) -> None:
         self._config = config
         self._schema = schema
         self._dapr_apps = dapr_apps
+        self._actor_turn = actor_turn  # a Dapr actor (type, id) took a turn: idle tracking
         self._signer = signer
         self._session: aiohttp.ClientSession | None = None  # made by the first HTTP/1.1 attempt
         self._http2 = http2
@@ -129,47 +127,57 @@ class Invoker:
             # A write failed (a full disk): what the attempt produced stays staged and becomes
             # durable once the store's retry succeeds. Retry the attempt like any failure; if the
             # partition moved on meanwhile, the retry finds its snapshot stale and does nothing.
-            snapshot = partition.snapshot(invocation_id, attempt)
+            snapshot = partition.reads.snapshot(invocation_id, attempt)
             if snapshot is not None:
-                self._schedule_retry(
-                    partition, invocation_id, attempt, snapshot.status, AttemptResult([], "error", failure=str(exc))
-                )
+                failed = AttemptResult([], AttemptEnding.ERROR, failure=str(exc))
+                self._schedule_retry(partition, invocation_id, attempt, snapshot.status, failed)
 
     async def _run_attempt(self, partition: Partition, invocation_id: str, attempt: int) -> None:
         async with self._slots:
             if self._draining.is_set():
                 return  # queued behind the concurrency limit when the shutdown began
-            snapshot = partition.snapshot(invocation_id, attempt)
+            snapshot = partition.reads.snapshot(invocation_id, attempt)
             if snapshot is None:
                 return
             status = snapshot.status
             deployment = self._schema.deployment_for(status.target.service, status.deployment_id)
             if is_actor(status.target):
                 result = await call_actor(self._dapr_apps, status, snapshot.journal[0][1])
+                if status.target.handler != DEACTIVATE:
+                    self._actor_turn(status.target.service[len(ACTOR_PREFIX) :], status.target.key)
             elif deployment is None:
-                result = AttemptResult([], "error", failure=f"no deployment serves {status.target.service}")
+                result = AttemptResult([], AttemptEnding.ERROR, failure=f"no deployment serves {status.target.service}")
             else:
                 result = await self._call(partition, attempt, deployment, snapshot)
-            if result.ending == "stale":
-                return
+            ending = result.ending
+            if isinstance(ending, Interrupted):
+                return  # stale (refusals were retried in _call)
             accepted = await partition.submit(
                 AttemptOutcome(
                     invocation_id=invocation_id,
                     attempt=attempt,
                     deployment_id=deployment.id if deployment else "",
                     entries=result.entries,
-                    ending=result.ending,
+                    ending=ending,
                     awaiting_completions=result.awaiting_completions,
                     awaiting_signals=result.awaiting_signals,
                     awaiting_signal_names=result.awaiting_signal_names,
+                    targets=self.called_targets(result.entries),
                 )
             )
         if not accepted:
             return
-        if result.ending in ("end", "suspend"):
+        if ending in (AttemptEnding.END, AttemptEnding.SUSPEND):
             self.retries.pop(invocation_id, None)
         else:
             self._schedule_retry(partition, invocation_id, attempt, status, result)
+
+    def called_targets(self, entries: list[tuple[int, bytes]]) -> dict[str, InvocationSettings]:
+        return called_targets(entries, self._invocation_settings)
+
+    def _invocation_settings(self, service: str, handler: str) -> InvocationSettings | None:
+        settings = self._schema.settings(service, handler)
+        return None if settings is None else settings.invocation
 
     async def _call(
         self, partition: Partition, attempt: int, deployment: Deployment, snapshot: AttemptSnapshot
@@ -203,19 +211,27 @@ class Invoker:
             except StreamRefused:
                 continue
             except Http2Error as exc:
-                return AttemptResult([], "error", failure=f"cannot reach {url}: {exc}")
+                return AttemptResult([], AttemptEnding.ERROR, failure=f"cannot reach {url}: {exc}")
             reader = MessageReader()
             if deployment.protocol_mode == "REQUEST_RESPONSE" or inactivity == 0:
                 # Request/response over HTTP/2: write everything, close our side, read the answer.
                 result = await BidiAttempt.request_response(connection, stream, body, media_type, reader, abort)
             else:
                 bidi = BidiAttempt(
-                    partition, status.id, attempt, deployment.id, version, inactivity, abort, self._draining
+                    partition,
+                    status.id,
+                    attempt,
+                    deployment.id,
+                    version,
+                    inactivity,
+                    abort,
+                    self.called_targets,
+                    self._draining,
                 )
                 result = await bidi.run(connection, stream, body, media_type, reader)
-            if result.ending != "refused":
+            if result.ending is not Interrupted.REFUSED:
                 return result
-        return AttemptResult([], "error", failure=f"{url} refused the stream three times")
+        return AttemptResult([], AttemptEnding.ERROR, failure=f"{url} refused the stream three times")
 
     def _start_and_journal(self, snapshot: AttemptSnapshot, version: int) -> bytes:
         status, journal = snapshot.status, snapshot.journal
@@ -269,42 +285,29 @@ class Invoker:
             async with session.post(url, data=body, headers=headers) as response:
                 content = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            return AttemptResult([], "error", failure=f"cannot reach {url}: {exc!r}")
+            return AttemptResult([], AttemptEnding.ERROR, failure=f"cannot reach {url}: {exc!r}")
         if response.status != 200:
             retry_after = response.headers.get("retry-after")
             return AttemptResult(
                 [],
-                "error",
+                AttemptEnding.ERROR,
                 failure=f"unexpected status {response.status} from {url}: {content[:200]!r}",
                 retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
             )
         if response.headers.get("content-type") != media_type:
             return AttemptResult(
-                [], "error", failure=f"unexpected content-type {response.headers.get('content-type')!r} from {url}"
+                [],
+                AttemptEnding.ERROR,
+                failure=f"unexpected content-type {response.headers.get('content-type')!r} from {url}",
             )
         return read_messages(content)
 
     def _timeouts(self, status: InvocationStatus) -> tuple[float, float]:
-        """(inactivity, abort) in seconds: handler, then service, then server default."""
-        inactivity, abort = self._config.inactivity_timeout, self._config.abort_timeout
-        entry = self._schema.services.get(status.target.service)
-        if entry is not None:
-            handler = entry.manifest.handler(status.target.handler)
-            for layer in (entry.manifest, handler):
-                if layer is None:
-                    continue
-                if layer.inactivity_timeout is not None:
-                    inactivity = layer.inactivity_timeout / 1000
-                if layer.abort_timeout is not None:
-                    abort = layer.abort_timeout / 1000
-        override = self._schema.overrides.get(status.target.service)
-        if override is not None:
-            # An operator's PATCH /services/{name} wins over the manifest.
-            if override.inactivity_timeout is not None:
-                inactivity = override.inactivity_timeout / 1000
-            if override.abort_timeout is not None:
-                abort = override.abort_timeout / 1000
-        return inactivity, abort
+        """(inactivity, abort) in seconds, as the handler's effective settings say."""
+        settings = self._schema.settings(status.target.service, status.target.handler)
+        if settings is None:
+            return self._config.inactivity_timeout, self._config.abort_timeout
+        return settings.inactivity_timeout, settings.abort_timeout
 
     def _schedule_retry(
         self, partition: Partition, invocation_id: str, attempt: int, status: InvocationStatus, result: AttemptResult
@@ -312,18 +315,19 @@ class Invoker:
         if self._draining.is_set():
             return  # retried after the restart, with a fresh budget (retry state is in memory)
         retry = self.retries.setdefault(invocation_id, RetryState())
-        if result.entries:
-            retry.count, retry.last_stored_at = 0, time.monotonic()
-        retry.count += 1
-        retry.last_failure = result.failure
-        policy = self._retry_policy(status)
-        if policy.max_attempts is not None and retry.count >= policy.max_attempts:
-            retry.paused = True
+        settings = self._schema.settings(status.target.service, status.target.handler)
+        policy = settings.retry_policy if settings is not None else self._config.retry_policy
+        verdict, delay = after_failure(retry, policy, bool(result.entries), result.failure, result.retry_after)
+        if verdict is Verdict.KILL:
+            log.warning("invocation %s killed after %d attempts: %s", invocation_id, retry.count, result.failure)
+            self.retries.pop(invocation_id, None)
+            partition.submit_detached(Terminate(invocation_id, kill=True))
+            return
+        if verdict is Verdict.PAUSE:
             log.warning("invocation %s paused after %d attempts: %s", invocation_id, retry.count, result.failure)
             # Durably: it stays paused across restarts until an operator resumes (or kills) it.
             partition.submit_detached(Pause(invocation_id))
             return
-        delay = result.retry_after if result.retry_after is not None else policy.delay(retry.count)
         # Journal mismatches and protocol violations mean the code no longer matches its journal:
         # retries will not fix that without a deployment change, so make them loud.
         level = logging.WARNING if result.failure and result.failure.startswith(("[570]", "[571]")) else logging.INFO
@@ -333,40 +337,8 @@ class Invoker:
         )
 
     def _lazy_state(self, status: InvocationStatus) -> bool:
-        entry = self._schema.services.get(status.target.service)
-        if entry is None:
-            return False
-        handler = entry.manifest.handler(status.target.handler)
-        if handler is not None and handler.enable_lazy_state is not None:
-            return handler.enable_lazy_state
-        return bool(entry.manifest.enable_lazy_state)
-
-    def _retry_policy(self, status: InvocationStatus) -> RetryPolicy:
-        default = self._config.retry_policy
-        entry = self._schema.services.get(status.target.service)
-        if entry is None:
-            return default
-        handler = entry.manifest.handler(status.target.handler)
-        layers = [entry.manifest, handler] if handler is not None else [entry.manifest]
-        values = {
-            "initial_interval": default.initial_interval,
-            "max_interval": default.max_interval,
-            "max_attempts": default.max_attempts,
-            "exponentiation_factor": default.exponentiation_factor,
-            "on_max_attempts": default.on_max_attempts,
-        }
-        for layer in layers:
-            if layer.retry_policy_initial_interval is not None:
-                values["initial_interval"] = layer.retry_policy_initial_interval / 1000
-            if layer.retry_policy_max_interval is not None:
-                values["max_interval"] = layer.retry_policy_max_interval / 1000
-            if layer.retry_policy_max_attempts is not None:
-                values["max_attempts"] = layer.retry_policy_max_attempts
-            if layer.retry_policy_exponentiation_factor is not None:
-                values["exponentiation_factor"] = layer.retry_policy_exponentiation_factor
-            if layer.retry_policy_on_max_attempts is not None:
-                values["on_max_attempts"] = layer.retry_policy_on_max_attempts.lower()
-        return RetryPolicy(**values)  # type: ignore[arg-type]
+        settings = self._schema.settings(status.target.service, status.target.handler)
+        return settings is not None and settings.lazy_state
 
 
 def _random_seed(raw_id: bytes) -> int:

@@ -42,9 +42,6 @@ from engine.storage import keys
 log = logging.getLogger(__name__)
 
 CommitCallback = Callable[["Exception | None"], None]
-# A staged operation, kept to rebuild the batch after a reopen: (column, key, value) for a put,
-# (column, key, None) for a delete, (column, (begin, end), _RANGE) for a range delete.
-Op = tuple[str, Any, Any]
 
 _RETRY_FIRST, _RETRY_MAX = 0.2, 5.0  # seconds between write retries while the disk fails
 
@@ -76,7 +73,9 @@ class Store:
         self._unsynced.sync = False
         self._batch = rocksdict.WriteBatch(raw_mode=True)
         self._overlay: dict[tuple[str, bytes], bytes | None] = {}
-        self._staged: list[Op] = []
+        # Every staged write, with the overlay value it replaced: a savepoint can be undone, and the
+        # batch rebuilt after a reopen.
+        self._ops: list[_Op] = []
         self._callbacks: list[CommitCallback] = []
         self._wakeup = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quill-fsync")
@@ -160,21 +159,39 @@ class Store:
     # while :attr:`failure` is set, which bounds what accumulates meanwhile.
     def put(self, column: str, key: bytes, value: bytes) -> None:
         self._batch.put(key, value, self._handles[column])
+        self._ops.append((_PUT, column, key, value, self._overlay.get((column, key), _MISSING)))
         self._overlay[(column, key)] = value
-        self._staged.append((column, key, value))
         self._wakeup.set()
 
     def delete(self, column: str, key: bytes) -> None:
         self._batch.delete(key, self._handles[column])
+        self._ops.append((_DELETE, column, key, None, self._overlay.get((column, key), _MISSING)))
         self._overlay[(column, key)] = None
-        self._staged.append((column, key, None))
         self._wakeup.set()
 
     def delete_range(self, column: str, begin: bytes, end: bytes) -> None:
-        """Range deletes bypass the overlay: use them only for data nobody reads back (log trim)."""
+        """Range deletes bypass the overlay: use them only for data nobody reads back (log trim,
+        a completed invocation's journal)."""
         self._batch.delete_range(begin, end, self._handles[column])
-        self._staged.append((column, (begin, end), _RANGE))
+        self._ops.append((_RANGE, column, begin, end, _MISSING))
         self._wakeup.set()
+
+    def savepoint(self) -> int:
+        """A mark in the staged writes, to :meth:`rollback` to if what follows must not commit."""
+        return len(self._ops)
+
+    def rollback(self, savepoint: int) -> None:
+        """Unstage every write since ``savepoint`` (a command that failed half-way)."""
+        for kind, column, key, _, previous in reversed(self._ops[savepoint:]):
+            if kind == _RANGE:
+                continue
+            if previous is _MISSING:
+                del self._overlay[(column, key)]
+            else:
+                self._overlay[(column, key)] = previous  # type: ignore[assignment]
+        del self._ops[savepoint:]
+        # WriteBatch has no savepoints in rocksdict: rebuild it from what stays staged.
+        self._batch = self._rebuild(self._ops)
 
     def after_commit(self, callback: CommitCallback) -> None:
         """``callback(None)`` once everything staged so far is durable. If a write fails first,
@@ -218,10 +235,10 @@ class Store:
         await done
 
     # -- the commit task ---------------------------------------------------------------------
-    def _take(self) -> tuple[rocksdict.WriteBatch, list[Op], list[CommitCallback]]:
-        taken = self._batch, self._staged, self._callbacks
+    def _take(self) -> tuple[rocksdict.WriteBatch, list[_Op], list[CommitCallback]]:
+        taken = self._batch, self._ops, self._callbacks
         self._batch = rocksdict.WriteBatch(raw_mode=True)
-        self._staged, self._callbacks = [], []
+        self._ops, self._callbacks = [], []
         return taken
 
     async def _write(self, batch: rocksdict.WriteBatch) -> Exception | None:
@@ -249,7 +266,7 @@ class Store:
         else:
             self._settle(staged, callbacks)
 
-    async def _retry_until_durable(self, staged: list[Op], callbacks: list[CommitCallback], error: Exception) -> None:
+    async def _retry_until_durable(self, staged: list[_Op], callbacks: list[CommitCallback], error: Exception) -> None:
         self.failure = error
         log.error("storage write failed, retrying until it succeeds (new work is refused): %s", error)
         told = 0
@@ -283,10 +300,10 @@ class Store:
         log.warning("storage writes succeed again after %d failed attempts", failures)
         self._settle(staged, callbacks)
 
-    def _room_for(self, staged: list[Op]) -> bool:
+    def _room_for(self, staged: list[_Op]) -> bool:
         """Whether the disk has room for the batch (and RocksDB's new WAL and MANIFEST): reopening
         on a disk that is still full would fail, and leave nothing to read from meanwhile."""
-        needed = sum(len(key) + len(value) for _, key, value in staged if isinstance(value, bytes))
+        needed = sum(len(key) + len(value) for kind, _, key, value, _ in staged if kind == _PUT and value)
         try:
             return shutil.disk_usage(self._path).free > 2 * needed + (4 << 20)
         except OSError:
@@ -300,19 +317,19 @@ class Store:
         except StartupError:
             self._open(read_only=True)  # reads go on (from what is durable plus the overlay)
             raise
-        # Staged puts made before the reopen used the old handles: rebuilt from ``_staged`` too.
-        self._batch = self._rebuild(self._staged)
+        # Staged puts made before the reopen used the old handles: rebuilt from ``_ops`` too.
+        self._batch = self._rebuild(self._ops)
 
-    def _rebuild(self, staged: list[Op]) -> rocksdict.WriteBatch:
+    def _rebuild(self, staged: list[_Op]) -> rocksdict.WriteBatch:
         batch = rocksdict.WriteBatch(raw_mode=True)
-        for column, key, value in staged:
+        for kind, column, key, value, _ in staged:
             handle = self._handles[column]
-            if value is _RANGE:
-                batch.delete_range(key[0], key[1], handle)
-            elif value is None:
+            if kind == _PUT:
+                batch.put(key, value, handle)
+            elif kind == _DELETE:
                 batch.delete(key, handle)
             else:
-                batch.put(key, value, handle)
+                batch.delete_range(key, value, handle)
         return batch
 
     def _close_db(self) -> None:
@@ -326,10 +343,10 @@ class Store:
         del self._db
         gc.collect()  # drop every remaining reference now, so the LOCK is free for the reopen
 
-    def _settle(self, staged: list[Op], callbacks: list[CommitCallback]) -> None:
-        for column, key, value in staged:
+    def _settle(self, staged: list[_Op], callbacks: list[CommitCallback]) -> None:
+        for kind, column, key, value, _ in staged:
             # Only drop overlay entries not overwritten by a later, still staged write.
-            if value is not _RANGE and self._overlay.get((column, key), _MISSING) is value:
+            if kind != _RANGE and self._overlay.get((column, key), _MISSING) is value:
                 del self._overlay[(column, key)]
         for callback in callbacks:
             _call(callback, None)
@@ -345,7 +362,9 @@ def _call(callback: CommitCallback, error: Exception | None) -> None:
 
 
 _MISSING = object()
-_RANGE = object()
+_PUT, _DELETE, _RANGE = 0, 1, 2
+# (kind, column, key, value — or the range end —, the overlay value it replaced or _MISSING)
+_Op = tuple[int, str, bytes, Any, object]
 
 
 def _open_failure(path: Path, exc: Exception) -> str:

@@ -1,4 +1,4 @@
-"""What counts as reaching one of quill's own listeners (engine.dapr.targets), without sockets to them."""
+"""What counts as reaching one of quill's own listeners (engine.dapr.own_listeners), without sockets to them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from engine.config import Face, Listener
-from engine.dapr.targets import OwnListeners, is_local, reaches
+from engine.dapr.own_listeners import OwnListeners, is_local, reaches
 
 
 def ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
