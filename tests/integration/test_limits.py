@@ -182,7 +182,8 @@ def test_idle_connections_cannot_starve_new_ones(low_fd_quill: Quill) -> None:
         deadline = time.monotonic() + 10
         while not any("connection limit reached" in line for line in quill.output) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert sum("connection limit reached" in line for line in quill.output) == 1
+        # Once per episode (per worker process with --workers).
+        assert 1 <= sum("connection limit reached" in line for line in quill.output) <= quill.workers
         # The idle ones are closed after the idle timeout (2 s here) ...
         for sock in idle[:100]:
             sock.settimeout(10)
