@@ -75,7 +75,7 @@ async def test_a_full_disk_is_reported_and_survived(
         assert health.status_code == 503 and "storage unavailable" in health.json()["message"]
         admin_health = await client.get(f"{quill.admin}/health")
         assert admin_health.status_code == 503 and admin_health.json()["restate_code"] is None
-        assert any("storage write failed" in line for line in quill.output)
+        quill.wait_for(lambda: any("storage write failed" in line for line in quill.output), 30)
 
         filler.unlink()
         filler = None
@@ -95,7 +95,7 @@ async def test_a_full_disk_is_reported_and_survived(
                 break
             await asyncio.sleep(0.1)
         assert status["status"] == "completed", status
-        assert any("storage writes succeed again" in line for line in quill.output)
+        quill.wait_for(lambda: any("storage writes succeed again" in line for line in quill.output), 30)
     finally:
         if filler is not None:
             filler.unlink()

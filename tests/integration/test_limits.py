@@ -179,9 +179,7 @@ def test_idle_connections_cannot_starve_new_ones(low_fd_quill: Quill) -> None:
             refused = read_all(late)  # answered before it even sent a request
         assert status_of(refused) == 503, refused
         assert httpx.Response(200, content=body_of(refused)).json()["code"] == 503
-        deadline = time.monotonic() + 10
-        while not any("connection limit reached" in line for line in quill.output) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        quill.wait_for(lambda: any("connection limit reached" in line for line in quill.output), 10)
         # Once per episode (per worker process with --workers).
         assert 1 <= sum("connection limit reached" in line for line in quill.output) <= quill.workers
         # The idle ones are closed after the idle timeout (2 s here) ...

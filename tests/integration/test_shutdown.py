@@ -23,9 +23,7 @@ def terminate_then_open(quill: Quill, sdk_service: SdkService, gate: str) -> flo
     uvicorn alone would have waited); wait for the exit. How long the drain took."""
     started = time.monotonic()
     quill._proc.send_signal(signal.SIGTERM)
-    while not any("draining attempts in flight" in line for line in quill.output):
-        assert time.monotonic() - started < 30, "no drain"
-        time.sleep(0.05)
+    quill.wait_for(lambda: any("draining attempts in flight" in line for line in quill.output), 30)
     time.sleep(4)
     httpx.get(f"{sdk_service.url}/test/open", params={"name": gate})
     quill._proc.wait(60)
