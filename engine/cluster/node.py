@@ -166,8 +166,8 @@ class ClusterNode:
         snapshot_at, snapshot_time = appender.last, time.monotonic()
         while True:
             await asyncio.sleep(_RENEW_EVERY)
-            if served.failure is not None:
-                raise QuillError(f"the partition stopped: {served.failure}")
+            if served.failure is not None or store.refused is not None:
+                raise QuillError(f"the partition stopped: {served.failure or store.refused}")
             lease = await self._leases.renew(lease)
             self.leading[partition] = lease
             due = appender.last - snapshot_at >= self._config.snapshot_records

@@ -168,6 +168,44 @@ def encode_raw(type_id: int, payload: bytes, flags: int = 0) -> bytes:
     return _HEADER.pack(type_id, flags, len(payload)) + payload
 
 
+def frame_header(type_id: int, length: int, flags: int = 0) -> bytes:
+    """The 8-byte header of a frame whose payload is sent (or joined) separately."""
+    return _HEADER.pack(type_id, flags, length)
+
+
+def encode_input_command(headers: list[tuple[str, str]], body: bytes | list[bytes]) -> bytes:
+    """``InputCommandMessage(headers, value=Value(content=body))`` serialized exactly as protobuf
+    serializes it, with the body (or its chunks, as the server read them) copied once: building
+    the message and serializing it would copy a body of up to 32 MiB twice more (tests pin the
+    bytes against protobuf's)."""
+    chunks = [body] if isinstance(body, bytes) else body
+    size = sum(len(chunk) for chunk in chunks)
+    parts: list[bytes] = []
+    for key, value in headers:
+        header = _string_field(0x0A, key) + _string_field(0x12, value)
+        parts.append(b"\x0a" + _varint(len(header)) + header)
+    content = b"\x0a" + _varint(size) if size else b""
+    parts.append(b"\x72" + _varint(len(content) + size) + content)  # field 14: value
+    parts.extend(chunks)
+    return b"".join(parts)
+
+
+def _string_field(tag: int, text: str) -> bytes:
+    if not text:
+        return b""  # proto3: an empty string is not written
+    data = text.encode()
+    return bytes((tag,)) + _varint(len(data)) + data
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 def encode_message(msg: Message, flags: int = 0) -> bytes:
     """Serialize and frame a message; its type id comes from its class."""
     try:
