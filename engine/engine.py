@@ -99,7 +99,7 @@ class Engine:
         self._local_ids: list[int] = []
         self._node: WorkerNode | None = None
         self._cluster: ClusterNode | None = None
-        self._cluster_deliverer: ClusterDeliverer
+        self._cluster_deliverer: ClusterDeliverer | None = None
         # Invocations this process received, and those of them another worker owns.
         self.invocations = 0
         self.forwarded = 0
@@ -221,7 +221,8 @@ class Engine:
             self._partitions.remove(partition)
         self._local_ids = sorted(p.id for p in self._partitions)
         self._handles[partition_id] = RemoteHandle(partition_id, self._cluster.leader(partition_id))
-        await self._cluster_deliverer.forget(partition_id)
+        if self._cluster_deliverer is not None:
+            await self._cluster_deliverer.forget(partition_id)
 
     async def drain(self, timeout: float) -> None:
         """The first half of a shutdown: producers of new work stop (timers, sweeper, idle scan,
@@ -241,8 +242,9 @@ class Engine:
         for partition in self._partitions:
             partition.waiters.close(lambda invocation_id: Unavailable(_SHUTTING_DOWN, invocation_id=invocation_id))
         # Then the peers: what the attempts' last steps sent on waits in outboxes, redelivered later.
-        if self._cluster is not None:
+        if self._cluster_deliverer is not None:
             await self._cluster_deliverer.stop()
+        if self._cluster is not None:
             await self._cluster.stop()
         if self._node is not None:
             log.info("forwarded %d of the %d invocations received here", self.forwarded, self.invocations)
