@@ -6,6 +6,7 @@ variables, command-line flags. Durations may be written as humantime or ISO 8601
 
 from __future__ import annotations
 
+import enum
 import os
 import tomllib
 from collections.abc import Mapping
@@ -15,6 +16,18 @@ from typing import Any
 import msgspec
 
 from engine.durations import parse_duration
+
+
+class TracingProtocol(enum.StrEnum):
+    """OTLP transports, named as ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` names them."""
+
+    GRPC = "grpc"  # what Restate's tracing-endpoint speaks
+    HTTP_PROTOBUF = "http/protobuf"
+
+
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"  # one object a line
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
@@ -47,6 +60,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     cluster_name: str = "localcluster"
     enable_protocol_v7: bool = False
     dapr_port: int | None = None  # an extra listener serving only the Dapr API (daprd's 3500)
+    metrics: bool = True  # GET /metrics on the admin port
+    tracing_endpoint: str | None = None  # OTLP collector; None: no tracing (nothing imported)
+    tracing_protocol: TracingProtocol = TracingProtocol.GRPC
 
     @property
     def data_path(self) -> Path:

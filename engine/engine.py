@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
+from typing import Any
 
 import httpx
 import msgspec
@@ -22,6 +24,7 @@ from engine.invoker.http2 import Http2Pool
 from engine.invoker.invoker import Invoker, RetryState
 from engine.partition.processor import HandlerInfo, InvokeResult, Outcome, Partition
 from engine.protocol import service_protocol_pb2 as pb
+from engine.protocol.codec import MessageType
 from engine.records import (
     CallCompleted,
     Command,
@@ -44,6 +47,8 @@ from engine.runtime.timers import TimerService
 from engine.schema.registry import Schema
 from engine.storage import keys
 from engine.storage.store import Store
+from engine.telemetry.metrics import NO_METRICS, Metrics
+from engine.telemetry.traces import Tracer, start_tracing
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +73,12 @@ class Engine:
         self.schema: Schema
         self.invoker: Invoker
         self.dapr_apps: DaprApps  # Dapr apps and HTTP endpoints (service invocation, /v1.0/invoke)
+        self.metrics = Metrics() if config.metrics else NO_METRICS
+        self._tracer: Tracer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        store = self._store = Store(self.config.data_path)
+        store = self._store = Store(self.config.data_path, self.metrics)
         store.start()
         count = self._partition_count(store)
         # Discovery and other control-plane calls; invocations use the invoker's own pool.
@@ -82,7 +89,8 @@ class Engine:
         self.dapr_apps = DaprApps(store)
         self.dapr_apps.load()
         await self.dapr_apps.start()
-        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps)
+        self._tracer = start_tracing(self.config, self._lineage)
+        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps, self.metrics, self._tracer)
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
         self._partitions = [Partition(p, store, self, self.config.log_retained_entries) for p in range(count)]
@@ -105,6 +113,8 @@ class Engine:
             await self.idle_actors.stop()
         if self._partitions:
             await self.invoker.stop()
+        if self._tracer is not None:
+            await self._tracer.close()
         if self._client is not None:
             await self._client.aclose()
         if hasattr(self, "dapr_apps"):
@@ -123,7 +133,7 @@ class Engine:
     async def send(self, request: InvocationRequest) -> tuple[InvocationId, bool]:
         """Accept a one-way invocation once durable; False when it repeats an earlier one."""
         invocation_id, partition, command = self._prepare(request)
-        result: InvokeResult = await partition.submit(command)
+        result: InvokeResult = await self._submit(partition, command)
         return invocation_id, result.created
 
     async def call(self, request: InvocationRequest) -> tuple[InvocationId, Outcome]:
@@ -131,7 +141,7 @@ class Engine:
         invocation_id, partition, command = self._prepare(request)
         waiter = partition.wait_for_completion(invocation_id)
         try:
-            result: InvokeResult = await partition.submit(command)
+            result: InvokeResult = await self._submit(partition, command)
             if not result.created:
                 if command.idempotency_key is None:
                     raise Conflict(
@@ -168,13 +178,15 @@ class Engine:
         self, invocation_id: InvocationId, index: int, value: bytes | None = None, failure: Failure | None = None
     ) -> None:
         """Complete awakeable ``index`` of ``invocation_id`` (resolve with value, reject with failure)."""
-        await self._partition_of(invocation_id).submit(Signal(str(invocation_id), index, None, value, failure))
+        await self._submit(self._partition_of(invocation_id), Signal(str(invocation_id), index, None, value, failure))
 
     async def replace_state(
         self, service: str, key: str, new_state: list[tuple[bytes, bytes]], version: str | None
     ) -> None:
         """Overwrite a virtual object's state between its invocations."""
-        outcome = await self._object_partition(service, key).submit(ReplaceState(service, key, new_state, version))
+        outcome = await self._submit(
+            self._object_partition(service, key), ReplaceState(service, key, new_state, version)
+        )
         if outcome == "locked":
             raise Conflict(f"'{service}/{key}' is locked by a running invocation, retry when it is done")
         if outcome == "conflict":
@@ -182,15 +194,15 @@ class Engine:
 
     async def state_transaction(self, service: str, key: str, operations: list[tuple[bytes, bytes | None]]) -> None:
         """Apply Dapr actor state operations atomically."""
-        await self._object_partition(service, key).submit(StateTransaction(service, key, operations))
+        await self._submit(self._object_partition(service, key), StateTransaction(service, key, operations))
 
     def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return self._object_partition(service, key).read_state(service, key, name)
 
     async def set_schedule(self, service: str, key: str, kind: str, name: str, schedule: bytes | None) -> bool:
         """Register (or, with None, delete) an actor reminder or timer; whether one existed."""
-        existed: bool = await self._object_partition(service, key).submit(
-            SetSchedule(service, key, kind, name, schedule)
+        existed: bool = await self._submit(
+            self._object_partition(service, key), SetSchedule(service, key, kind, name, schedule)
         )
         return existed
 
@@ -209,7 +221,7 @@ class Engine:
     async def purge(self, invocation_id: str) -> None:
         """Forget a completed invocation: its result, and so its idempotency key or workflow id."""
         parsed = _parse_id(invocation_id)
-        _check(await self._partition_of(parsed).submit(Purge([str(parsed)], expired=False)), invocation_id)
+        _check(await self._submit(self._partition_of(parsed), Purge([str(parsed)], expired=False)), invocation_id)
 
     async def _sweep_expired(self) -> None:
         """Purge invocations whose retention ended; the expiry index is ordered by time, so each
@@ -219,18 +231,18 @@ class Engine:
             await asyncio.sleep(self.config.cleanup_interval)
             for partition in self._partitions:
                 while expired := partition.expired(now_ms(), batch):
-                    await partition.submit(Purge(expired, expired=True))
+                    await self._submit(partition, Purge(expired, expired=True))
                     if len(expired) < batch:
                         break
 
     async def pause(self, invocation_id: str) -> None:
         parsed = _parse_id(invocation_id)
-        _check(await self._partition_of(parsed).submit(Pause(str(parsed), False)), invocation_id)
+        _check(await self._submit(self._partition_of(parsed), Pause(str(parsed), False)), invocation_id)
 
     async def resume(self, invocation_id: str) -> None:
         """Run a paused invocation again, with a fresh retry budget."""
         parsed = _parse_id(invocation_id)
-        _check(await self._partition_of(parsed).submit(Pause(str(parsed), True)), invocation_id)
+        _check(await self._submit(self._partition_of(parsed), Pause(str(parsed), True)), invocation_id)
         self.invoker.reset_retries(str(parsed))
 
     def retry_state(self, invocation_id: str) -> RetryState | None:
@@ -268,8 +280,17 @@ class Engine:
     async def terminate(self, invocation_id: str, *, kill: bool) -> str:
         """Cancel or kill; see ``Partition._apply_terminate`` for the outcomes."""
         parsed = _parse_id(invocation_id)
-        outcome: str = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
+        partition = self._partition_of(parsed)
+        active = partition.active.get(parsed)
+        lineage = self._lineage(parsed) if active is not None and self._tracer is not None else None
+        outcome: str = await self._submit(partition, Terminate(str(parsed), kill))
         _check(outcome, invocation_id)
+        if outcome == "done" and active is not None:
+            # Completed here, not by an attempt: tell metrics and traces what the invoker would.
+            self.metrics.invocation_completed(partition.id, active.status.target.service, success=False)
+            if self._tracer is not None:
+                failure = "[409] killed" if kill else "[409] cancelled"
+                self._tracer.invocation_ended(active.status, failure, lineage[0] if lineage else None)
         return outcome
 
     def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, Partition, Invoke]:
@@ -305,12 +326,15 @@ class Engine:
     def _partition_of(self, invocation_id: str) -> Partition:
         return self._partitions[InvocationId(invocation_id).partition_key % len(self._partitions)]
 
+    def _submit(self, partition: Partition, command: Command) -> asyncio.Future[Any]:
+        return self.metrics.timed(partition.submit, command)
+
     # -- runtime callbacks from partitions (see processor.Runtime) ---------------------------
     def start_attempt(self, partition: Partition, invocation_id: str, attempt: int) -> None:
         self.invoker.start(partition, invocation_id, attempt)
 
     def arm_timer(self, partition: Partition, timer: Timer) -> None:
-        self._timers.schedule(timer.fire_at, lambda: partition.submit_detached(TimerFired(timer)))
+        self._timers.schedule(timer.fire_at, lambda: self.metrics.timed(partition.submit_detached, TimerFired(timer)))
 
     def deliver(self, source: Partition, outbox_key: bytes, command: Command) -> None:
         # Both partitions share one store: staging the delivery and the outbox delete together
@@ -319,7 +343,7 @@ class Engine:
             target_id = command.caller.invocation_id
         else:
             target_id = command.invocation_id  # type: ignore[union-attr]
-        self._partition_of(target_id).submit_detached(command)
+        self.metrics.timed(self._partition_of(target_id).submit_detached, command)
         self._store_or_fail().delete(keys.OUTBOX, outbox_key)
 
     def reentrancy_limit(self, actor_type: str) -> int:
@@ -382,6 +406,45 @@ class Engine:
 
     def all_journals(self) -> list[tuple[InvocationStatus, list[tuple[int, bytes]]]]:
         return [entry for partition in self._partitions for entry in partition.journals()]
+
+    # -- live views for /metrics (read at scrape time; see engine/telemetry/collector.py) -------
+    @property
+    def partition_count(self) -> int:
+        return len(self._partitions)
+
+    def invocation_census(self) -> Counter[tuple[int, str, str]]:
+        """Unfinished invocations by (partition, service, status)."""
+        return Counter(
+            (partition.id, active.status.target.service, active.status.phase)
+            for partition in self._partitions
+            for active in partition.active.values()
+        )
+
+    def keyed_services(self) -> list[str]:
+        """Registered virtual objects and workflows: the services with an inbox."""
+        return [name for name, entry in self.schema.services.items() if entry.manifest.ty != "SERVICE"]
+
+    def timers_armed(self) -> int:
+        return self._timers.pending
+
+    def http2_usage(self) -> tuple[int, int]:
+        """(open connections, streams in use) to deployments."""
+        return self._http2.usage()
+
+    def invoker_load(self) -> tuple[int, int]:
+        return self.invoker.load
+
+    def _lineage(self, invocation_id: str) -> tuple[list[tuple[str, str]], str | None] | None:
+        """An unfinished invocation's input headers and caller, for its trace's parent."""
+        active = self._partition_of(invocation_id).active.get(invocation_id)
+        if active is None:
+            return None
+        journal = active.journal
+        headers: list[tuple[str, str]] = []
+        if journal and journal[0][0] == MessageType.INPUT_COMMAND:
+            headers = [(h.key, h.value) for h in pb.InputCommandMessage.FromString(journal[0][1]).headers]
+        caller = active.status.caller
+        return headers, caller.invocation_id if caller is not None else None
 
     def all_state(self) -> list[tuple[int, str, str, bytes, bytes]]:
         """(partition, service, object key, state name, value) of every object's state."""

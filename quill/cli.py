@@ -9,6 +9,8 @@ import os
 import sys
 
 from engine import load_config
+from engine.config import LogFormat, TracingProtocol
+from engine.telemetry.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,9 +27,23 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", help="data directory (default ./quill-data)")
     serve.add_argument("--partitions", type=int, help="number of partitions, fixed at first start (default 8)")
     serve.add_argument("--log-level", default=os.environ.get("QUILL_LOG_LEVEL", "info"))
+    serve.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        default=os.environ.get("QUILL_LOG_FORMAT", LogFormat.TEXT.value),
+        help="text (default) or json: one object a line",
+    )
+    serve.add_argument(
+        "--tracing-endpoint", help="export traces over OTLP to this collector, e.g. http://127.0.0.1:4317"
+    )
+    serve.add_argument(
+        "--tracing-protocol",
+        choices=[p.value for p in TracingProtocol],
+        help="OTLP transport (default grpc, as Restate; or http/protobuf)",
+    )
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, LogFormat(args.log_format))
     logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides = {
         "bind": args.bind,
@@ -36,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         "dapr_port": args.dapr_port,
         "data_dir": args.data_dir,
         "partitions": args.partitions,
+        "tracing_endpoint": args.tracing_endpoint,
+        "tracing_protocol": args.tracing_protocol,
     }
     try:
         config = load_config(file=args.config, overrides=overrides)

@@ -34,6 +34,7 @@ def _uvicorn(app: object, config: Config, port: int) -> _Server:
             port=port,
             lifespan="off",
             access_log=False,
+            log_config=None,  # uvicorn's records go to quill's one handler (text or JSON)
             log_level="warning",
             http="httptools",
             loop="none",
@@ -61,7 +62,8 @@ async def serve(config: Config, started: asyncio.Event | None = None) -> None:
         for server in servers:
             server.should_exit = True
 
-    with contextlib.suppress(NotImplementedError, RuntimeError):
+    # Not in the main thread (quill.testing serves in-process from a thread): cancellation stops it.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGINT, stop)
         loop.add_signal_handler(signal.SIGTERM, stop)
     tasks = [loop.create_task(server.serve()) for server in servers]

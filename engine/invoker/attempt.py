@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import REQUESTED_ACK, FrameDecoder, MessageType, ProtocolError
+from engine.records import Failure
 
 JournalEntry = tuple[int, bytes]
 
@@ -19,6 +20,7 @@ class AttemptResult:
     awaiting_signal_names: list[str] = field(default_factory=list)
     failure: str | None = None
     retry_after: float | None = None
+    error: Failure | None = None  # the SDK's ErrorMessage, what a kill after the last retry reports
 
 
 class MessageReader:
@@ -62,7 +64,11 @@ class MessageReader:
                 error = pb.ErrorMessage.FromString(frame.payload)
                 delay = error.next_retry_delay / 1000 if error.HasField("next_retry_delay") else None
                 return AttemptResult(
-                    self.take_entries(), "error", failure=f"[{error.code}] {error.message}", retry_after=delay
+                    self.take_entries(),
+                    "error",
+                    failure=f"[{error.code}] {error.message}",
+                    retry_after=delay,
+                    error=Failure(error.code, error.message),
                 )
             # AwaitingOn and other hints need no answer.
         return None

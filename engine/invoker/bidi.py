@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engine.invoker.attempt import NO_ENDING, AttemptResult, MessageReader
+from engine.invoker.attempt import NO_ENDING, AttemptResult, JournalEntry, MessageReader
 from engine.invoker.http2 import Connection, ConnectionDrained, Http2Error, Stream, StreamRefused
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType, encode_message, encode_raw
 from engine.records import AttemptOutcome
+from engine.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from engine.partition.processor import Partition
@@ -37,8 +39,12 @@ class BidiAttempt:
         version: int,
         inactivity_timeout: float,
         abort_timeout: float,
+        metrics: Metrics,
+        on_journaled: Callable[[list[JournalEntry]], None],
     ) -> None:
         self._partition = partition
+        self._metrics = metrics
+        self._on_journaled = on_journaled  # told about every batch the partition accepted
         self._invocation_id = invocation_id
         self._attempt = attempt
         self._deployment_id = deployment_id
@@ -153,7 +159,10 @@ class BidiAttempt:
             return True
         outcome = AttemptOutcome(self._invocation_id, self._attempt, self._deployment_id, entries, "open")
         self._journaled = True
-        return bool(await self._partition.submit(outcome))
+        accepted = bool(await self._metrics.timed(self._partition.submit, outcome))
+        if accepted:
+            self._on_journaled(entries)
+        return accepted
 
     async def _answer_run_proposals(self, stream: Stream, reader: MessageReader) -> None:
         """Run results are durable now: acknowledge them (V7, when asked) or send them back."""

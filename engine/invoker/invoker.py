@@ -6,6 +6,11 @@ new commands and exactly one of End, Suspension or Error. Everything the attempt
 the partition as a single ``AttemptOutcome`` command. Failed attempts are retried with the retry
 policy of the handler, the service or the server (exponential backoff), tracked in memory as the
 real Restate invoker does: after a restart every running invocation simply starts a new attempt.
+When the retries run out the invocation is paused (``on_max_attempts = pause``) or ends with the
+last failure as its output (``kill``, as Restate's ``on-max-attempts = "kill"``).
+
+Each attempt runs in its own task, bound to its invocation for logging (every record it logs
+carries the invocation id), measured for metrics and, with tracing on, spanned.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ from engine.dapr.apps import DaprApps
 from engine.invoker.attempt import AttemptResult, MessageReader, read_messages
 from engine.invoker.bidi import BidiAttempt
 from engine.invoker.http2 import Http2Error, Http2Pool, StreamRefused
+from engine.invoker.observed import ObservedAttempt
 from engine.partition.processor import AttemptSnapshot, Partition
 from engine.protocol import service_protocol_pb2 as pb
-from engine.protocol.codec import content_type, encode_message, encode_raw
-from engine.records import AttemptOutcome, Deployment, InvocationStatus, Pause
+from engine.protocol.codec import MessageType, content_type, encode_message, encode_raw
+from engine.records import AttemptOutcome, Deployment, Failure, InvocationStatus, Pause
 from engine.schema.registry import Schema
+from engine.telemetry.logs import bind_invocation
+from engine.telemetry.metrics import Metrics, RetryAction
+from engine.telemetry.traces import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +51,18 @@ class RetryState:
 
 
 class Invoker:
-    def __init__(self, config: Config, schema: Schema, http2: Http2Pool, dapr_apps: DaprApps) -> None:
+    def __init__(
+        self,
+        config: Config,
+        schema: Schema,
+        http2: Http2Pool,
+        dapr_apps: DaprApps,
+        metrics: Metrics,
+        tracer: Tracer | None = None,
+    ) -> None:
         self._config = config
+        self._metrics = metrics
+        self._tracer = tracer
         self._schema = schema
         self._dapr_apps = dapr_apps
         # aiohttp rather than httpx on this path: measured at 32 concurrent keep-alive connections,
@@ -64,12 +83,18 @@ class Invoker:
         timer = self._retry_timers.pop(invocation_id, None)
         if timer is not None:
             timer.cancel()
+        self._metrics.attempt_enqueued(partition.id)
         task = asyncio.get_running_loop().create_task(self._attempt(partition, invocation_id, attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def reset_retries(self, invocation_id: str) -> None:
         self.retries.pop(invocation_id, None)
+
+    @property
+    def load(self) -> tuple[int, int]:
+        """(attempts running or waiting for a slot, invocations waiting for a retry)."""
+        return len(self._tasks), len(self._retry_timers)
 
     async def stop(self) -> None:
         for timer in self._retry_timers.values():
@@ -87,36 +112,64 @@ class Invoker:
             if snapshot is None:
                 return
             status = snapshot.status
+            bind_invocation(status.id, status.target, partition.id)
+            trace = self._tracer.start_attempt(status, snapshot.journal, attempt) if self._tracer else None
+            observed = ObservedAttempt(self._metrics, trace, partition.id, status.target.service)
             deployment = self._schema.deployment_for(status.target.service, status.deployment_id)
             if is_actor(status.target):
                 result = await call_actor(self._dapr_apps, status, snapshot.journal[0][1])
             elif deployment is None:
                 result = AttemptResult([], "error", failure=f"no deployment serves {status.target.service}")
             else:
-                result = await self._call(partition, attempt, deployment, snapshot)
+                result = await self._call(partition, attempt, deployment, snapshot, observed)
             if result.ending == "stale":
+                observed.finished(result, accepted=False)
                 return
-            accepted = await partition.submit(
-                AttemptOutcome(
-                    invocation_id=invocation_id,
-                    attempt=attempt,
-                    deployment_id=deployment.id if deployment else "",
-                    entries=result.entries,
-                    ending=result.ending,
-                    awaiting_completions=result.awaiting_completions,
-                    awaiting_signals=result.awaiting_signals,
-                    awaiting_signal_names=result.awaiting_signal_names,
-                )
-            )
+            deployment_id = deployment.id if deployment else ""
+            accepted = await self._submit(partition, invocation_id, attempt, deployment_id, result, observed)
         if not accepted:
             return
         if result.ending in ("end", "suspend"):
             self.retries.pop(invocation_id, None)
-        else:
-            self._schedule_retry(partition, invocation_id, attempt, status, result)
+        elif self._schedule_retry(partition, invocation_id, attempt, status, result) is RetryAction.KILL:
+            await self._kill(partition, status, attempt, deployment_id, result)
+
+    async def _kill(
+        self, partition: Partition, status: InvocationStatus, attempt: int, deployment_id: str, result: AttemptResult
+    ) -> None:
+        """Retries ran out and the policy says kill: the last failure becomes the invocation's output."""
+        failure = _failure_of(result)
+        output = pb.OutputCommandMessage(failure=pb.Failure(code=failure.code, message=failure.message))
+        ending = AttemptResult([(MessageType.OUTPUT_COMMAND, output.SerializeToString())], "end")
+        if await self._metrics.timed(partition.submit, _outcome(status.id, attempt, deployment_id, ending)):
+            self._metrics.invocation_completed(partition.id, status.target.service, success=False)
+            if self._tracer is not None:
+                self._tracer.invocation_ended(status, f"[{failure.code}] {failure.message}")
+
+    async def _submit(
+        self,
+        partition: Partition,
+        invocation_id: str,
+        attempt: int,
+        deployment_id: str,
+        result: AttemptResult,
+        observed: ObservedAttempt,
+    ) -> bool:
+        """Hand the attempt's outcome to the partition; False if the attempt was stale."""
+        outcome = _outcome(invocation_id, attempt, deployment_id, result)
+        accepted = bool(await self._metrics.timed(partition.submit, outcome))
+        if accepted:
+            observed.journaled(result.entries)
+        observed.finished(result, accepted)
+        return accepted
 
     async def _call(
-        self, partition: Partition, attempt: int, deployment: Deployment, snapshot: AttemptSnapshot
+        self,
+        partition: Partition,
+        attempt: int,
+        deployment: Deployment,
+        snapshot: AttemptSnapshot,
+        observed: ObservedAttempt,
     ) -> AttemptResult:
         version = deployment.protocol_version
         status = snapshot.status
@@ -131,6 +184,8 @@ class Invoker:
         }
         if status.target.key:
             headers["x-restate-service-key"] = status.target.key
+        if observed.trace is not None:
+            headers.update(observed.trace.headers)
         url = f"{deployment.uri.rstrip('/')}/invoke/{status.target.service}/{status.target.handler}"
         if deployment.use_http_11:
             return await self._request_response_http11(url, headers, body, media_type)
@@ -149,7 +204,17 @@ class Invoker:
                 # Request/response over HTTP/2: write everything, close our side, read the answer.
                 result = await BidiAttempt.request_response(connection, stream, body, media_type, reader, abort)
             else:
-                bidi = BidiAttempt(partition, status.id, attempt, deployment.id, version, inactivity, abort)
+                bidi = BidiAttempt(
+                    partition,
+                    status.id,
+                    attempt,
+                    deployment.id,
+                    version,
+                    inactivity,
+                    abort,
+                    self._metrics,
+                    observed.journaled,
+                )
                 result = await bidi.run(connection, stream, body, media_type, reader)
             if result.ending != "refused":
                 return result
@@ -219,19 +284,27 @@ class Invoker:
 
     def _schedule_retry(
         self, partition: Partition, invocation_id: str, attempt: int, status: InvocationStatus, result: AttemptResult
-    ) -> None:
+    ) -> RetryAction:
         retry = self.retries.setdefault(invocation_id, RetryState())
         if result.entries:
             retry.count, retry.last_stored_at = 0, time.monotonic()
         retry.count += 1
         retry.last_failure = result.failure
         policy = self._retry_policy(status)
+        service = status.target.service
         if policy.max_attempts is not None and retry.count >= policy.max_attempts:
+            if policy.on_max_attempts == "kill":
+                self._metrics.retry(service, RetryAction.KILL)
+                self.retries.pop(invocation_id, None)
+                log.warning("invocation %s killed after %d attempts: %s", invocation_id, retry.count, result.failure)
+                return RetryAction.KILL
+            self._metrics.retry(service, RetryAction.PAUSE)
             retry.paused = True
             log.warning("invocation %s paused after %d attempts: %s", invocation_id, retry.count, result.failure)
             # Durably: it stays paused across restarts until an operator resumes (or kills) it.
             partition.submit_detached(Pause(invocation_id))
-            return
+            return RetryAction.PAUSE
+        self._metrics.retry(service, RetryAction.RETRY)
         delay = result.retry_after if result.retry_after is not None else policy.delay(retry.count)
         # Journal mismatches and protocol violations mean the code no longer matches its journal:
         # retries will not fix that without a deployment change, so make them loud.
@@ -240,6 +313,7 @@ class Invoker:
         self._retry_timers[invocation_id] = asyncio.get_running_loop().call_later(
             delay, self.start, partition, invocation_id, attempt
         )
+        return RetryAction.RETRY
 
     def _lazy_state(self, status: InvocationStatus) -> bool:
         entry = self._schema.services.get(status.target.service)
@@ -276,6 +350,26 @@ class Invoker:
             if layer.retry_policy_on_max_attempts is not None:
                 values["on_max_attempts"] = layer.retry_policy_on_max_attempts.lower()
         return RetryPolicy(**values)  # type: ignore[arg-type]
+
+
+def _outcome(invocation_id: str, attempt: int, deployment_id: str, result: AttemptResult) -> AttemptOutcome:
+    return AttemptOutcome(
+        invocation_id=invocation_id,
+        attempt=attempt,
+        deployment_id=deployment_id,
+        entries=result.entries,
+        ending=result.ending,
+        awaiting_completions=result.awaiting_completions,
+        awaiting_signals=result.awaiting_signals,
+        awaiting_signal_names=result.awaiting_signal_names,
+    )
+
+
+def _failure_of(result: AttemptResult) -> Failure:
+    """What a killed invocation answers: the SDK's error, or the transport failure as a 500."""
+    if result.error is not None:
+        return result.error
+    return Failure(500, result.failure or "the attempt failed")
 
 
 def _random_seed(raw_id: bytes) -> int:
