@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import sys
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         help="OTLP transport (default grpc, as Restate; or http/protobuf)",
     )
     args = parser.parse_args(argv)
+    if args.log_format not in {f.value for f in LogFormat}:  # a QUILL_LOG_FORMAT argparse did not check
+        parser.error(f"argument --log-format: invalid choice: {args.log_format!r} (choose from 'text', 'json')")
 
     configure_logging(args.log_level, LogFormat(args.log_format))
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -59,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(file=args.config, overrides=overrides)
     except (ValueError, OSError) as exc:
         print(f"quill: {exc}", file=sys.stderr)
+        return 2
+    if config.tracing_endpoint and importlib.util.find_spec("opentelemetry.sdk") is None:
+        print("quill: --tracing-endpoint needs OpenTelemetry: pip install 'quill[tracing]'", file=sys.stderr)
         return 2
     from quill.server import serve as run_server
 

@@ -46,8 +46,9 @@ def _uvicorn(app: object, config: Config, port: int) -> _Server:
     )
 
 
-async def serve(config: Config, started: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (or cancellation); ``started`` is set once both ports listen."""
+async def serve(config: Config, started: asyncio.Event | None = None, shutdown: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, ``shutdown`` or cancellation; ``started`` is set once the
+    ports listen. (Cancellation leaves uvicorn's listening sockets to the garbage collector.)"""
     engine = Engine(config)
     await engine.start()
     servers = [
@@ -67,6 +68,10 @@ async def serve(config: Config, started: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(signal.SIGINT, stop)
         loop.add_signal_handler(signal.SIGTERM, stop)
     tasks = [loop.create_task(server.serve()) for server in servers]
+    if shutdown is not None:
+        # Done when every server returned; not in ``tasks``, which end the service when one fails.
+        watcher = loop.create_task(shutdown.wait())
+        watcher.add_done_callback(lambda _: stop())
     try:
         while not all(server.started for server in servers):
             if any(task.done() for task in tasks):
@@ -88,4 +93,6 @@ async def serve(config: Config, started: asyncio.Event | None = None) -> None:
     finally:
         stop()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if shutdown is not None:
+            watcher.cancel()
         await engine.stop()

@@ -118,11 +118,12 @@ class Quill(Process):
 class SdkService(Process):
     """A real restate-sdk app under hypercorn (HTTP/1.1, so the SDK asks for request/response)."""
 
-    def __init__(self, app: str = "tests.services.app:app") -> None:
+    def __init__(self, app: str = "tests.services.app:app", env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         super().__init__(
             [sys.executable, "-m", "hypercorn", app, "--bind", f"127.0.0.1:{self.port}", "--workers", "1"],
             ready_marker="Running on",
+            env=env,
         )
 
     @property
