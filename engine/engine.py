@@ -24,7 +24,6 @@ from engine.invoker.http2 import Http2Pool
 from engine.invoker.invoker import Invoker, RetryState
 from engine.partition.processor import HandlerInfo, InvokeResult, Outcome, Partition
 from engine.protocol import service_protocol_pb2 as pb
-from engine.protocol.codec import MessageType
 from engine.records import (
     CallCompleted,
     Command,
@@ -48,7 +47,7 @@ from engine.schema.registry import Schema
 from engine.storage import keys
 from engine.storage.store import Store
 from engine.telemetry.metrics import NO_METRICS, Metrics
-from engine.telemetry.traces import Tracer, start_tracing
+from engine.telemetry.traces import Tracer, input_headers, start_tracing
 
 log = logging.getLogger(__name__)
 
@@ -439,12 +438,8 @@ class Engine:
         active = self._partition_of(invocation_id).active.get(invocation_id)
         if active is None:
             return None
-        journal = active.journal
-        headers: list[tuple[str, str]] = []
-        if journal and journal[0][0] == MessageType.INPUT_COMMAND:
-            headers = [(h.key, h.value) for h in pb.InputCommandMessage.FromString(journal[0][1]).headers]
         caller = active.status.caller
-        return headers, caller.invocation_id if caller is not None else None
+        return input_headers(active.journal), caller.invocation_id if caller is not None else None
 
     def all_state(self) -> list[tuple[int, str, str, bytes, bytes]]:
         """(partition, service, object key, state name, value) of every object's state."""

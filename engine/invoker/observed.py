@@ -20,7 +20,16 @@ NO_OUTPUT = "[571] the invocation ended without an output command"
 
 
 class ObservedAttempt:
-    __slots__ = ("_metrics", "trace", "_partition", "_service", "_started", "output_failure", "_output_seen")
+    __slots__ = (
+        "_metrics",
+        "trace",
+        "_partition",
+        "_service",
+        "_started",
+        "output_failure",
+        "_output_seen",
+        "_watching",
+    )
 
     def __init__(self, metrics: Metrics, trace: AttemptTrace | None, partition: int, service: str) -> None:
         self._metrics = metrics
@@ -30,10 +39,13 @@ class ObservedAttempt:
         self._started = time.perf_counter()
         self.output_failure: str | None = None
         self._output_seen = False
+        self._watching = metrics.enabled or trace is not None
         metrics.attempt_started(partition)
 
     def journaled(self, entries: list[JournalEntry]) -> None:
         """Entries the partition accepted for this attempt."""
+        if not self._watching:
+            return
         for message_type, payload in entries:
             if message_type == MessageType.OUTPUT_COMMAND:
                 self._output_seen = True

@@ -87,16 +87,15 @@ class QuillCollector(Collector):
         task_duration = self._histogram(
             "restate_invoker_task_duration_seconds", "Time taken to complete an invoker task", []
         )
-        for _, histogram in m.attempt_duration.items():
-            self._add_histogram(task_duration, [], histogram)
+        self._add_histogram(task_duration, [], m.attempt_duration)
         yield task_duration
         apply = self._histogram(
             "restate_partition_apply_command_duration_seconds",
             "Time spent applying partition processor command",
             ["command"],
         )
-        for (command,), histogram in m.apply_duration.items():
-            self._add_histogram(apply, [command], histogram)
+        for command, histogram in m.apply_duration.items():
+            self._add_histogram(apply, [command.__name__], histogram)
         yield apply
         partitions = self._gauge("restate_num_partitions", "Number of partitions", [])
         partitions.add_metric(list(self._constant.values()), self._engine.partition_count)

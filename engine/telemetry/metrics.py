@@ -75,12 +75,17 @@ class Histogram:
         self.total += value
 
 
-class _Histograms(defaultdict[tuple[str, ...], Histogram]):
+K = TypeVar("K")
+
+
+class _Histograms(dict[K, Histogram]):
+    """One histogram per label value, made on first use."""
+
     def __init__(self, bounds: tuple[float, ...]) -> None:
         super().__init__()
         self._bounds = bounds
 
-    def __missing__(self, key: tuple[str, ...]) -> Histogram:
+    def __missing__(self, key: K) -> Histogram:
         histogram = self[key] = Histogram(self._bounds)
         return histogram
 
@@ -92,13 +97,13 @@ class Metrics:
 
     def __init__(self) -> None:
         self.ingress_requests: defaultdict[tuple[str, str, str], int] = defaultdict(int)  # status, service, type
-        self.ingress_duration = _Histograms(LATENCY_BUCKETS)  # service, type
+        self.ingress_duration: _Histograms[tuple[str, str]] = _Histograms(LATENCY_BUCKETS)  # service, type
         self.enqueued: defaultdict[int, int] = defaultdict(int)  # partition
         self.attempts: defaultdict[tuple[str, str, int], int] = defaultdict(int)  # status, transient, partition
-        self.attempt_duration = _Histograms(LATENCY_BUCKETS)  # ()
+        self.attempt_duration = Histogram(LATENCY_BUCKETS)
         self.retries: defaultdict[tuple[str, str], int] = defaultdict(int)  # service, action
         self.completed: defaultdict[tuple[int, str, str], int] = defaultdict(int)  # partition, service, outcome
-        self.apply_duration = _Histograms(LATENCY_BUCKETS)  # command
+        self.apply_duration: _Histograms[type] = _Histograms(LATENCY_BUCKETS)  # command record class
         self.commit_writes = Histogram(SIZE_BUCKETS)
         self.fsync_duration = Histogram(LATENCY_BUCKETS)
 
@@ -117,7 +122,7 @@ class Metrics:
 
     def attempt_finished(self, partition: int, status: AttemptStatus, transient: bool, seconds: float) -> None:
         self.attempts[status, "true" if transient else "", partition] += 1
-        self.attempt_duration[()].observe(seconds)
+        self.attempt_duration.observe(seconds)
 
     def retry(self, service: str, action: RetryAction) -> None:
         self.retries[service, action] += 1
@@ -125,16 +130,16 @@ class Metrics:
     def invocation_completed(self, partition: int, service: str, success: bool) -> None:
         self.completed[partition, service, "success" if success else "failure"] += 1
 
-    def applied(self, command: str, seconds: float) -> None:
-        """``command``: the record's class name (``Invoke``, ``AttemptOutcome``…)."""
-        self.apply_duration[(command,)].observe(seconds)
+    def applied(self, command: type, seconds: float) -> None:
+        """``command``: the record's class (``Invoke``, ``AttemptOutcome``…)."""
+        self.apply_duration[command].observe(seconds)
 
     def timed(self, apply: Callable[[C], R], command: C) -> R:
         """``apply(command)`` (a partition's submit), its duration recorded as apply latency:
         submitting applies the command synchronously and stages its writes."""
         started = time.perf_counter()
         result = apply(command)
-        self.applied(type(command).__name__, time.perf_counter() - started)
+        self.applied(type(command), time.perf_counter() - started)
         return result
 
     def group_commit(self, writes: int, fsync_seconds: float) -> None:
@@ -168,7 +173,7 @@ class DisabledMetrics(Metrics):
     def invocation_completed(self, partition: int, service: str, success: bool) -> None:
         pass
 
-    def applied(self, command: str, seconds: float) -> None:
+    def applied(self, command: type, seconds: float) -> None:
         pass
 
     def timed(self, apply: Callable[[C], R], command: C) -> R:
@@ -191,6 +196,6 @@ class PartitionObserver(Protocol):
     protocol; the core would call ``invocation_completed`` from ``Partition._complete``.
     """
 
-    def applied(self, command: str, seconds: float) -> None: ...
+    def applied(self, command: type, seconds: float) -> None: ...
 
     def invocation_completed(self, partition: int, service: str, success: bool) -> None: ...

@@ -42,10 +42,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from engine.config import TracingProtocol
 from engine.invoker.attempt import JournalEntry
-from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import InvocationStatus, Target
-from engine.telemetry.traces import Lineage, invocation_span_id, invocation_trace_id
+from engine.telemetry.traces import Lineage, input_headers, invocation_span_id, invocation_trace_id
 
 _propagator = TraceContextTextMapPropagator()
 _forced_ids: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("quill_forced_ids", default=None)
@@ -81,7 +80,7 @@ class OtlpTracer:
     # -- Tracer ------------------------------------------------------------------------------
     def start_attempt(self, status: InvocationStatus, journal: list[JournalEntry], attempt: int) -> _AttemptSpan:
         caller = status.caller.invocation_id if status.caller is not None else None
-        trace_id, flags, _ = self._place(status.id, _input_headers(journal), caller)
+        trace_id, flags, _ = self._place(status.id, input_headers(journal), caller)
         invocation = SpanContext(trace_id, invocation_span_id(status.id), is_remote=False, trace_flags=flags)
         name = _name(status.target)
         span = self._tracer.start_span(
@@ -188,12 +187,6 @@ def _exporter(endpoint: str, protocol: TracingProtocol) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
     return GrpcExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
-
-
-def _input_headers(journal: list[JournalEntry]) -> list[tuple[str, str]]:
-    if not journal or journal[0][0] != MessageType.INPUT_COMMAND:
-        return []
-    return [(h.key, h.value) for h in pb.InputCommandMessage.FromString(journal[0][1]).headers]
 
 
 def _remote_parent(headers: list[tuple[str, str]]) -> SpanContext | None:

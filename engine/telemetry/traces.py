@@ -1,4 +1,4 @@
-"""The tracing interface the invoker and engine use, and the tracer they get when tracing is off.
+"""The tracing interface the invoker and engine use; with tracing off there is no tracer (None).
 
 OpenTelemetry is imported only by :func:`start_tracing` when a tracing endpoint is configured
 (``engine/telemetry/otel.py``), so a server without ``--tracing-endpoint`` loads none of it and
@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from engine.config import TracingProtocol
+from engine.config import Config, TracingProtocol
 from engine.invoker.attempt import JournalEntry
+from engine.protocol import service_protocol_pb2 as pb
+from engine.protocol.codec import MessageType
 from engine.records import InvocationStatus
-
-if TYPE_CHECKING:
-    from engine.config import Config
 
 
 class AttemptTrace(Protocol):
@@ -63,6 +62,13 @@ def start_tracing(config: Config, lineage: Lineage) -> Tracer | None:
     from engine.telemetry.otel import OtlpTracer
 
     return OtlpTracer(config.tracing_endpoint, TracingProtocol(config.tracing_protocol), lineage)
+
+
+def input_headers(journal: list[JournalEntry]) -> list[tuple[str, str]]:
+    """The headers journaled with an invocation's input (the ingress request's, or a caller's)."""
+    if not journal or journal[0][0] != MessageType.INPUT_COMMAND:
+        return []
+    return [(h.key, h.value) for h in pb.InputCommandMessage.FromString(journal[0][1]).headers]
 
 
 def invocation_span_id(invocation_id: str) -> int:
