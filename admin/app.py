@@ -79,7 +79,8 @@ def create_admin_app(engine: Engine) -> FastAPI:
         }
 
     if engine.metrics.enabled:
-        registry = build_registry(engine.metrics, engine)
+        worker = {"worker": str(engine.plan.index)} if engine.plan is not None else None
+        registry = build_registry(engine.metrics, engine, worker)
 
         # async: collected on the event loop, the only thread that writes the counters.
         @app.get("/metrics", include_in_schema=False)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import Engine, InvocationStatus
-from engine.invoker.invoker import RetryState
+from engine import Engine, InvocationStatus, Phase
+from engine.invoker.retry import RetryState
 from engine.protocol.codec import MessageType
 
 _SERVICE_TYPES = {"SERVICE": "service", "VIRTUAL_OBJECT": "virtual_object", "WORKFLOW": "workflow"}
@@ -66,22 +66,21 @@ INVOCATION_TIMES = frozenset(
 def status_word(status: InvocationStatus, retry: RetryState | None) -> str:
     """The status words of Restate's CLI and SQL tables."""
     phase = status.phase
-    if phase == "running" and retry is not None:
+    if phase is Phase.RUNNING and retry is not None:
         if retry.paused:
             return "paused"
         if retry.count > 0:
             return "backing-off"
-    if phase == "scheduled" and status.execution_time is None:
+    if phase is Phase.SCHEDULED and status.execution_time is None:
         return "pending"
     return phase
 
 
-def invocation_row(engine: Engine, status: InvocationStatus) -> dict[str, Any]:
-    retry = engine.retry_state(status.id)
+def invocation_row(engine: Engine, status: InvocationStatus, retry: RetryState | None) -> dict[str, Any]:
     target = status.target
     entry = engine.schema.services.get(target.service)
     deployment = engine.schema.deployments.get(status.deployment_id or "")
-    completion = status.completion if status.phase == "completed" else None
+    completion = status.completion if status.phase is Phase.COMPLETED else None
     failure = completion.failure if completion is not None else None
     word = status_word(status, retry)
     return {
@@ -127,9 +126,9 @@ def invocation_row(engine: Engine, status: InvocationStatus) -> dict[str, Any]:
     }
 
 
-def journal_rows(engine: Engine) -> list[dict[str, Any]]:
+async def journal_rows(engine: Engine) -> list[dict[str, Any]]:
     rows = []
-    for status, journal in engine.all_journals():
+    for status, journal in await engine.all_journals():
         for index, (message_type, payload) in enumerate(journal):
             try:
                 kind = MessageType(message_type)

@@ -31,7 +31,7 @@ def deployments_router(engine: Engine) -> APIRouter:
             previous = engine.schema.services.get(service.name)
             revision = 1 if previous is None else previous.revision + (previous.deployment_id != deployment.id)
             entry = ServiceEntry(service, deployment.id, revision)
-            views.append(service_view(entry, engine.config, engine.schema.overrides.get(service.name)))
+            views.append(service_view(entry, engine.schema))
         return views
 
     @router.post("/deployments", status_code=201)
@@ -50,7 +50,7 @@ def deployments_router(engine: Engine) -> APIRouter:
             dry_run=body.dry_run,
         )
         services = [
-            service_view(entry, engine.config, engine.schema.overrides.get(name))
+            service_view(entry, engine.schema)
             for name, entry in engine.schema.services.items()
             if entry.deployment_id == deployment.id
         ]
@@ -74,7 +74,7 @@ def deployments_router(engine: Engine) -> APIRouter:
         deployment = engine.schema.deployments.get(deployment_id)
         if deployment is None:
             raise NotFound(f"Deployment '{deployment_id}' not found")
-        return deployment_view(deployment, engine.schema, engine.config)
+        return deployment_view(deployment, engine.schema, detailed=True)
 
     @router.delete("/deployments/{deployment_id}", status_code=202)
     async def delete_deployment(deployment_id: str, force: bool = False) -> Response:
@@ -101,7 +101,7 @@ def deployments_router(engine: Engine) -> APIRouter:
             additional_headers=body.additional_headers,
             dry_run=body.dry_run,
         )
-        view = deployment_view(deployment, engine.schema, engine.config)
+        view = deployment_view(deployment, engine.schema, detailed=True)
         if body.dry_run:
             view["services"] = preview(deployment)
         return view

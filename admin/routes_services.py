@@ -10,7 +10,8 @@ from admin.bodies import ModifyService, ModifyState, decode_body, duration_ms
 from admin.openapi import service_openapi
 from admin.views import handler_view, service_view
 from engine import BadRequest, Engine, NotFound
-from engine.schema.registry import ServiceEntry, ServiceOverrides
+from engine.schema.registry import ServiceEntry
+from engine.schema.settings import ServiceOverrides
 
 
 def services_router(engine: Engine) -> APIRouter:
@@ -23,7 +24,7 @@ def services_router(engine: Engine) -> APIRouter:
         return entry
 
     def view(name: str) -> dict[str, Any]:
-        return service_view(entry_of(name), engine.config, engine.schema.overrides.get(name))
+        return service_view(entry_of(name), engine.schema)
 
     @router.get("/services")
     async def list_services() -> dict[str, Any]:

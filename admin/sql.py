@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +18,9 @@ import duckdb
 import pyarrow as pa
 
 from admin.introspect import INVOCATION_COLUMNS, INVOCATION_TIMES, invocation_row, journal_rows
-from engine import BadRequest, Engine
-from engine.dapr.actors import ACTOR_PREFIX, TTL_SUFFIX, dapr_state_key
+from engine import BadRequest, Engine, Phase
+from engine.dapr.actors import TTL_SUFFIX, dapr_state_key
+from engine.dapr.targets import ACTOR_PREFIX
 
 _TIME = pa.timestamp("ms", tz="UTC")
 _INT_COLUMNS = frozenset(
@@ -107,9 +108,9 @@ _VIEWS = {"sys_invocation_status": "sys_invocation"}
 _WORD = re.compile(r"[a-z_]+")
 
 
-def _state_rows(engine: Engine) -> list[dict[str, Any]]:
+async def _state_rows(engine: Engine) -> list[dict[str, Any]]:
     rows = []
-    for partition, service, object_key, name, value in engine.all_state():
+    for partition, service, object_key, name, value in await engine.all_state():
         if name.endswith(TTL_SUFFIX):
             continue  # an actor state entry's expiry, shown with nothing of its own
         try:
@@ -132,8 +133,9 @@ def _state_rows(engine: Engine) -> list[dict[str, Any]]:
     return rows
 
 
-def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
-    inboxed = sorted((s for s in engine.all_invocations() if s.phase == "inboxed"), key=lambda s: s.created_at)
+async def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
+    invocations = await engine.all_invocations()
+    inboxed = sorted((s for s, _ in invocations if s.phase is Phase.INBOXED), key=lambda s: s.created_at)
     return [
         {
             "service_name": s.target.service,
@@ -146,7 +148,7 @@ def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-def _deployment_rows(engine: Engine) -> list[dict[str, Any]]:
+async def _deployment_rows(engine: Engine) -> list[dict[str, Any]]:
     return [
         {
             "id": d.id,
@@ -161,7 +163,7 @@ def _deployment_rows(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-def _service_rows(engine: Engine) -> list[dict[str, Any]]:
+async def _service_rows(engine: Engine) -> list[dict[str, Any]]:
     types = {"SERVICE": "service", "VIRTUAL_OBJECT": "virtual_object", "WORKFLOW": "workflow"}
     return [
         {
@@ -175,8 +177,12 @@ def _service_rows(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-_BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
-    "sys_invocation": lambda engine: [invocation_row(engine, s) for s in engine.all_invocations()],
+async def _invocation_rows(engine: Engine) -> list[dict[str, Any]]:
+    return [invocation_row(engine, status, retry) for status, retry in await engine.all_invocations()]
+
+
+_BUILDERS: dict[str, Callable[[Engine], Awaitable[list[dict[str, Any]]]]] = {
+    "sys_invocation": _invocation_rows,
     "sys_journal": journal_rows,
     "state": _state_rows,
     "sys_inbox": _inbox_rows,
@@ -185,14 +191,14 @@ _BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
 }
 
 
-def snapshot(engine: Engine, query: str) -> dict[str, pa.Table]:
+async def snapshot(engine: Engine, query: str) -> dict[str, pa.Table]:
     """The tables ``query`` names, read now (on the event loop)."""
     words = set(_WORD.findall(query.lower()))
     wanted = {name for name in _SCHEMAS if name in words}
     wanted |= {base for view, base in _VIEWS.items() if view in words}
     if "information_schema" in words:
         wanted = set(_SCHEMAS)  # the CLI probes columns before it reads sys_journal
-    return {name: pa.Table.from_pylist(_BUILDERS[name](engine), schema=_SCHEMAS[name]) for name in wanted}
+    return {name: pa.Table.from_pylist(await _BUILDERS[name](engine), schema=_SCHEMAS[name]) for name in wanted}
 
 
 def execute(tables: dict[str, pa.Table], query: str) -> pa.Table:
@@ -224,7 +230,7 @@ def execute(tables: dict[str, pa.Table], query: str) -> pa.Table:
 
 
 async def run_query(engine: Engine, query: str) -> pa.Table:
-    tables = snapshot(engine, query)
+    tables = await snapshot(engine, query)
     return await asyncio.to_thread(execute, tables, query)
 
 

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import Config, Deployment, format_duration, timestamp
+from engine import Deployment, format_duration, timestamp
 from engine.schema.manifest import HandlerManifest, ServiceManifest
-from engine.schema.registry import Schema, ServiceEntry, ServiceOverrides
+from engine.schema.registry import Schema, ServiceEntry
 
 _SERVICE_TYPES = {"SERVICE": "Service", "VIRTUAL_OBJECT": "VirtualObject", "WORKFLOW": "Workflow"}
 _HANDLER_TYPES = {"EXCLUSIVE": "Exclusive", "SHARED": "Shared", "WORKFLOW": "Workflow"}
 
 
-def deployment_view(deployment: Deployment, schema: Schema, config: Config | None = None) -> dict[str, Any]:
-    """The deployment; with ``config``, its services in full (Restate's detailed response of
+def deployment_view(deployment: Deployment, schema: Schema, detailed: bool = False) -> dict[str, Any]:
+    """The deployment; ``detailed``: its services in full (Restate's response of
     ``GET /deployments/{id}``), otherwise as name/revision pairs (the list)."""
     entries = [entry for entry in schema.services.values() if entry.deployment_id == deployment.id]
     services: list[dict[str, Any]] = [
-        {"name": entry.manifest.name, "revision": entry.revision}
-        if config is None
-        else service_view(entry, config, schema.overrides.get(entry.manifest.name))
+        {"name": entry.manifest.name, "revision": entry.revision} if not detailed else service_view(entry, schema)
         for entry in entries
     ]
     return {
@@ -36,44 +34,35 @@ def deployment_view(deployment: Deployment, schema: Schema, config: Config | Non
     }
 
 
-def service_view(entry: ServiceEntry, config: Config, overrides: ServiceOverrides | None = None) -> dict[str, Any]:
+def service_view(entry: ServiceEntry, schema: Schema) -> dict[str, Any]:
     manifest = entry.manifest
-    policy = config.retry_policy
-    change = overrides or ServiceOverrides()
-    public = change.public if change.public is not None else not manifest.ingress_private
+    settings = schema.effective(manifest)
+    policy = settings.retry_policy
     view: dict[str, Any] = {
         "name": manifest.name,
         "ty": _SERVICE_TYPES.get(manifest.ty, manifest.ty),
-        "handlers": [handler_view(manifest, h, public) for h in manifest.handlers],
+        "handlers": [handler_view(manifest, h, settings.public) for h in manifest.handlers],
         "documentation": manifest.documentation,
         "metadata": manifest.metadata or {},
         "deployment_id": entry.deployment_id,
         "revision": entry.revision,
-        "public": public,
-        "idempotency_retention": _ms(
-            _first(change.idempotency_retention, manifest.idempotency_retention), config.idempotency_retention
-        ),
-        "journal_retention": _ms(_first(change.journal_retention, manifest.journal_retention), 86_400.0),
-        "inactivity_timeout": _ms(
-            _first(change.inactivity_timeout, manifest.inactivity_timeout), config.inactivity_timeout
-        ),
-        "abort_timeout": _ms(_first(change.abort_timeout, manifest.abort_timeout), config.abort_timeout),
-        "enable_lazy_state": bool(manifest.enable_lazy_state),
+        "public": settings.public,
+        "idempotency_retention": format_duration(settings.idempotency_retention),
+        "journal_retention": format_duration(settings.journal_retention),
+        "inactivity_timeout": format_duration(settings.inactivity_timeout),
+        "abort_timeout": format_duration(settings.abort_timeout),
+        "enable_lazy_state": settings.lazy_state,
         "retry_policy": {
-            "initial_interval": _ms(manifest.retry_policy_initial_interval, policy.initial_interval),
-            "exponentiation_factor": manifest.retry_policy_exponentiation_factor or policy.exponentiation_factor,
-            "max_attempts": manifest.retry_policy_max_attempts or policy.max_attempts,
-            "max_interval": _ms(manifest.retry_policy_max_interval, policy.max_interval),
-            "on_max_attempts": (manifest.retry_policy_on_max_attempts or policy.on_max_attempts).capitalize(),
+            "initial_interval": format_duration(policy.initial_interval),
+            "exponentiation_factor": policy.exponentiation_factor,
+            "max_attempts": policy.max_attempts,
+            "max_interval": format_duration(policy.max_interval),
+            "on_max_attempts": policy.on_max_attempts.value.capitalize(),
         },
     }
     if manifest.ty == "WORKFLOW":
-        # Restate shows it for workflows only; it lives on the workflow handler in the manifest.
-        run = next((h for h in manifest.handlers if (h.ty or "WORKFLOW") == "WORKFLOW"), None)
-        manifest_value = run.workflow_completion_retention if run is not None else None
-        view["workflow_completion_retention"] = _ms(
-            _first(change.workflow_completion_retention, manifest_value), config.workflow_completion_retention
-        )
+        # Restate shows it for workflows only.
+        view["workflow_completion_retention"] = format_duration(settings.workflow_completion_retention)
     return view
 
 
@@ -106,11 +95,3 @@ def _describe(spec: dict[str, Any] | None, json_schema: Any, *, default_required
         if title:
             return f"JSON {title}" if json_schema.get("title") is None else f"JSON '{title}'"
     return spec.get("contentType", "application/json") if spec else "none"
-
-
-def _ms(value: int | None, default_seconds: float) -> str:
-    return format_duration(value / 1000 if value is not None else default_seconds)
-
-
-def _first(*values: int | None) -> int | None:
-    return next((v for v in values if v is not None), None)

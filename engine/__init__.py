@@ -31,8 +31,8 @@ if TYPE_CHECKING:
         Unavailable,
     )
     from engine.ids import InvocationId, parse_awakeable_id
-    from engine.partition.processor import Outcome
-    from engine.records import Completion, Deployment, Failure, InvocationStatus, Target, now_ms, timestamp
+    from engine.partition.types import Outcome
+    from engine.records import Completion, Deployment, Failure, InvocationStatus, Phase, Target, now_ms, timestamp
 
 _EXPORTS = {
     "engine.config": ("Config", "RetryPolicy", "load_config"),
@@ -55,8 +55,17 @@ _EXPORTS = {
         "Unavailable",
     ),
     "engine.ids": ("InvocationId", "parse_awakeable_id"),
-    "engine.partition.processor": ("Outcome",),
-    "engine.records": ("Completion", "Deployment", "Failure", "InvocationStatus", "Target", "now_ms", "timestamp"),
+    "engine.partition.types": ("Outcome",),
+    "engine.records": (
+        "Completion",
+        "Deployment",
+        "Failure",
+        "InvocationStatus",
+        "Phase",
+        "Target",
+        "now_ms",
+        "timestamp",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [
@@ -79,6 +88,7 @@ __all__ = [
     "NoAppId",
     "NotFound",
     "NotReady",
+    "Phase",
     "Outcome",
     "PayloadTooLarge",
     "QuillError",

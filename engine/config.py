@@ -6,10 +6,10 @@ variables, command-line flags. Durations may be written as humantime or ISO 8601
 
 from __future__ import annotations
 
-import enum
 import os
 import tomllib
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,23 @@ import msgspec
 from engine.durations import parse_duration
 
 
-class TracingProtocol(enum.StrEnum):
+class TracingProtocol(StrEnum):
     """OTLP transports, named as ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` names them."""
 
     GRPC = "grpc"  # what Restate's tracing-endpoint speaks
     HTTP_PROTOBUF = "http/protobuf"
 
 
-class LogFormat(enum.StrEnum):
+class LogFormat(StrEnum):
     TEXT = "text"
     JSON = "json"  # one object a line
+
+
+class OnMaxAttempts(StrEnum):
+    """What happens to an invocation whose retries ran out."""
+
+    PAUSE = "pause"  # stop until an operator resumes (or kills) it
+    KILL = "kill"  # complete it with its last failure
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
@@ -35,7 +42,7 @@ class RetryPolicy(msgspec.Struct, frozen=True):
     exponentiation_factor: float = 2.0
     max_interval: float = 60.0
     max_attempts: int | None = 70
-    on_max_attempts: str = "pause"  # or "kill"
+    on_max_attempts: OnMaxAttempts = OnMaxAttempts.PAUSE
 
     def delay(self, attempt: int) -> float:
         """Backoff before retry number ``attempt`` (1-based)."""
@@ -48,6 +55,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     admin_port: int = 9070
     data_dir: str = "quill-data"
     partitions: int = 8
+    workers: int = 1  # processes sharing the partitions (fixed at first start, like partitions)
     retry_policy: RetryPolicy = RetryPolicy()
     inactivity_timeout: float = 60.0
     abort_timeout: float = 600.0

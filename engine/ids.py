@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import os
 import random
+from collections.abc import Sequence
 
 # Lower case before upper case: ids of the real server only decode within range with this order.
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -70,9 +71,29 @@ class InvocationId(str):
         return cls(INVOCATION_PREFIX + _b62(partition_key, _KEY_CHARS) + _b62(uuid, _UUID_CHARS))
 
     @classmethod
-    def for_target(cls, service: str, key: str) -> InvocationId:
-        """A new id in the partition that owns ``(service, key)``; random for unkeyed targets."""
-        return cls.new(hashed_partition_key(service, key) if key else random_partition_key())
+    def for_target(cls, service: str, key: str, local: Sequence[int] = (), partitions: int = 1) -> InvocationId:
+        """A new id in the partition that owns ``(service, key)``. Unkeyed targets may run anywhere:
+        a random partition, one of ``local`` (of ``partitions``) when given, so the worker that
+        received the request owns it."""
+        if key:
+            return cls.new(hashed_partition_key(service, key))
+        partition_key = random_partition_key()
+        if local:
+            chosen = local[partition_key % len(local)]
+            partition_key = partition_key - partition_key % partitions + chosen
+            if partition_key >= 1 << 64:
+                partition_key -= partitions
+        return cls.new(partition_key)
+
+    @classmethod
+    def derived(cls, parent: bytes, index: int, service: str, key: str) -> InvocationId:
+        """The id of the invocation that entry ``index`` of invocation ``parent`` (raw bytes)
+        creates: derived, not random, so applying the same journal always makes the same id."""
+        digest = hashlib.blake2b(parent + index.to_bytes(8, "big"), digest_size=24).digest()
+        # An unkeyed callee stays in its caller's partition: no delivery to another one, nor to
+        # another worker.
+        partition_key = hashed_partition_key(service, key) if key else int.from_bytes(parent[:8], "big")
+        return cls.new(partition_key, int.from_bytes(digest[8:], "big"))
 
     @classmethod
     def for_workflow(cls, service: str, key: str) -> InvocationId:

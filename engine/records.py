@@ -1,14 +1,14 @@
-"""Stored records and log commands, as msgspec Structs (msgpack on disk).
+"""Stored records of partition state, as msgspec Structs (msgpack on disk).
 
-Commands are what the partition log holds; records are the partition state derived from them.
-Field order is part of the storage format (``array_like``): append new fields at the end, with
-defaults.
+The commands that change them live in ``engine.partition.commands``. Field order is part of the
+storage format (``array_like``): append new fields at the end, with defaults.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import msgspec
 
@@ -63,12 +63,27 @@ class Attachment(msgspec.Struct, frozen=True, array_like=True):
     notification_type: int
 
 
+class Phase(StrEnum):
+    """Where an invocation is in its life (stored by value, so the strings are the format)."""
+
+    SCHEDULED = "scheduled"  # waits for its execution time (a delayed send)
+    INBOXED = "inboxed"  # waits in its object's inbox for the lock
+    RUNNING = "running"  # an attempt runs, or will start
+    SUSPENDED = "suspended"  # waits for a notification its last attempt awaited
+    PAUSED = "paused"  # stopped by an operator or by exhausted retries, until resumed
+    COMPLETED = "completed"  # done; kept for its retention (idempotency key, workflow id)
+
+    @property
+    def started(self) -> bool:
+        return self not in (Phase.SCHEDULED, Phase.INBOXED)
+
+
 class InvocationStatus(msgspec.Struct, array_like=True):
     """Everything about one invocation but its journal entries."""
 
     id: str
     target: Target
-    phase: str  # scheduled | inboxed | running | suspended | completed
+    phase: Phase
     created_at: int
     modified_at: int
     journal_length: int = 0
@@ -90,6 +105,8 @@ class InvocationStatus(msgspec.Struct, array_like=True):
     attached: list[Attachment] = []  # handlers waiting for this invocation's result
     idempotency_key: str | None = None
     input_entry: bytes | None = None  # kept with a retained result, for restart-as-new
+    # A reentrant call chain (Dapr's Dapr-Reentrancy-Id): calls of the chain holding the lock re-enter.
+    reentrancy: str | None = None
 
 
 class Promise(msgspec.Struct, array_like=True):
@@ -100,12 +117,37 @@ class Promise(msgspec.Struct, array_like=True):
 
 
 class Timer(msgspec.Struct, frozen=True, array_like=True):
-    """A durable timer: starts a delayed invocation (completion_id None) or ends a sleep."""
+    """A durable timer: starts a delayed invocation (completion_id None), ends a sleep, or fires a
+    schedule (``schedule`` = its key)."""
 
     invocation_id: str
     fire_at: int
     completion_id: int | None = None
-    schedule: bytes | None = None  # a Dapr actor reminder or timer (its key) instead of an invocation
+    schedule: bytes | None = None
+
+
+class Schedule(msgspec.Struct, array_like=True):
+    """A recurring invocation: at ``next_fire`` the partition invokes ``target`` with ``input_entry``
+    and moves on by ``period_ms``, ``repetitions`` times (None: until deleted) and not past
+    ``expires_at``. ``meta`` is the owner's registration (e.g. a Dapr reminder), opaque here."""
+
+    target: Target
+    input_entry: bytes  # serialized InputCommandMessage
+    next_fire: int
+    period_ms: int | None = None
+    repetitions: int | None = 1
+    expires_at: int | None = None
+    exclusive: bool = True
+    meta: bytes = b""
+
+    def advance(self) -> bool:
+        """Move to the next firing; False when the schedule is over."""
+        if self.repetitions is not None:
+            self.repetitions -= 1
+        if self.period_ms is None or self.repetitions == 0:
+            return False
+        self.next_fire += self.period_ms
+        return self.expires_at is None or self.next_fire <= self.expires_at
 
 
 class Deployment(msgspec.Struct, kw_only=True):
@@ -120,124 +162,3 @@ class Deployment(msgspec.Struct, kw_only=True):
     manifest: dict  # type: ignore[type-arg]  # the discovery manifest, as the SDK sent it
     created_at: int
     sdk_version: str | None = None
-
-
-# -- log commands ----------------------------------------------------------------------------
-class Invoke(msgspec.Struct, tag="invoke", array_like=True):
-    invocation_id: str
-    target: Target
-    input_entry: bytes  # serialized InputCommandMessage, journal entry 0
-    execution_time: int | None = None
-    exclusive: bool = False  # takes the object's lock (exclusive object handler, workflow run)
-    caller: CallerRef | None = None
-    retention: int = 0  # ms to keep the completed invocation (workflow run, idempotent); 0 = forget it
-    idempotency_key: str | None = None
-
-
-class AttemptOutcome(msgspec.Struct, tag="attempt", array_like=True):
-    """What one attempt produced: new journal entries and how it ended."""
-
-    invocation_id: str
-    attempt: int
-    deployment_id: str
-    entries: list[tuple[int, bytes]]  # (message type, payload) in arrival order
-    ending: str  # end | suspend | error | incomplete
-    awaiting_completions: list[int] = []
-    awaiting_signals: list[int] = []
-    awaiting_signal_names: list[str] = []
-
-
-class TimerFired(msgspec.Struct, tag="timer", array_like=True):
-    timer: Timer
-
-
-class CallCompleted(msgspec.Struct, tag="call_completed", array_like=True):
-    """A result for a caller's journal: a call's result, an attach, or a get-output answer."""
-
-    caller: CallerRef
-    completion: Completion | None  # None: get-output of an invocation that is not done yet
-    notification_type: int = 0x800D  # CallCompletionNotificationMessage
-
-
-class Attach(msgspec.Struct, tag="attach", array_like=True):
-    """A handler attaches to (``wait``) or asks for the output of another invocation."""
-
-    invocation_id: str
-    caller: CallerRef
-    wait: bool
-    notification_type: int
-
-
-class Signal(msgspec.Struct, tag="signal", array_like=True):
-    """Completes an awakeable (signal index >= 17), a named signal, or cancels (index 1)."""
-
-    invocation_id: str
-    index: int | None
-    name: str | None
-    value: bytes | None = None
-    failure: Failure | None = None
-
-
-class Pause(msgspec.Struct, tag="pause", array_like=True):
-    """Stop running an invocation (operator request, or retries exhausted) until resumed."""
-
-    invocation_id: str
-    resume: bool = False
-
-
-class Terminate(msgspec.Struct, tag="terminate", array_like=True):
-    """Cancel (graceful: the handler sees a cancellation and may compensate) or kill (immediate)."""
-
-    invocation_id: str
-    kill: bool
-
-
-class Purge(msgspec.Struct, tag="purge", array_like=True):
-    """Forget completed invocations: those whose retention ended (``expired``), or one on request."""
-
-    invocation_ids: list[str]
-    expired: bool
-
-
-class ReplaceState(msgspec.Struct, tag="replace_state", array_like=True):
-    """An operator overwrites a virtual object's whole state (admin ``POST /services/{s}/state``)."""
-
-    service: str
-    key: str
-    new_state: list[tuple[bytes, bytes]]
-    version: str | None = None
-
-
-class StateTransaction(msgspec.Struct, tag="state_transaction", array_like=True):
-    """Dapr actor state operations, applied together: (name, value) upserts, (name, None) deletes."""
-
-    service: str
-    key: str
-    operations: list[tuple[bytes, bytes | None]]
-
-
-class SetSchedule(msgspec.Struct, tag="set_schedule", array_like=True):
-    """Register (``schedule`` = an encoded ``engine.reminders.Schedule``) or delete (None) an actor
-    reminder or timer."""
-
-    service: str
-    key: str
-    kind: str
-    name: str
-    schedule: bytes | None
-
-
-Command = (
-    Invoke
-    | Pause
-    | SetSchedule
-    | AttemptOutcome
-    | TimerFired
-    | CallCompleted
-    | Signal
-    | Terminate
-    | Attach
-    | Purge
-    | ReplaceState
-    | StateTransaction
-)

@@ -117,8 +117,8 @@ class IngressApp:
         execution_time = _execution_time(query, route.send)
         idempotency_key = _header(scope, b"idempotency-key")
         if idempotency_key is not None:
-            info = self._engine.handler_info(route.target.service, route.target.handler)
-            if info is not None and info.workflow_run:
+            settings = self._engine.invocation_settings(route.target.service, route.target.handler)
+            if settings is not None and settings.workflow_run:
                 raise BadRequest(_WORKFLOW_IDEMPOTENCY)
         if (too_large := _declared_length(scope)) is not None and too_large > self._limit:
             await respond(send, 413, b"length limit exceeded", [(b"content-type", b"text/plain; charset=utf-8")])
@@ -175,7 +175,7 @@ class IngressApp:
         elif action == "attach":
             await self._respond_outcome(send, invocation_id, await self._engine.attach(invocation_id))
         else:
-            outcome = self._engine.output(invocation_id)
+            outcome = await self._engine.output(invocation_id)
             if outcome is None:
                 raise NotReady("the invocation exists but has not completed yet")
             await self._respond_outcome(send, invocation_id, outcome)

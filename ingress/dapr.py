@@ -19,9 +19,10 @@ from urllib.parse import unquote
 
 import msgspec
 
-from engine import DaprError, Engine, InvalidMethod, NoAppId, QuillError
 from engine.dapr import proxy
 from engine.dapr.apps import DaprApps
+from engine.engine import Engine
+from engine.errors import BodyTooLarge, DaprError, InvalidMethod, NoAppId, QuillError
 from ingress.dapr_actors import DaprActors
 from ingress.responses import BodyLimitExceeded, ClientGone, Send, read_body, respond
 
@@ -35,11 +36,6 @@ _METHOD = "/method/"
 _VERBS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _JSON = [(b"content-type", b"application/json")]
 _encode = msgspec.json.Encoder().encode
-
-
-class BodyTooLarge(DaprError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body larger than {limit} bytes", status=413, error_code="ERR_BODY_TOO_LARGE")
 
 
 class DaprIngress:

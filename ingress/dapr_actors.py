@@ -16,8 +16,9 @@ from urllib.parse import unquote
 import msgspec
 
 from engine import DaprError, Engine, InvocationRequest, now_ms
-from engine.dapr.actors import REENTRANCY_HEADER, TTL_SUFFIX, actor_target, hosting_app, reentrant
-from engine.dapr.reminders import schedule
+from engine.dapr.actors import REENTRANCY_HEADER, TTL_SUFFIX, hosting_app, reentrancy_limit, reentrant
+from engine.dapr.reminders import registration, schedule, schedule_name
+from engine.dapr.targets import actor_target
 from ingress.responses import Send, respond
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -91,17 +92,24 @@ class DaprActors:
         headers = [
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k.lower() == b"content-type"
         ]
-        if reentrant(self._engine.dapr_apps, actor_type):
+        chain, limit = None, 0
+        apps = self._engine.dapr_apps
+        if reentrant(apps, actor_type):
             # The first call of a chain gets an id; nested calls carry it back and skip the lock.
-            chain = next(
+            found = next(
                 (v.decode("latin-1") for k, v in scope["headers"] if k.lower() == REENTRANCY_HEADER.encode()), None
             )
-            headers.append(("Dapr-Reentrancy-Id", chain or str(uuid.uuid4())))
+            chain, limit = found or str(uuid.uuid4()), reentrancy_limit(apps, actor_type)
+            headers.append(("Dapr-Reentrancy-Id", chain))
         request = InvocationRequest(
-            target=actor_target(actor_type, actor_id, method), body=body, headers=headers, exclusive=True
+            target=actor_target(actor_type, actor_id, method),
+            body=body,
+            headers=headers,
+            exclusive=True,
+            reentrancy=chain,
+            reentrancy_limit=limit,
         )
         _, outcome = await self._engine.call(request)
-        self._engine.idle_actors.touch(actor_type, actor_id)
         completion = outcome.completion
         if completion.failure is not None:
             # The app's own error body and status pass through, as daprd passes them.
@@ -132,8 +140,8 @@ class DaprActors:
     async def _get_state(self, actor_type: str, actor_id: str, key: str, send: Send) -> None:
         self._hosted(actor_type)
         service = actor_target(actor_type, "", "").service
-        value = self._engine.read_state(service, actor_id, key.encode())
-        expires = self._engine.read_state(service, actor_id, key.encode() + TTL_SUFFIX)
+        value = await self._engine.read_state(service, actor_id, key.encode())
+        expires = await self._engine.read_state(service, actor_id, key.encode() + TTL_SUFFIX)
         if value is None or (expires is not None and int(expires) <= now_ms()):
             await respond(send, 204)
         else:
@@ -153,16 +161,16 @@ class DaprActors:
                 registered = schedule(kind, actor_type, actor_id, name, body, now_ms())
             except (msgspec.DecodeError, ValueError) as exc:
                 raise _actor_error(f"invalid {kind} '{name}': {exc}") from exc
-            await self._engine.set_schedule(service, actor_id, kind, name, msgspec.msgpack.encode(registered))
+            await self._engine.set_schedule(service, actor_id, schedule_name(kind, name), registered)
             await respond(send, 204)
         elif verb == "DELETE":
-            await self._engine.set_schedule(service, actor_id, kind, name, None)
+            await self._engine.set_schedule(service, actor_id, schedule_name(kind, name), None)
             await respond(send, 204)
         elif verb == "GET" and kind == "reminder":
-            found = self._engine.read_schedule(service, actor_id, kind, name)
+            found = await self._engine.read_schedule(service, actor_id, schedule_name(kind, name))
             if found is None:
                 raise _actor_error(f"reminder '{name}' not found", status=404, code="ERR_ACTOR_REMINDER_NON_EXISTENT")
-            await respond(send, 200, _encode(found.view()), _JSON)
+            await respond(send, 200, _encode(registration(found).view()), _JSON)
         else:
             raise _actor_error(f"method {verb} not allowed on actor {kind}s", status=405, code="ERR_METHOD_NOT_ALLOWED")
 

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--dapr-port", type=int, help="also serve the Dapr API (/v1.0/...) on this port, e.g. 3500")
     serve.add_argument("--data-dir", help="data directory (default ./quill-data)")
     serve.add_argument("--partitions", type=int, help="number of partitions, fixed at first start (default 8)")
+    serve.add_argument("--workers", type=int, help="processes sharing the partitions, fixed at first start (default 1)")
     serve.add_argument("--log-level", default=os.environ.get("QUILL_LOG_LEVEL", "info"))
     serve.add_argument(
         "--log-format",
@@ -42,11 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=[p.value for p in TracingProtocol],
         help="OTLP transport (default grpc, as Restate; or http/protobuf)",
     )
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     args = parser.parse_args(argv)
     if args.log_format not in {f.value for f in LogFormat}:  # a QUILL_LOG_FORMAT argparse did not check
         parser.error(f"argument --log-format: invalid choice: {args.log_format!r} (choose from 'text', 'json')")
 
-    configure_logging(args.log_level, LogFormat(args.log_format))
+    configure_logging(args.log_level, LogFormat(args.log_format), args.worker_index)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides = {
         "bind": args.bind,
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         "partitions": args.partitions,
         "tracing_endpoint": args.tracing_endpoint,
         "tracing_protocol": args.tracing_protocol,
+        "workers": args.workers,
     }
     try:
         config = load_config(file=args.config, overrides=overrides)
@@ -66,8 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     if config.tracing_endpoint and importlib.util.find_spec("opentelemetry.sdk") is None:
         print("quill: --tracing-endpoint needs OpenTelemetry: pip install 'quill[tracing]'", file=sys.stderr)
         return 2
-    from quill.server import serve as run_server
+    from engine.workers.layout import LayoutError, WorkerPlan, namespace, settle
 
+    try:
+        settle(config.data_path, config.workers)
+    except LayoutError as exc:
+        print(f"quill: {exc}", file=sys.stderr)
+        return 2
     try:
         import uvloop
 
@@ -75,5 +83,23 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         runner = asyncio.Runner()
     with runner:
-        runner.run(run_server(config))
+        if config.workers > 1 and args.worker_index is None:
+            from quill.supervisor import supervise, worker_argv
+
+            return runner.run(supervise(config, worker_argv()))
+        from quill.server import serve as run_server
+
+        if args.worker_index is None:
+            runner.run(run_server(config))
+        else:
+            plan = WorkerPlan(args.worker_index, config.workers, namespace(config.data_path))
+            runner.run(run_server(config, plan=plan, ready=_tell_supervisor))
     return 0
+
+
+def _tell_supervisor() -> None:
+    """The worker serves: one byte on the pipe the supervisor gave it."""
+    fd = os.environ.get("QUILL_READY_FD")
+    if fd is not None:
+        os.write(int(fd), b"1")
+        os.close(int(fd))

@@ -256,7 +256,7 @@ class _InProcessQuill:
 
         async def main() -> None:
             started, self._shutdown = asyncio.Event(), asyncio.Event()
-            self._serving = asyncio.ensure_future(serve(config, started, self._shutdown))
+            self._serving = asyncio.ensure_future(serve(config, started, shutdown=self._shutdown))
             ready = asyncio.ensure_future(started.wait())
             await asyncio.wait({self._serving, ready}, return_when=asyncio.FIRST_COMPLETED)
             ready.cancel()

@@ -18,29 +18,21 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from engine.dapr.reminders import parse_duration_ms
+from engine.dapr.targets import ACTOR_PREFIX, DEACTIVATE
 from engine.errors import QuillError
 from engine.invoker.attempt import AttemptResult
+from engine.partition.commands import AttemptEnding
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
-from engine.records import InvocationStatus, Target
+from engine.records import InvocationStatus
 
 if TYPE_CHECKING:
     from engine.dapr.apps import DaprApps
 
 log = logging.getLogger(__name__)
 
-ACTOR_PREFIX = "dapr-actor:"
-DEACTIVATE = "__deactivate"  # the handler name of an idle actor's deactivation turn
 _DEFAULT_IDLE_MS = 60 * 60 * 1000  # daprd: actorIdleTimeout 60m
 _DEFAULT_SCAN_MS = 30 * 1000  # daprd: actorScanInterval 30s
-
-
-def actor_target(actor_type: str, actor_id: str, method: str) -> Target:
-    return Target(ACTOR_PREFIX + actor_type, method, actor_id)
-
-
-def is_actor(target: Target) -> bool:
-    return target.service.startswith(ACTOR_PREFIX)
 
 
 def hosting_app(apps: DaprApps, actor_type: str) -> str | None:
@@ -80,14 +72,6 @@ def reentrancy_limit(apps: DaprApps, actor_type: str) -> int:
     """How deep a reentrant call chain may go on one actor (Dapr's maxStackDepth, default 32)."""
     config = _type_config(apps, actor_type).get("reentrancy") or {}
     return int(config.get("maxStackDepth") or 32)
-
-
-def reentrancy_id(input_entry: bytes) -> str | None:
-    """The reentrancy chain an actor call belongs to (its ``Dapr-Reentrancy-Id``)."""
-    for header in pb.InputCommandMessage.FromString(input_entry).headers:
-        if header.key.lower() == REENTRANCY_HEADER:
-            return header.value
-    return None
 
 
 def _type_config(apps: DaprApps, actor_type: str) -> dict[str, Any]:
@@ -157,17 +141,18 @@ async def call_actor(apps: DaprApps, status: InvocationStatus, input_entry: byte
     actor_type = status.target.service[len(ACTOR_PREFIX) :]
     base = hosting_app(apps, actor_type)
     if base is None:
-        return AttemptResult([], "error", failure=f"no registered app hosts actor type '{actor_type}'")
+        return AttemptResult([], AttemptEnding.ERROR, failure=f"no registered app hosts actor type '{actor_type}'")
     if status.target.handler == DEACTIVATE:
         url = f"{base}/actors/{actor_type}/{status.target.key}"
         try:
             async with apps.session.delete(url) as response:
                 await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            return AttemptResult([], "error", failure=f"cannot reach {url}: {exc!r}")
+            return AttemptResult([], AttemptEnding.ERROR, failure=f"cannot reach {url}: {exc!r}")
         # An app that no longer holds the actor answers 500 "not activated": nothing to retry.
         return AttemptResult(
-            [(MessageType.OUTPUT_COMMAND, pb.OutputCommandMessage(value=pb.Value()).SerializeToString())], "end"
+            [(MessageType.OUTPUT_COMMAND, pb.OutputCommandMessage(value=pb.Value()).SerializeToString())],
+            AttemptEnding.END,
         )
     request = pb.InputCommandMessage.FromString(input_entry)
     headers = {h.key: h.value for h in request.headers if h.key.lower() in ("content-type", "dapr-reentrancy-id")}
@@ -176,11 +161,11 @@ async def call_actor(apps: DaprApps, status: InvocationStatus, input_entry: byte
         async with apps.session.put(url, data=request.value.content, headers=headers) as response:
             body = await response.read()
     except (TimeoutError, aiohttp.ClientError) as exc:
-        return AttemptResult([], "error", failure=f"cannot reach {url}: {exc!r}")
+        return AttemptResult([], AttemptEnding.ERROR, failure=f"cannot reach {url}: {exc!r}")
     output = pb.OutputCommandMessage()
     if 200 <= response.status < 300:
         output.value.content = body
     else:
         output.failure.code = response.status
         output.failure.message = body.decode("utf-8", "replace")
-    return AttemptResult([(MessageType.OUTPUT_COMMAND, output.SerializeToString())], "end")
+    return AttemptResult([(MessageType.OUTPUT_COMMAND, output.SerializeToString())], AttemptEnding.END)

@@ -20,7 +20,7 @@ from engine.durations import parse_duration
 from engine.errors import BadRequest, Conflict, DeploymentError, InvokeFailed, NotFound
 from engine.records import now_ms
 from engine.storage import keys
-from engine.storage.store import Store
+from engine.storage.metadata import Metadata
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,15 @@ class Target:
 
 # -- the registry ----------------------------------------------------------------------------
 class DaprApps:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, meta: Metadata) -> None:
+        self._meta = meta
+        self._store = meta.store
         self.apps: dict[str, DaprApp] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def load(self) -> None:
+        """(Re)read the registered apps from the stored metadata."""
+        self.apps.clear()
         for _, value in self._store.scan(keys.META, keys.DAPR_APP_PREFIX):
             app = _decode_app(value)
             self.apps[app.app_id] = app
@@ -136,16 +139,16 @@ class DaprApps:
             app.created_at = existing.created_at
         if registration.dry_run:
             return app, existing is None
-        self._store.put(keys.META, keys.dapr_app_key(app.app_id), _encode(app))
-        await self._store.flush()
+        self._meta.put(keys.dapr_app_key(app.app_id), _encode(app))
+        await self._meta.commit()
         self.apps[app.app_id] = app
         return app, existing is None
 
     async def remove(self, app_id: str) -> None:
         if app_id not in self.apps:
             raise NotFound(f"Dapr app '{app_id}' not found")
-        self._store.delete(keys.META, keys.dapr_app_key(app_id))
-        await self._store.flush()
+        self._meta.delete(keys.dapr_app_key(app_id))
+        await self._meta.commit()
         del self.apps[app_id]
 
     async def _probe(self, app: DaprApp) -> tuple[bool, dict | None]:  # type: ignore[type-arg]

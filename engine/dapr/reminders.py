@@ -1,9 +1,10 @@
 """Dapr actor reminders and timers: durable schedules that invoke an actor method.
 
-A schedule is stored per actor object and fires through a durable partition timer; each firing
-becomes an exclusive invocation of the actor (``remind/{name}`` or ``timer/{name}``), so it takes
-its turn like any call, and the next firing is armed in the same atomic write. quill keeps actor
-timers durable too (daprd loses them on restart).
+A registration becomes the partition's generic recurring invocation (``engine.records.Schedule``)
+of the actor object; each firing is an exclusive invocation of the actor (``remind/{name}`` or
+``timer/{name}``), so it takes its turn like any call, and the next firing is armed in the same
+atomic write. The Dapr registration itself rides along as the schedule's opaque ``meta``. quill
+keeps actor timers durable too (daprd loses them on restart).
 
 Times follow Dapr: Go durations (``1h0m0s0ms0μs``, ``500ms``), ISO 8601 durations (``PT1M``),
 ``R<n>/<duration>`` repetitions for periods, RFC 3339 instants for due times and TTLs.
@@ -18,12 +19,16 @@ from typing import Any
 import isodate
 import msgspec
 
+from engine.dapr.targets import actor_target
+from engine.protocol import service_protocol_pb2 as pb
+from engine.records import Schedule
+
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNITS_MS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "μs": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
-class Schedule(msgspec.Struct, kw_only=True):
-    """A reminder or timer as registered, plus when it fires next."""
+class ActorSchedule(msgspec.Struct, kw_only=True):
+    """A reminder or timer as the app registered it: what daprd delivers and ``GET`` answers."""
 
     kind: str  # reminder | timer
     actor_type: str
@@ -34,10 +39,6 @@ class Schedule(msgspec.Struct, kw_only=True):
     ttl: str = ""
     data: Any = None
     callback: str | None = None  # timers only
-    next_fire: int = 0  # ms since epoch
-    period_ms: int | None = None
-    repetitions: int | None = None  # firings left; None = until deleted (or the TTL)
-    expires_at: int | None = None
 
     def delivery(self) -> bytes:
         """The body daprd sends the app: every key present."""
@@ -59,14 +60,17 @@ class Schedule(msgspec.Struct, kw_only=True):
             view["ttl"] = self.ttl
         return view
 
-    def advance(self) -> bool:
-        """Move to the next firing; False when the schedule is over."""
-        if self.repetitions is not None:
-            self.repetitions -= 1
-        if self.period_ms is None or self.repetitions == 0:
-            return False
-        self.next_fire += self.period_ms
-        return self.expires_at is None or self.next_fire <= self.expires_at
+
+_decode_registration = msgspec.msgpack.Decoder(ActorSchedule).decode
+
+
+def schedule_name(kind: str, name: str) -> str:
+    """The object's schedule name of a reminder or timer (their names are separate in Dapr)."""
+    return f"{kind}/{name}"
+
+
+def registration(found: Schedule) -> ActorSchedule:
+    return _decode_registration(found.meta)
 
 
 def parse_duration_ms(text: str) -> int:
@@ -86,14 +90,15 @@ def parse_duration_ms(text: str) -> int:
 
 
 def schedule(kind: str, actor_type: str, actor_id: str, name: str, body: dict[str, Any], now: int) -> Schedule:
-    """Validate a registration body (``dueTime``, ``period``, ``ttl``, ``data``, ``callback``)."""
+    """Validate a registration body (``dueTime``, ``period``, ``ttl``, ``data``, ``callback``) into
+    the recurring invocation of the actor's ``remind/{name}`` or ``timer/{name}`` method."""
     due, period, ttl = (str(body.get(k) or "") for k in ("dueTime", "period", "ttl"))
     first = _instant(due, now) if due else now
     period_ms, repetitions = _period(period)
     expires_at = _instant(ttl, now) if ttl else None
     if kind == "timer" and not body.get("callback"):
         raise ValueError("a timer needs a callback method")
-    return Schedule(
+    registered = ActorSchedule(
         kind=kind,
         actor_type=actor_type,
         actor_id=actor_id,
@@ -103,10 +108,20 @@ def schedule(kind: str, actor_type: str, actor_id: str, name: str, body: dict[st
         ttl=ttl,
         data=body.get("data"),
         callback=body.get("callback"),
+    )
+    entry = pb.InputCommandMessage(
+        headers=[pb.Header(key="content-type", value="application/json")], value=pb.Value(content=registered.delivery())
+    )
+    method = f"{'remind' if kind == 'reminder' else 'timer'}/{name}"
+    return Schedule(
+        target=actor_target(actor_type, actor_id, method),
+        input_entry=entry.SerializeToString(),
         next_fire=first,
         period_ms=period_ms,
         repetitions=repetitions,
         expires_at=expires_at,
+        exclusive=True,
+        meta=msgspec.msgpack.encode(registered),
     )
 
 

@@ -1,20 +1,33 @@
-"""Reading what an SDK writes during an attempt: journal entries, run proposals, the ending."""
+"""Reading what an SDK writes during an attempt: journal entries, run proposals, the ending.
+
+Also the one thing the partition needs resolved about those entries before it applies them: the
+settings of every handler they call or send to (``targets``), so apply never reads the registry.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
+from engine.partition.commands import AttemptEnding, InvocationSettings
+from engine.partition.types import JournalEntry
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import REQUESTED_ACK, FrameDecoder, MessageType, ProtocolError
 from engine.records import Failure
 
-JournalEntry = tuple[int, bytes]
+
+class Interrupted(StrEnum):
+    """Attempts that end without an outcome for the partition."""
+
+    STALE = "stale"  # the partition moved on (paused, cancelled, a newer attempt): drop it
+    REFUSED = "refused"  # the deployment refused the stream before reading it: try again at once
 
 
 @dataclass
 class AttemptResult:
     entries: list[JournalEntry]
-    ending: str  # end | suspend | error | incomplete
+    ending: AttemptEnding | Interrupted
     awaiting_completions: list[int] = field(default_factory=list)
     awaiting_signals: list[int] = field(default_factory=list)
     awaiting_signal_names: list[str] = field(default_factory=list)
@@ -37,7 +50,7 @@ class MessageReader:
         try:
             frames = self._decoder.feed(data)
         except ProtocolError as exc:
-            return AttemptResult(self.take_entries(), "error", failure=f"protocol violation: {exc}")
+            return AttemptResult(self.take_entries(), AttemptEnding.ERROR, failure=f"protocol violation: {exc}")
         for frame in frames:
             kind = frame.type
             if kind == MessageType.PROPOSE_RUN_COMPLETION:
@@ -55,17 +68,17 @@ class MessageReader:
             elif kind >= 0x0400:
                 self.entries.append((kind, frame.payload))
             elif kind == MessageType.END:
-                return AttemptResult(self.take_entries(), "end")
+                return AttemptResult(self.take_entries(), AttemptEnding.END)
             elif kind == MessageType.SUSPENSION:
                 suspension = pb.SuspensionMessage.FromString(frame.payload)
                 completions, signals, names = _flatten_awaited(suspension)
-                return AttemptResult(self.take_entries(), "suspend", completions, signals, names)
+                return AttemptResult(self.take_entries(), AttemptEnding.SUSPEND, completions, signals, names)
             elif kind == MessageType.ERROR:
                 error = pb.ErrorMessage.FromString(frame.payload)
                 delay = error.next_retry_delay / 1000 if error.HasField("next_retry_delay") else None
                 return AttemptResult(
                     self.take_entries(),
-                    "error",
+                    AttemptEnding.ERROR,
                     failure=f"[{error.code}] {error.message}",
                     retry_after=delay,
                     error=Failure(error.code, error.message),
@@ -84,7 +97,7 @@ def read_messages(data: bytes) -> AttemptResult:
     result = reader.feed(data)
     if result is not None:
         return result
-    return AttemptResult(reader.take_entries(), "incomplete", failure=NO_ENDING)
+    return AttemptResult(reader.take_entries(), AttemptEnding.INCOMPLETE, failure=NO_ENDING)
 
 
 NO_ENDING = "the SDK closed the stream without End, Suspension or Error"
@@ -103,3 +116,21 @@ def _flatten_awaited(message: pb.SuspensionMessage) -> tuple[list[int], list[int
         names.extend(future.waiting_named_signals)
         pending.extend(future.nested_futures)
     return completions, signals, names
+
+
+def called_targets(
+    entries: list[JournalEntry], settings_of: Callable[[str, str], InvocationSettings | None]
+) -> dict[str, InvocationSettings]:
+    """Settings of every handler the entries call or send to, by ``service/handler``."""
+    found: dict[str, InvocationSettings] = {}
+    for message_type, payload in entries:
+        if message_type == MessageType.CALL_COMMAND:
+            call: pb.CallCommandMessage | pb.OneWayCallCommandMessage = pb.CallCommandMessage.FromString(payload)
+        elif message_type == MessageType.ONE_WAY_CALL_COMMAND:
+            call = pb.OneWayCallCommandMessage.FromString(payload)
+        else:
+            continue
+        settings = settings_of(call.service_name, call.handler_name)
+        if settings is not None:
+            found[f"{call.service_name}/{call.handler_name}"] = settings
+    return found

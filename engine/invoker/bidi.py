@@ -16,11 +16,12 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engine.invoker.attempt import NO_ENDING, AttemptResult, JournalEntry, MessageReader
+from engine.invoker.attempt import NO_ENDING, AttemptResult, Interrupted, MessageReader
 from engine.invoker.http2 import Connection, ConnectionDrained, Http2Error, Stream, StreamRefused
+from engine.partition.commands import AttemptEnding, AttemptOutcome, InvocationSettings
+from engine.partition.types import JournalEntry
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType, encode_message, encode_raw
-from engine.records import AttemptOutcome
 from engine.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -39,10 +40,12 @@ class BidiAttempt:
         version: int,
         inactivity_timeout: float,
         abort_timeout: float,
+        targets: Callable[[list[JournalEntry]], dict[str, InvocationSettings]],
         metrics: Metrics,
         on_journaled: Callable[[list[JournalEntry]], None],
     ) -> None:
         self._partition = partition
+        self._targets = targets  # settings of the handlers journaled calls go to
         self._metrics = metrics
         self._on_journaled = on_journaled  # told about every batch the partition accepted
         self._invocation_id = invocation_id
@@ -66,9 +69,11 @@ class BidiAttempt:
             response = await asyncio.wait_for(stream.response_headers, self._abort_timeout)
             status = int(response.get(":status", "0"))
             if status != 200:
-                return AttemptResult([], "error", failure=f"unexpected status {status} from the deployment")
+                return AttemptResult([], AttemptEnding.ERROR, failure=f"unexpected status {status} from the deployment")
             if response.get("content-type") != media_type:
-                return AttemptResult([], "error", failure=f"unexpected content-type {response.get('content-type')!r}")
+                return AttemptResult(
+                    [], AttemptEnding.ERROR, failure=f"unexpected content-type {response.get('content-type')!r}"
+                )
             closed = False
             timeout = self._inactivity_timeout
             receiving = asyncio.ensure_future(stream.receive())
@@ -77,7 +82,9 @@ class BidiAttempt:
                 done, _ = await asyncio.wait({receiving, pushing}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if not done:
                     if closed:
-                        return AttemptResult([], "error", failure="abort timeout: the SDK did not finish the attempt")
+                        return AttemptResult(
+                            [], AttemptEnding.ERROR, failure="abort timeout: the SDK did not finish the attempt"
+                        )
                     # Inactivity: close our side so the SDK suspends; it must answer within the abort timeout.
                     await stream.end()
                     closed, timeout = True, self._abort_timeout
@@ -90,25 +97,25 @@ class BidiAttempt:
                 if receiving in done:
                     chunk = receiving.result()
                     if chunk is None:
-                        return AttemptResult(reader.take_entries(), "incomplete", failure=NO_ENDING)
+                        return AttemptResult(reader.take_entries(), AttemptEnding.INCOMPLETE, failure=NO_ENDING)
                     result = reader.feed(chunk)
                     if result is not None:
                         return result
                     if not await self._journal(reader):
-                        return AttemptResult([], "stale")
+                        return AttemptResult([], Interrupted.STALE)
                     if not closed:
                         await self._answer_run_proposals(stream, reader)
                         timeout = self._inactivity_timeout
                     receiving = asyncio.ensure_future(stream.receive())
         except StreamRefused as exc:
             if not self._journaled:
-                return AttemptResult([], "refused", failure=f"stream refused: {exc}")
-            return AttemptResult(reader.take_entries(), "error", failure=str(exc), retry_after=0.0)
+                return AttemptResult([], Interrupted.REFUSED, failure=f"stream refused: {exc}")
+            return AttemptResult(reader.take_entries(), AttemptEnding.ERROR, failure=str(exc), retry_after=0.0)
         except ConnectionDrained as exc:
             # Not the deployment's fault: a new attempt (from a fresh snapshot) may start at once.
-            return AttemptResult(reader.take_entries(), "error", failure=str(exc), retry_after=0.0)
+            return AttemptResult(reader.take_entries(), AttemptEnding.ERROR, failure=str(exc), retry_after=0.0)
         except (TimeoutError, Http2Error) as exc:
-            return AttemptResult(reader.take_entries(), "error", failure=f"stream failed: {exc!r}")
+            return AttemptResult(reader.take_entries(), AttemptEnding.ERROR, failure=f"stream failed: {exc!r}")
         finally:
             partition.close_stream(self._invocation_id, self._attempt)
             for task in (receiving, pushing):
@@ -132,19 +139,21 @@ class BidiAttempt:
             response = await asyncio.wait_for(stream.response_headers, abort_timeout)
             status = int(response.get(":status", "0"))
             if status != 200:
-                return AttemptResult([], "error", failure=f"unexpected status {status} from the deployment")
+                return AttemptResult([], AttemptEnding.ERROR, failure=f"unexpected status {status} from the deployment")
             if response.get("content-type") != media_type:
-                return AttemptResult([], "error", failure=f"unexpected content-type {response.get('content-type')!r}")
+                return AttemptResult(
+                    [], AttemptEnding.ERROR, failure=f"unexpected content-type {response.get('content-type')!r}"
+                )
             while (chunk := await asyncio.wait_for(stream.receive(), abort_timeout)) is not None:
                 if (result := reader.feed(chunk)) is not None:
                     return result
-            return AttemptResult(reader.take_entries(), "incomplete", failure=NO_ENDING)
+            return AttemptResult(reader.take_entries(), AttemptEnding.INCOMPLETE, failure=NO_ENDING)
         except StreamRefused as exc:
-            return AttemptResult([], "refused", failure=f"stream refused: {exc}")
+            return AttemptResult([], Interrupted.REFUSED, failure=f"stream refused: {exc}")
         except ConnectionDrained as exc:
-            return AttemptResult(reader.take_entries(), "error", failure=str(exc), retry_after=0.0)
+            return AttemptResult(reader.take_entries(), AttemptEnding.ERROR, failure=str(exc), retry_after=0.0)
         except (TimeoutError, Http2Error) as exc:
-            return AttemptResult(reader.take_entries(), "error", failure=f"stream failed: {exc!r}")
+            return AttemptResult(reader.take_entries(), AttemptEnding.ERROR, failure=f"stream failed: {exc!r}")
         finally:
             stream.reset()
             connection.forget(stream)
@@ -157,7 +166,14 @@ class BidiAttempt:
         entries = reader.take_entries()
         if not entries:
             return True
-        outcome = AttemptOutcome(self._invocation_id, self._attempt, self._deployment_id, entries, "open")
+        outcome = AttemptOutcome(
+            self._invocation_id,
+            self._attempt,
+            self._deployment_id,
+            entries,
+            AttemptEnding.OPEN,
+            targets=self._targets(entries),
+        )
         self._journaled = True
         accepted = bool(await self._metrics.timed(self._partition.submit, outcome))
         if accepted:

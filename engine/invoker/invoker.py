@@ -7,7 +7,8 @@ the partition as a single ``AttemptOutcome`` command. Failed attempts are retrie
 policy of the handler, the service or the server (exponential backoff), tracked in memory as the
 real Restate invoker does: after a restart every running invocation simply starts a new attempt.
 When the retries run out the invocation is paused (``on_max_attempts = pause``) or ends with the
-last failure as its output (``kill``, as Restate's ``on-max-attempts = "kill"``).
+last failure as its output (``kill``: Restate 1.7 answers the caller that failure, code and
+message, not a "killed").
 
 Each attempt runs in its own task, bound to its invocation for logging (every record it logs
 carries the invocation id), measured for metrics and, with tracing on, spanned.
@@ -19,35 +20,31 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import aiohttp
 
-from engine.config import Config, RetryPolicy
-from engine.dapr.actors import call_actor, is_actor
+from engine.config import Config
+from engine.dapr.actors import call_actor
 from engine.dapr.apps import DaprApps
-from engine.invoker.attempt import AttemptResult, MessageReader, read_messages
+from engine.dapr.targets import ACTOR_PREFIX, DEACTIVATE, is_actor
+from engine.invoker.attempt import AttemptResult, Interrupted, MessageReader, called_targets, read_messages
 from engine.invoker.bidi import BidiAttempt
 from engine.invoker.http2 import Http2Error, Http2Pool, StreamRefused
 from engine.invoker.observed import ObservedAttempt
-from engine.partition.processor import AttemptSnapshot, Partition
+from engine.invoker.retry import RetryState, Verdict, after_failure
+from engine.partition.commands import AttemptEnding, AttemptOutcome, InvocationSettings, Pause
+from engine.partition.processor import Partition
+from engine.partition.types import AttemptSnapshot, JournalEntry
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType, content_type, encode_message, encode_raw
-from engine.records import AttemptOutcome, Deployment, Failure, InvocationStatus, Pause
+from engine.records import Deployment, Failure, InvocationStatus
 from engine.schema.registry import Schema
 from engine.telemetry.logs import bind_invocation
 from engine.telemetry.metrics import Metrics, RetryAction
 from engine.telemetry.traces import Tracer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RetryState:
-    count: int = 0  # failed attempts since the journal last grew
-    last_stored_at: float = field(default_factory=time.monotonic)
-    last_failure: str | None = None
-    paused: bool = False
 
 
 class Invoker:
@@ -57,6 +54,7 @@ class Invoker:
         schema: Schema,
         http2: Http2Pool,
         dapr_apps: DaprApps,
+        actor_turn: Callable[[str, str], None],
         metrics: Metrics,
         tracer: Tracer | None = None,
     ) -> None:
@@ -65,6 +63,7 @@ class Invoker:
         self._tracer = tracer
         self._schema = schema
         self._dapr_apps = dapr_apps
+        self._actor_turn = actor_turn  # a Dapr actor (type, id) took a turn: idle tracking
         # aiohttp rather than httpx on this path: measured at 32 concurrent keep-alive connections,
         # httpx's pool spent ~3 ms of CPU per request scanning its connections, aiohttp ~0.15 ms.
         self._session = aiohttp.ClientSession(
@@ -108,43 +107,33 @@ class Invoker:
     # -- one attempt -------------------------------------------------------------------------
     async def _attempt(self, partition: Partition, invocation_id: str, attempt: int) -> None:
         async with self._slots:
-            snapshot = partition.snapshot(invocation_id, attempt)
+            snapshot = partition.reads.snapshot(invocation_id, attempt)
             if snapshot is None:
                 return
             status = snapshot.status
             bind_invocation(status.id, status.target, partition.id)
             trace = self._tracer.start_attempt(status, snapshot.journal, attempt) if self._tracer else None
-            observed = ObservedAttempt(self._metrics, trace, partition.id, status.target.service)
+            observed = ObservedAttempt(self._metrics, trace, partition.id)
             deployment = self._schema.deployment_for(status.target.service, status.deployment_id)
             if is_actor(status.target):
                 result = await call_actor(self._dapr_apps, status, snapshot.journal[0][1])
+                if status.target.handler != DEACTIVATE:
+                    self._actor_turn(status.target.service[len(ACTOR_PREFIX) :], status.target.key)
             elif deployment is None:
-                result = AttemptResult([], "error", failure=f"no deployment serves {status.target.service}")
+                result = AttemptResult([], AttemptEnding.ERROR, failure=f"no deployment serves {status.target.service}")
             else:
                 result = await self._call(partition, attempt, deployment, snapshot, observed)
-            if result.ending == "stale":
+            if isinstance(result.ending, Interrupted):
                 observed.finished(result, accepted=False)
-                return
+                return  # stale (refusals were retried in _call)
             deployment_id = deployment.id if deployment else ""
             accepted = await self._submit(partition, invocation_id, attempt, deployment_id, result, observed)
         if not accepted:
             return
-        if result.ending in ("end", "suspend"):
+        if result.ending in (AttemptEnding.END, AttemptEnding.SUSPEND):
             self.retries.pop(invocation_id, None)
-        elif self._schedule_retry(partition, invocation_id, attempt, status, result) is RetryAction.KILL:
+        elif self._schedule_retry(partition, invocation_id, attempt, status, result) is Verdict.KILL:
             await self._kill(partition, status, attempt, deployment_id, result)
-
-    async def _kill(
-        self, partition: Partition, status: InvocationStatus, attempt: int, deployment_id: str, result: AttemptResult
-    ) -> None:
-        """Retries ran out and the policy says kill: the last failure becomes the invocation's output."""
-        failure = _failure_of(result)
-        output = pb.OutputCommandMessage(failure=pb.Failure(code=failure.code, message=failure.message))
-        ending = AttemptResult([(MessageType.OUTPUT_COMMAND, output.SerializeToString())], "end")
-        if await self._metrics.timed(partition.submit, _outcome(status.id, attempt, deployment_id, ending)):
-            self._metrics.invocation_completed(partition.id, status.target.service, success=False)
-            if self._tracer is not None:
-                self._tracer.invocation_ended(status, f"[{failure.code}] {failure.message}")
 
     async def _submit(
         self,
@@ -156,12 +145,42 @@ class Invoker:
         observed: ObservedAttempt,
     ) -> bool:
         """Hand the attempt's outcome to the partition; False if the attempt was stale."""
-        outcome = _outcome(invocation_id, attempt, deployment_id, result)
+        assert not isinstance(result.ending, Interrupted)
+        outcome = AttemptOutcome(
+            invocation_id=invocation_id,
+            attempt=attempt,
+            deployment_id=deployment_id,
+            entries=result.entries,
+            ending=result.ending,
+            awaiting_completions=result.awaiting_completions,
+            awaiting_signals=result.awaiting_signals,
+            awaiting_signal_names=result.awaiting_signal_names,
+            targets=self.called_targets(result.entries),
+        )
         accepted = bool(await self._metrics.timed(partition.submit, outcome))
         if accepted:
             observed.journaled(result.entries)
         observed.finished(result, accepted)
         return accepted
+
+    async def _kill(
+        self, partition: Partition, status: InvocationStatus, attempt: int, deployment_id: str, result: AttemptResult
+    ) -> None:
+        """Retries ran out and the policy says kill: the last failure becomes the invocation's
+        output, so its caller gets that failure (as from Restate 1.7), through the outcome an
+        attempt that returned it would have produced."""
+        failure = result.error or Failure(500, result.failure or "the attempt failed")
+        output = pb.OutputCommandMessage(failure=pb.Failure(code=failure.code, message=failure.message))
+        ending = _outcome(status.id, attempt, deployment_id, [(MessageType.OUTPUT_COMMAND, output.SerializeToString())])
+        if await self._metrics.timed(partition.submit, ending) and self._tracer is not None:
+            self._tracer.invocation_ended(status, f"[{failure.code}] {failure.message}")
+
+    def called_targets(self, entries: list[tuple[int, bytes]]) -> dict[str, InvocationSettings]:
+        return called_targets(entries, self._invocation_settings)
+
+    def _invocation_settings(self, service: str, handler: str) -> InvocationSettings | None:
+        settings = self._schema.settings(service, handler)
+        return None if settings is None else settings.invocation
 
     async def _call(
         self,
@@ -198,7 +217,7 @@ class Invoker:
             except StreamRefused:
                 continue
             except Http2Error as exc:
-                return AttemptResult([], "error", failure=f"cannot reach {url}: {exc}")
+                return AttemptResult([], AttemptEnding.ERROR, failure=f"cannot reach {url}: {exc}")
             reader = MessageReader()
             if deployment.protocol_mode == "REQUEST_RESPONSE" or inactivity == 0:
                 # Request/response over HTTP/2: write everything, close our side, read the answer.
@@ -212,13 +231,14 @@ class Invoker:
                     version,
                     inactivity,
                     abort,
+                    self.called_targets,
                     self._metrics,
                     observed.journaled,
                 )
                 result = await bidi.run(connection, stream, body, media_type, reader)
-            if result.ending != "refused":
+            if result.ending is not Interrupted.REFUSED:
                 return result
-        return AttemptResult([], "error", failure=f"{url} refused the stream three times")
+        return AttemptResult([], AttemptEnding.ERROR, failure=f"{url} refused the stream three times")
 
     def _start_and_journal(self, snapshot: AttemptSnapshot, version: int) -> bytes:
         status, journal = snapshot.status, snapshot.journal
@@ -245,67 +265,47 @@ class Invoker:
             async with self._session.post(url, data=body, headers=headers) as response:
                 content = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            return AttemptResult([], "error", failure=f"cannot reach {url}: {exc!r}")
+            return AttemptResult([], AttemptEnding.ERROR, failure=f"cannot reach {url}: {exc!r}")
         if response.status != 200:
             retry_after = response.headers.get("retry-after")
             return AttemptResult(
                 [],
-                "error",
+                AttemptEnding.ERROR,
                 failure=f"unexpected status {response.status} from {url}: {content[:200]!r}",
                 retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
             )
         if response.headers.get("content-type") != media_type:
             return AttemptResult(
-                [], "error", failure=f"unexpected content-type {response.headers.get('content-type')!r} from {url}"
+                [],
+                AttemptEnding.ERROR,
+                failure=f"unexpected content-type {response.headers.get('content-type')!r} from {url}",
             )
         return read_messages(content)
 
     def _timeouts(self, status: InvocationStatus) -> tuple[float, float]:
-        """(inactivity, abort) in seconds: handler, then service, then server default."""
-        inactivity, abort = self._config.inactivity_timeout, self._config.abort_timeout
-        entry = self._schema.services.get(status.target.service)
-        if entry is not None:
-            handler = entry.manifest.handler(status.target.handler)
-            for layer in (entry.manifest, handler):
-                if layer is None:
-                    continue
-                if layer.inactivity_timeout is not None:
-                    inactivity = layer.inactivity_timeout / 1000
-                if layer.abort_timeout is not None:
-                    abort = layer.abort_timeout / 1000
-        override = self._schema.overrides.get(status.target.service)
-        if override is not None:
-            # An operator's PATCH /services/{name} wins over the manifest.
-            if override.inactivity_timeout is not None:
-                inactivity = override.inactivity_timeout / 1000
-            if override.abort_timeout is not None:
-                abort = override.abort_timeout / 1000
-        return inactivity, abort
+        """(inactivity, abort) in seconds, as the handler's effective settings say."""
+        settings = self._schema.settings(status.target.service, status.target.handler)
+        if settings is None:
+            return self._config.inactivity_timeout, self._config.abort_timeout
+        return settings.inactivity_timeout, settings.abort_timeout
 
     def _schedule_retry(
         self, partition: Partition, invocation_id: str, attempt: int, status: InvocationStatus, result: AttemptResult
-    ) -> RetryAction:
+    ) -> Verdict:
         retry = self.retries.setdefault(invocation_id, RetryState())
-        if result.entries:
-            retry.count, retry.last_stored_at = 0, time.monotonic()
-        retry.count += 1
-        retry.last_failure = result.failure
-        policy = self._retry_policy(status)
-        service = status.target.service
-        if policy.max_attempts is not None and retry.count >= policy.max_attempts:
-            if policy.on_max_attempts == "kill":
-                self._metrics.retry(service, RetryAction.KILL)
-                self.retries.pop(invocation_id, None)
-                log.warning("invocation %s killed after %d attempts: %s", invocation_id, retry.count, result.failure)
-                return RetryAction.KILL
-            self._metrics.retry(service, RetryAction.PAUSE)
-            retry.paused = True
+        settings = self._schema.settings(status.target.service, status.target.handler)
+        policy = settings.retry_policy if settings is not None else self._config.retry_policy
+        verdict, delay = after_failure(retry, policy, bool(result.entries), result.failure, result.retry_after)
+        self._metrics.retry(status.target.service, RetryAction(verdict.value))
+        if verdict is Verdict.KILL:
+            log.warning("invocation %s killed after %d attempts: %s", invocation_id, retry.count, result.failure)
+            self.retries.pop(invocation_id, None)
+            return verdict  # the caller completes it with the failure
+        if verdict is Verdict.PAUSE:
             log.warning("invocation %s paused after %d attempts: %s", invocation_id, retry.count, result.failure)
             # Durably: it stays paused across restarts until an operator resumes (or kills) it.
             partition.submit_detached(Pause(invocation_id))
-            return RetryAction.PAUSE
-        self._metrics.retry(service, RetryAction.RETRY)
-        delay = result.retry_after if result.retry_after is not None else policy.delay(retry.count)
+            return verdict
         # Journal mismatches and protocol violations mean the code no longer matches its journal:
         # retries will not fix that without a deployment change, so make them loud.
         level = logging.WARNING if result.failure and result.failure.startswith(("[570]", "[571]")) else logging.INFO
@@ -313,63 +313,16 @@ class Invoker:
         self._retry_timers[invocation_id] = asyncio.get_running_loop().call_later(
             delay, self.start, partition, invocation_id, attempt
         )
-        return RetryAction.RETRY
+        return verdict
 
     def _lazy_state(self, status: InvocationStatus) -> bool:
-        entry = self._schema.services.get(status.target.service)
-        if entry is None:
-            return False
-        handler = entry.manifest.handler(status.target.handler)
-        if handler is not None and handler.enable_lazy_state is not None:
-            return handler.enable_lazy_state
-        return bool(entry.manifest.enable_lazy_state)
-
-    def _retry_policy(self, status: InvocationStatus) -> RetryPolicy:
-        default = self._config.retry_policy
-        entry = self._schema.services.get(status.target.service)
-        if entry is None:
-            return default
-        handler = entry.manifest.handler(status.target.handler)
-        layers = [entry.manifest, handler] if handler is not None else [entry.manifest]
-        values = {
-            "initial_interval": default.initial_interval,
-            "max_interval": default.max_interval,
-            "max_attempts": default.max_attempts,
-            "exponentiation_factor": default.exponentiation_factor,
-            "on_max_attempts": default.on_max_attempts,
-        }
-        for layer in layers:
-            if layer.retry_policy_initial_interval is not None:
-                values["initial_interval"] = layer.retry_policy_initial_interval / 1000
-            if layer.retry_policy_max_interval is not None:
-                values["max_interval"] = layer.retry_policy_max_interval / 1000
-            if layer.retry_policy_max_attempts is not None:
-                values["max_attempts"] = layer.retry_policy_max_attempts
-            if layer.retry_policy_exponentiation_factor is not None:
-                values["exponentiation_factor"] = layer.retry_policy_exponentiation_factor
-            if layer.retry_policy_on_max_attempts is not None:
-                values["on_max_attempts"] = layer.retry_policy_on_max_attempts.lower()
-        return RetryPolicy(**values)  # type: ignore[arg-type]
+        settings = self._schema.settings(status.target.service, status.target.handler)
+        return settings is not None and settings.lazy_state
 
 
-def _outcome(invocation_id: str, attempt: int, deployment_id: str, result: AttemptResult) -> AttemptOutcome:
-    return AttemptOutcome(
-        invocation_id=invocation_id,
-        attempt=attempt,
-        deployment_id=deployment_id,
-        entries=result.entries,
-        ending=result.ending,
-        awaiting_completions=result.awaiting_completions,
-        awaiting_signals=result.awaiting_signals,
-        awaiting_signal_names=result.awaiting_signal_names,
-    )
-
-
-def _failure_of(result: AttemptResult) -> Failure:
-    """What a killed invocation answers: the SDK's error, or the transport failure as a 500."""
-    if result.error is not None:
-        return result.error
-    return Failure(500, result.failure or "the attempt failed")
+def _outcome(invocation_id: str, attempt: int, deployment_id: str, entries: list[JournalEntry]) -> AttemptOutcome:
+    """The ``end`` outcome of an attempt that wrote only ``entries``."""
+    return AttemptOutcome(invocation_id, attempt, deployment_id, entries, AttemptEnding.END)
 
 
 def _random_seed(raw_id: bytes) -> int:

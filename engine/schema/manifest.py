@@ -9,7 +9,7 @@ import msgspec
 MANIFEST_ACCEPT = ", ".join(f"application/vnd.restate.endpointmanifest.v{v}+json" for v in (2, 3, 4))
 
 
-class _Options(msgspec.Struct, rename="camel", kw_only=True):
+class Options(msgspec.Struct, rename="camel", kw_only=True):
     """Settings a service and each of its handlers may carry (durations in milliseconds)."""
 
     documentation: str | None = None
@@ -27,7 +27,7 @@ class _Options(msgspec.Struct, rename="camel", kw_only=True):
     retry_policy_on_max_attempts: str | None = None
 
 
-class HandlerManifest(_Options, kw_only=True):
+class HandlerManifest(Options, kw_only=True):
     name: str
     ty: str | None = None
     input: dict[str, Any] | None = None
@@ -35,7 +35,7 @@ class HandlerManifest(_Options, kw_only=True):
     workflow_completion_retention: int | None = None
 
 
-class ServiceManifest(_Options, kw_only=True):
+class ServiceManifest(Options, kw_only=True):
     name: str
     ty: str
     handlers: list[HandlerManifest]

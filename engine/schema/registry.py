@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from engine.config import Config
 from engine.errors import BadRequest, Conflict, DeploymentError, NotFound
 from engine.ids import new_deployment_id
 from engine.invoker import http2
@@ -15,26 +16,12 @@ from engine.invoker.http2 import Http2Pool
 from engine.protocol.codec import DEFAULT_MAX_PROTOCOL_VERSION, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION
 from engine.records import Deployment, now_ms
 from engine.schema.manifest import MANIFEST_ACCEPT, EndpointManifest, HandlerManifest, ServiceManifest, decode_manifest
+from engine.schema.settings import ServiceOverrides, Settings, effective
 from engine.storage import keys
-from engine.storage.store import Store
+from engine.storage.metadata import Metadata
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_deployment = msgspec.msgpack.Decoder(Deployment).decode
-
-
-class ServiceOverrides(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """What an operator changed with ``PATCH /services/{name}``; None = keep the manifest's value.
-
-    Durations are milliseconds. Stored in META under ``keys.service_config_key``; they outlive
-    re-registration of the service, as Restate keeps service-level settings across revisions.
-    """
-
-    public: bool | None = None
-    idempotency_retention: int | None = None
-    workflow_completion_retention: int | None = None
-    journal_retention: int | None = None
-    inactivity_timeout: int | None = None
-    abort_timeout: int | None = None
 
 
 _decode_overrides = msgspec.msgpack.Decoder(ServiceOverrides).decode
@@ -48,23 +35,48 @@ class ServiceEntry:
 
 
 class Schema:
-    def __init__(
-        self, store: Store, cluster_name: str, enable_protocol_v7: bool = False, http2: Http2Pool | None = None
-    ) -> None:
-        self._store = store
+    def __init__(self, meta: Metadata, config: Config, http2: Http2Pool | None = None) -> None:
+        self._meta = meta
+        self._store = meta.store
         self._http2 = http2
-        self._cluster_name = cluster_name
-        self._max_version = MAX_PROTOCOL_VERSION if enable_protocol_v7 else DEFAULT_MAX_PROTOCOL_VERSION
+        self._config = config
+        self._cluster_name = config.cluster_name
+        self._max_version = MAX_PROTOCOL_VERSION if config.enable_protocol_v7 else DEFAULT_MAX_PROTOCOL_VERSION
         self.deployments: dict[str, Deployment] = {}
         self.services: dict[str, ServiceEntry] = {}
         self.overrides: dict[str, ServiceOverrides] = {}
+        # Effective settings by (service, handler); handler None: the service's own.
+        self._settings: dict[tuple[str, str | None], Settings] = {}
 
     def load(self) -> None:
+        """(Re)build the registry from the stored metadata."""
+        self.deployments.clear()
+        self.services.clear()
+        self.overrides.clear()
         found = [_decode_deployment(v) for _, v in self._store.scan(keys.META, keys.DEPLOYMENT_PREFIX)]
         for deployment in sorted(found, key=lambda d: d.created_at):
             self._index(deployment)
         for key, value in self._store.scan(keys.META, keys.SERVICE_CONFIG_PREFIX):
             self.overrides[key[len(keys.SERVICE_CONFIG_PREFIX) :].decode()] = _decode_overrides(value)
+        self._resettle()
+
+    def settings(self, service: str, handler: str | None = None) -> Settings | None:
+        """The effective settings of a handler (or, without one, of the service); None if unknown."""
+        return self._settings.get((service, handler))
+
+    def effective(self, manifest: ServiceManifest, handler: HandlerManifest | None = None) -> Settings:
+        """Settings ``manifest`` has (or would have, if registered) with today's overrides."""
+        return effective(manifest, handler, self.overrides.get(manifest.name), self._config)
+
+    def _resettle(self) -> None:
+        """Recompute every effective setting: after any change to deployments or overrides."""
+        settings: dict[tuple[str, str | None], Settings] = {}
+        for name, entry in self.services.items():
+            override = self.overrides.get(name)
+            settings[(name, None)] = effective(entry.manifest, None, override, self._config)
+            for handler in entry.manifest.handlers:
+                settings[(name, handler.name)] = effective(entry.manifest, handler, override, self._config)
+        self._settings = settings
 
     # -- lookup ------------------------------------------------------------------------------
     def resolve(self, service: str, handler: str) -> tuple[ServiceEntry, HandlerManifest]:
@@ -77,23 +89,16 @@ class Schema:
                 f"the service '{service}' exists, but the handler '{handler}' was not found,"
                 " check that the handler exists in the latest registered service version."
             )
-        if not self.is_public(service, found):
+        if not self.is_public(service, handler):
             # Restate's ingress refuses private services (and private handlers) with 400.
             raise BadRequest(f"service '{service}' is private")
         return entry, found
 
-    def is_public(self, service: str, handler: HandlerManifest | None = None) -> bool:
+    def is_public(self, service: str, handler: str | None = None) -> bool:
         """Callable from the ingress: the operator's ``public`` wins over the manifest's
         ``ingressPrivate``; a private handler stays private in a public service."""
-        entry = self.services.get(service)
-        if entry is None:
-            return False
-        override = self.overrides.get(service)
-        if override is not None and override.public is not None:
-            public = override.public
-        else:
-            public = not entry.manifest.ingress_private
-        return public and not (handler is not None and handler.ingress_private)
+        found = self._settings.get((service, handler))
+        return found is not None and found.public
 
     def deployment_for(self, service: str, pinned: str | None) -> Deployment | None:
         if pinned is not None and pinned in self.deployments:
@@ -131,9 +136,10 @@ class Schema:
         )
         if dry_run:
             return deployment, existing is None
-        self._store.put(keys.META, keys.deployment_key(deployment.id), _encode(deployment))
-        await self._store.flush()
+        self._meta.put(keys.deployment_key(deployment.id), _encode(deployment))
+        await self._meta.commit()
         self._index(deployment)
+        self._resettle()
         return deployment, existing is None
 
     async def _discover(
@@ -183,22 +189,24 @@ class Schema:
         merged = msgspec.structs.replace(
             current, **{f: v for f in ServiceOverrides.__struct_fields__ if (v := getattr(overrides, f)) is not None}
         )
-        self._store.put(keys.META, keys.service_config_key(service), _encode(merged))
-        await self._store.flush()
+        self._meta.put(keys.service_config_key(service), _encode(merged))
+        await self._meta.commit()
         self.overrides[service] = merged
+        self._resettle()
 
     async def remove_deployment(self, deployment_id: str) -> None:
         """Forget a deployment; its services go too, unless an older deployment still serves them
         (then that one serves them again, exactly as a restart would rebuild the registry)."""
         if deployment_id not in self.deployments:
             raise NotFound(f"Deployment '{deployment_id}' not found")
-        self._store.delete(keys.META, keys.deployment_key(deployment_id))
+        self._meta.delete(keys.deployment_key(deployment_id))
         remaining = [d for d in self.deployments.values() if d.id != deployment_id]
         self._reindex(remaining)
         for service in [s for s in self.overrides if s not in self.services]:
-            self._store.delete(keys.META, keys.service_config_key(service))
+            self._meta.delete(keys.service_config_key(service))
             del self.overrides[service]
-        await self._store.flush()
+        self._resettle()
+        await self._meta.commit()
 
     async def update_deployment(
         self,
@@ -232,9 +240,10 @@ class Schema:
         )
         if dry_run:
             return deployment
-        self._store.put(keys.META, keys.deployment_key(deployment.id), _encode(deployment))
-        await self._store.flush()
+        self._meta.put(keys.deployment_key(deployment.id), _encode(deployment))
+        await self._meta.commit()
         self._reindex([deployment if d.id == deployment.id else d for d in self.deployments.values()])
+        self._resettle()
         return deployment
 
     def _reindex(self, deployments: list[Deployment]) -> None:

@@ -18,9 +18,26 @@ TIMERS = "timers"
 PROMISES = "promises"
 OUTBOX = "outbox"
 EXPIRY = "expiry"  # completed invocations by the time their retention ends
-SCHEDULES = "schedules"  # Dapr actor reminders and timers, per actor object
+SCHEDULES = "schedules"  # recurring invocations (Dapr actor reminders and timers), per object
 META = "meta"
-COLUMN_FAMILIES = (LOG, STATUS, JOURNAL, STATE, INBOX, LOCKS, TIMERS, PROMISES, OUTBOX, EXPIRY, SCHEDULES, META)
+UNFINISHED = "unfinished"  # the status keys of invocations not completed yet: what recovery loads
+INBOUND = "inbound"  # per (partition, source partition): the last outbox sequence applied from it
+COLUMN_FAMILIES = (
+    LOG,
+    STATUS,
+    JOURNAL,
+    STATE,
+    INBOX,
+    LOCKS,
+    TIMERS,
+    PROMISES,
+    OUTBOX,
+    EXPIRY,
+    SCHEDULES,
+    META,
+    UNFINISHED,
+    INBOUND,
+)
 
 _PARTITION = struct.Struct(">H")
 _LSN = struct.Struct(">HQ")
@@ -106,6 +123,14 @@ def outbox_key(partition: int, sequence: int) -> bytes:
     return _LSN.pack(partition, sequence)
 
 
+def outbox_sequence(key: bytes) -> int:
+    return int.from_bytes(key[2:10], "big")
+
+
+def inbound_key(partition: int, source: int) -> bytes:
+    return _PARTITION.pack(partition) + _PARTITION.pack(source)
+
+
 SERVICE_CONFIG_PREFIX = b"service_config/"
 
 
@@ -135,5 +160,8 @@ def dapr_app_key(app_id: str) -> bytes:
     return DAPR_APP_PREFIX + app_id.encode()
 
 
-def schedule_key(object_prefix: bytes, kind: str, name: str) -> bytes:
-    return object_prefix + kind.encode() + b"/" + name.encode()
+def schedule_key(object_prefix: bytes, name: str) -> bytes:
+    return object_prefix + name.encode()
+
+
+UNFINISHED_INDEX_KEY = b"unfinished_index"  # META: set once the UNFINISHED index covers the data dir

@@ -46,7 +46,8 @@ class Store:
         self._unsynced.sync = False
         self._batch = rocksdict.WriteBatch(raw_mode=True)
         self._overlay: dict[tuple[str, bytes], bytes | None] = {}
-        self._staged_keys: list[tuple[str, bytes, bytes | None]] = []
+        # Every staged write, with the overlay value it replaced, so a savepoint can be undone.
+        self._ops: list[_Op] = []
         self._callbacks: list[CommitCallback] = []
         self._wakeup = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quill-fsync")
@@ -98,22 +99,50 @@ class Store:
     def put(self, column: str, key: bytes, value: bytes) -> None:
         self._check()
         self._batch.put(key, value, self._handles[column])
+        self._ops.append((_PUT, column, key, value, self._overlay.get((column, key), _MISSING)))
         self._overlay[(column, key)] = value
-        self._staged_keys.append((column, key, value))
         self._wakeup.set()
 
     def delete(self, column: str, key: bytes) -> None:
         self._check()
         self._batch.delete(key, self._handles[column])
+        self._ops.append((_DELETE, column, key, None, self._overlay.get((column, key), _MISSING)))
         self._overlay[(column, key)] = None
-        self._staged_keys.append((column, key, None))
         self._wakeup.set()
 
     def delete_range(self, column: str, begin: bytes, end: bytes) -> None:
-        """Range deletes bypass the overlay: use them only for data nobody reads back (log trim)."""
+        """Range deletes bypass the overlay: use them only for data nobody reads back (log trim,
+        a completed invocation's journal)."""
         self._check()
         self._batch.delete_range(begin, end, self._handles[column])
+        self._ops.append((_RANGE, column, begin, end, _MISSING))
         self._wakeup.set()
+
+    def savepoint(self) -> int:
+        """A mark in the staged writes, to :meth:`rollback` to if what follows must not commit."""
+        return len(self._ops)
+
+    def rollback(self, savepoint: int) -> None:
+        """Unstage every write since ``savepoint`` (a command that failed half-way)."""
+        for kind, column, key, _, previous in reversed(self._ops[savepoint:]):
+            if kind == _RANGE:
+                continue
+            if previous is _MISSING:
+                del self._overlay[(column, key)]
+            else:
+                self._overlay[(column, key)] = previous  # type: ignore[assignment]
+        del self._ops[savepoint:]
+        # WriteBatch has no savepoints in rocksdict: rebuild it from what stays staged.
+        self._batch = rocksdict.WriteBatch(raw_mode=True)
+        for kind, column, key, value, _ in self._ops:
+            handle = self._handles[column]
+            if kind == _PUT:
+                self._batch.put(key, value, handle)
+            elif kind == _DELETE:
+                self._batch.delete(key, handle)
+            else:
+                assert value is not None
+                self._batch.delete_range(key, value, handle)
 
     def after_commit(self, callback: CommitCallback) -> None:
         self._callbacks.append(callback)
@@ -162,9 +191,9 @@ class Store:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            batch, staged, callbacks = self._batch, self._staged_keys, self._callbacks
+            batch, staged, callbacks = self._batch, self._ops, self._callbacks
             self._batch = rocksdict.WriteBatch(raw_mode=True)
-            self._staged_keys, self._callbacks = [], []
+            self._ops, self._callbacks = [], []
             error: Exception | None = None
             if not batch.is_empty():
                 self.commits += 1
@@ -177,9 +206,9 @@ class Store:
                     log.critical("storage write failed, refusing further writes: %s", exc)
                     self._failure = exc
                     error = Unavailable(f"storage write failed: {exc}")
-            for column, key, value in staged:
+            for kind, column, key, value, _ in staged:
                 # Only drop overlay entries not overwritten by a later, still staged write.
-                if self._overlay.get((column, key), _MISSING) is value:
+                if kind != _RANGE and self._overlay.get((column, key), _MISSING) is value:
                     del self._overlay[(column, key)]
             for callback in callbacks:
                 # A failing callback is a bug of its owner (which fails itself loudly); it must
@@ -197,3 +226,6 @@ class Store:
 
 
 _MISSING = object()
+_PUT, _DELETE, _RANGE = 0, 1, 2
+# (kind, column, key, value — or the range end —, the overlay value it replaced or _MISSING)
+_Op = tuple[int, str, bytes, bytes | None, object]

@@ -21,6 +21,7 @@ from engine.config import LogFormat
 from engine.records import Target
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(invocation)s: %(message)s"
+WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s w{worker} %(name)s%(invocation)s: %(message)s"
 FIELDS = ("invocation_id", "service", "handler", "partition")
 
 
@@ -61,10 +62,14 @@ class InvocationFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time (UTC, ms), level, logger, message, the invocation fields
-    where known, and the formatted exception if any."""
+    """One JSON object a line: time (UTC, ms), level, logger, message, the worker (with
+    ``--workers``), the invocation fields where known, and the formatted exception if any."""
 
     _encode = msgspec.json.Encoder().encode
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self._worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         seconds = int(record.created)
@@ -74,6 +79,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self._worker is not None:
+            line["worker"] = self._worker
         for name in FIELDS:
             value = getattr(record, name, None)
             if value is not None:
@@ -83,11 +90,16 @@ class JsonFormatter(logging.Formatter):
         return self._encode(line).decode()
 
 
-def configure_logging(level: str, log_format: LogFormat) -> None:
-    """The process's one log handler (stderr), replacing what was configured before."""
+def configure_logging(level: str, log_format: LogFormat, worker: int | None = None) -> None:
+    """The process's one log handler (stderr), replacing what was configured before; a worker
+    process (``--workers``) names itself on every line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(InvocationFilter())
-    handler.setFormatter(JsonFormatter() if log_format is LogFormat.JSON else logging.Formatter(TEXT_FORMAT))
+    if log_format is LogFormat.JSON:
+        handler.setFormatter(JsonFormatter(worker))
+    else:
+        text = TEXT_FORMAT if worker is None else WORKER_TEXT_FORMAT.format(worker=worker)
+        handler.setFormatter(logging.Formatter(text))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())

@@ -18,7 +18,7 @@ import time
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -184,18 +184,3 @@ class DisabledMetrics(Metrics):
 
 
 NO_METRICS = DisabledMetrics()
-
-
-class PartitionObserver(Protocol):
-    """What the partition core could report from the inside, should the boundary not suffice.
-
-    Today quill measures apply latency around ``Partition.submit`` and completions where it sees
-    them (an accepted ``end`` outcome in the invoker, an operator's kill or cancel in the facade).
-    That misses completions decided inside the core: a reentrant actor call over its depth limit,
-    kills and cancels relayed to callees through the outbox. :class:`Metrics` satisfies this
-    protocol; the core would call ``invocation_completed`` from ``Partition._complete``.
-    """
-
-    def applied(self, command: type, seconds: float) -> None: ...
-
-    def invocation_completed(self, partition: int, service: str, success: bool) -> None: ...

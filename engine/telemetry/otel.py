@@ -41,7 +41,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from engine.config import TracingProtocol
-from engine.invoker.attempt import JournalEntry
+from engine.partition.types import JournalEntry
 from engine.protocol.codec import MessageType
 from engine.records import InvocationStatus, Target
 from engine.telemetry.traces import Lineage, input_headers, invocation_span_id, invocation_trace_id

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from engine.config import Config, TracingProtocol
-from engine.invoker.attempt import JournalEntry
+from engine.partition.types import JournalEntry
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import InvocationStatus

@@ -39,6 +39,15 @@ async def flaky(ctx: restate.Context, name: str) -> str:
 
 
 @greeter.handler()
+async def stubborn(ctx: restate.Context, name: str) -> str:
+    """Fails with a retryable error until the fourth attempt."""
+    attempt = await control.record(f"stubborn:{name}")
+    if attempt < 4:
+        raise ValueError(f"attempt {attempt} fails")
+    return f"{name} after {attempt} attempts"
+
+
+@greeter.handler()
 async def two_steps(ctx: restate.Context, name: str) -> int:
     """Two runs; the plain record counts attempts (one in bidi mode, three in request/response)."""
     await control.record(f"attempt:{name}")

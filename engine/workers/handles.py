@@ -1,0 +1,206 @@
+"""What the facade asks of one partition, whether this process owns it or a peer worker does.
+
+``LocalHandle`` calls the partition (and this worker's invoker) directly; ``RemoteHandle`` sends
+the same question to the owning worker, where ``serve_partition_ops`` answers it with a
+``LocalHandle``. With one worker every handle is local and the path is today's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import msgspec
+
+from engine.errors import NotFound
+from engine.invoker.invoker import Invoker
+from engine.invoker.retry import RetryState
+from engine.partition.commands import Command, Invoke
+from engine.partition.processor import Partition
+from engine.partition.types import InvocationView, InvokeResult, JournalEntry, OperatorOutcome, Outcome
+from engine.records import InvocationStatus, Schedule
+from engine.telemetry.metrics import NO_METRICS, Metrics
+from engine.workers.rpc import RpcClient
+
+SubmitResult = InvokeResult | bool | OperatorOutcome | None
+Inspection = tuple[InvocationStatus, list[JournalEntry]]
+
+
+class PartitionHandle(Protocol):
+    id: int
+
+    async def submit(self, command: Command) -> Any: ...
+    async def call(self, command: Invoke) -> tuple[InvokeResult, Outcome | None]: ...
+    async def attach(self, invocation_id: str) -> Outcome: ...
+    async def view(self, invocation_id: str) -> InvocationView | None: ...
+    async def inspect(self, invocation_id: str) -> Inspection | None: ...
+    async def read_state(self, service: str, key: str, name: bytes) -> bytes | None: ...
+    async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None: ...
+    async def retry_state(self, invocation_id: str) -> RetryState | None: ...
+    async def reset_retries(self, invocation_id: str) -> None: ...
+
+
+class LocalHandle:
+    def __init__(self, partition: Partition, invoker: Invoker, metrics: Metrics = NO_METRICS) -> None:
+        self.id = partition.id
+        self.partition = partition
+        self._invoker = invoker
+        self._metrics = metrics  # apply latency, measured around the partition's submit
+
+    async def submit(self, command: Command) -> Any:
+        return await self._metrics.timed(self.partition.submit, command)
+
+    async def call(self, command: Invoke) -> tuple[InvokeResult, Outcome | None]:
+        """Invoke and wait for the result. Not created: a repeat (its retained result, or None for
+        a second run of a workflow); an idempotent repeat of a running one waits for it."""
+        waiters = self.partition.waiters
+        waiter = waiters.wait(command.invocation_id)
+        try:
+            result = await self._metrics.timed(self.partition.submit, command)
+            if not result.created and (command.idempotency_key is None or result.existing is not None):
+                return result, result.existing
+            return result, await waiter
+        finally:
+            waiters.forget(command.invocation_id, waiter)
+
+    async def attach(self, invocation_id: str) -> Outcome:
+        view = self.partition.reads.view(invocation_id)
+        if view is None:
+            raise NotFound("not found", invocation_id=invocation_id, source="invocation")
+        if view.outcome is not None:
+            return view.outcome
+        waiters = self.partition.waiters
+        waiter = waiters.wait(invocation_id)
+        try:
+            return await waiter
+        finally:
+            waiters.forget(invocation_id, waiter)
+
+    async def view(self, invocation_id: str) -> InvocationView | None:
+        return self.partition.reads.view(invocation_id)
+
+    async def inspect(self, invocation_id: str) -> Inspection | None:
+        return self.partition.reads.inspect(invocation_id)
+
+    async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
+        return self.partition.reads.read_state(service, key, name)
+
+    async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
+        return self.partition.read_schedule(service, key, name)
+
+    async def retry_state(self, invocation_id: str) -> RetryState | None:
+        return self._invoker.retries.get(invocation_id)
+
+    async def reset_retries(self, invocation_id: str) -> None:
+        self._invoker.reset_retries(invocation_id)
+
+
+# -- over the wire -------------------------------------------------------------------------------
+class _Submit(msgspec.Struct, array_like=True):
+    partition: int
+    command: Command
+
+
+class _Call(msgspec.Struct, array_like=True):
+    partition: int
+    command: Invoke
+
+
+class _ById(msgspec.Struct, array_like=True):
+    partition: int
+    invocation_id: str
+
+
+class _State(msgspec.Struct, array_like=True):
+    partition: int
+    service: str
+    key: str
+    name: bytes
+
+
+class _Schedule(msgspec.Struct, array_like=True):
+    partition: int
+    service: str
+    key: str
+    name: str
+
+
+class RemoteHandle:
+    def __init__(self, partition_id: int, peer: RpcClient) -> None:
+        self.id = partition_id
+        self._peer = peer
+
+    async def submit(self, command: Command) -> Any:
+        return await self._peer.call("submit", _Submit(self.id, command), SubmitResult)  # type: ignore[arg-type]
+
+    async def call(self, command: Invoke) -> tuple[InvokeResult, Outcome | None]:
+        return await self._peer.call("call", _Call(self.id, command), tuple[InvokeResult, Outcome | None])
+
+    async def attach(self, invocation_id: str) -> Outcome:
+        return await self._peer.call("attach", _ById(self.id, str(invocation_id)), Outcome)
+
+    async def view(self, invocation_id: str) -> InvocationView | None:
+        return await self._peer.call("view", _ById(self.id, str(invocation_id)), InvocationView | None)  # type: ignore[arg-type]
+
+    async def inspect(self, invocation_id: str) -> Inspection | None:
+        return await self._peer.call("inspect", _ById(self.id, str(invocation_id)), Inspection | None)  # type: ignore[arg-type]
+
+    async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
+        return await self._peer.call("read_state", _State(self.id, service, key, name), bytes | None)  # type: ignore[arg-type]
+
+    async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
+        args = _Schedule(self.id, service, key, name)
+        return await self._peer.call("read_schedule", args, Schedule | None)  # type: ignore[arg-type]
+
+    async def retry_state(self, invocation_id: str) -> RetryState | None:
+        return await self._peer.call("retry_state", _ById(self.id, str(invocation_id)), RetryState | None)  # type: ignore[arg-type]
+
+    async def reset_retries(self, invocation_id: str) -> None:
+        await self._peer.call("reset_retries", _ById(self.id, str(invocation_id)), type(None))
+
+
+def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.Raw], Awaitable[Any]]]:
+    """The handlers a worker serves for its own partitions (the other side of RemoteHandle)."""
+
+    def owned(partition: int) -> LocalHandle:
+        handle = local.get(partition)
+        if handle is None:
+            raise NotFound(f"partition {partition} is not served by this worker")
+        return handle
+
+    def decoder(kind: type[Any]) -> Callable[[msgspec.Raw], Any]:
+        return msgspec.msgpack.Decoder(kind).decode
+
+    submit, call, by_id = decoder(_Submit), decoder(_Call), decoder(_ById)
+    state, schedule = decoder(_State), decoder(_Schedule)
+
+    async def on_submit(raw: msgspec.Raw) -> Any:
+        args = submit(raw)
+        return await owned(args.partition).submit(args.command)
+
+    async def on_call(raw: msgspec.Raw) -> Any:
+        args = call(raw)
+        return await owned(args.partition).call(args.command)
+
+    def by_id_op(method: str) -> Callable[[msgspec.Raw], Awaitable[Any]]:
+        async def handle(raw: msgspec.Raw) -> Any:
+            args = by_id(raw)
+            return await getattr(owned(args.partition), method)(args.invocation_id)
+
+        return handle
+
+    async def on_read_state(raw: msgspec.Raw) -> Any:
+        args = state(raw)
+        return await owned(args.partition).read_state(args.service, args.key, args.name)
+
+    async def on_read_schedule(raw: msgspec.Raw) -> Any:
+        args = schedule(raw)
+        return await owned(args.partition).read_schedule(args.service, args.key, args.name)
+
+    return {
+        "submit": on_submit,
+        "call": on_call,
+        "read_state": on_read_state,
+        "read_schedule": on_read_schedule,
+        **{name: by_id_op(name) for name in ("attach", "view", "inspect", "retry_state", "reset_retries")},
+    }
