@@ -12,7 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import QUILL_TEST_ENV
 from tests.prometheus import Prometheus
-from tests.support import Quill, SdkService
+from tests.support import Quill, SdkService, one_process
+
+pytestmark = one_process
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from tests.otlp import GrpcReceiver, HttpReceiver, ReceivedSpan
-from tests.support import REPO, Quill, SdkService
+from tests.support import REPO, Quill, SdkService, one_process
+
+pytestmark = one_process
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
