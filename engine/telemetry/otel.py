@@ -42,6 +42,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from engine.config import TracingProtocol
 from engine.partition.types import JournalEntry
+from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import InvocationStatus, Target
 from engine.telemetry.traces import Lineage, input_headers, invocation_span_id, invocation_trace_id
@@ -51,6 +52,7 @@ _forced_ids: contextvars.ContextVar[tuple[int, int] | None] = contextvars.Contex
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _KNOWN_LIMIT = 65_536  # invocations whose trace is remembered in memory (the lineage is the fallback)
 _LINEAGE_DEPTH = 64
+_NO_OUTPUT = "[571] the invocation ended without an output command"
 
 
 class _DerivedIds(IdGenerator):
@@ -155,6 +157,7 @@ class _AttemptSpan:
         self._span = span
         self._status = status
         self._index = index  # journal index of the next entry
+        self._output: str | None = _NO_OUTPUT  # the invocation's failure, None once a value was output
 
     @property
     def headers(self) -> list[tuple[str, str]]:
@@ -163,17 +166,21 @@ class _AttemptSpan:
         return list(carrier.items())
 
     def journaled(self, entries: list[JournalEntry]) -> None:
-        for message_type, _ in entries:
+        for message_type, payload in entries:
             self._span.add_event(_entry_name(message_type), {"restate.journal.index": self._index})
             self._index += 1
+            if message_type == MessageType.OUTPUT_COMMAND:
+                output = pb.OutputCommandMessage.FromString(payload)
+                failed = output.HasField("failure")
+                self._output = f"[{output.failure.code}] {output.failure.message}" if failed else None
 
-    def finished(self, ending: str, failure: str | None, completed: bool, output_failure: str | None) -> None:
+    def finished(self, ending: str, failure: str | None, completed: bool) -> None:
         self._span.set_attribute("quill.attempt.ending", ending)
         if ending == "error" and failure is not None:
             self._span.set_status(Status(StatusCode.ERROR, failure))
         self._span.end()
         if completed:
-            self._tracer.invocation_ended(self._status, output_failure)
+            self._tracer.invocation_ended(self._status, self._output)
 
 
 def _exporter(endpoint: str, protocol: TracingProtocol) -> SpanExporter:

@@ -33,8 +33,9 @@ class AttemptTrace(Protocol):
 
     def journaled(self, entries: list[JournalEntry]) -> None: ...
 
-    def finished(self, ending: str, failure: str | None, completed: bool, output_failure: str | None) -> None:
-        """End the attempt's span; ``completed`` also ends the invocation's span."""
+    def finished(self, ending: str, failure: str | None, completed: bool) -> None:
+        """End the attempt's span; ``completed`` (the outcome completed the invocation) also ends
+        the invocation's span, with the output command's failure if it carried one."""
         ...
 
 
