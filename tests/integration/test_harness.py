@@ -68,7 +68,7 @@ def test_start_up_to_first_call_is_quick() -> None:
             assert client.post("/Greeter/greet", json="quick").status_code == 200
             timings.append(time.perf_counter() - started)
     print(f"harness start-up to first call: {', '.join(f'{t:.2f}s' for t in timings)}")
-    assert timings[1] < 5.0  # measured ~0.5 s; generous for a shared machine
+    assert timings[1] < 5.0  # measured 0.5-0.8 s; generous for a shared machine
 
 
 async def test_create_test_harness_has_the_sdk_harness_shape() -> None:
