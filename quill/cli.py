@@ -44,11 +44,21 @@ def main(argv: list[str] | None = None) -> int:
         help="OTLP transport (default grpc, as Restate; or http/protobuf)",
     )
     serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
+    serve.add_argument("--cluster", help="cluster mode: NATS JetStream servers, nats://h:p,nats://h:p (default off)")
+    serve.add_argument("--node-name", help="this node's name in the cluster (default n1)")
+    commands.add_parser("dev-cluster", help="start a local 3-server NATS + 3-node quill cluster", add_help=False)
+    if (argv if argv is not None else sys.argv[1:])[:1] == ["dev-cluster"]:
+        from quill import devcluster
+
+        return devcluster.main((argv if argv is not None else sys.argv[1:])[1:])
     args = parser.parse_args(argv)
     if args.log_format not in {f.value for f in LogFormat}:  # a QUILL_LOG_FORMAT argparse did not check
         parser.error(f"argument --log-format: invalid choice: {args.log_format!r} (choose from 'text', 'json')")
 
-    configure_logging(args.log_level, LogFormat(args.log_format), args.worker_index)
+    process = None if args.worker_index is None else f"w{args.worker_index}"
+    if args.cluster or os.environ.get("QUILL_CLUSTER"):
+        process = args.node_name or os.environ.get("QUILL_NODE_NAME", "n1")
+    configure_logging(args.log_level, LogFormat(args.log_format), process)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides = {
         "bind": args.bind,
@@ -60,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         "tracing_endpoint": args.tracing_endpoint,
         "tracing_protocol": args.tracing_protocol,
         "workers": args.workers,
+        "cluster": args.cluster,
+        "node_name": args.node_name,
     }
     try:
         config = load_config(file=args.config, overrides=overrides)
@@ -87,13 +99,19 @@ def main(argv: list[str] | None = None) -> int:
             from quill.supervisor import supervise, worker_argv
 
             return runner.run(supervise(config, worker_argv()))
+        from engine import QuillError
         from quill.server import serve as run_server
 
-        if args.worker_index is None:
-            runner.run(run_server(config))
-        else:
-            plan = WorkerPlan(args.worker_index, config.workers, namespace(config.data_path))
-            runner.run(run_server(config, plan=plan, ready=_tell_supervisor))
+        try:
+            if args.worker_index is None:
+                runner.run(run_server(config))
+            else:
+                plan = WorkerPlan(args.worker_index, config.workers, namespace(config.data_path))
+                runner.run(run_server(config, plan=plan, ready=_tell_supervisor))
+        except QuillError as exc:
+            # Refused at start (e.g. a NATS server too old for cluster mode): one line, no traceback.
+            print(f"quill: {exc.message}", file=sys.stderr)
+            return 1
     return 0
 
 

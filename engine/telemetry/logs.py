@@ -21,7 +21,7 @@ from engine.config import LogFormat
 from engine.records import Target
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(invocation)s: %(message)s"
-WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s w{worker} %(name)s%(invocation)s: %(message)s"
+PROCESS_TEXT_FORMAT = "%(asctime)s %(levelname)s {process} %(name)s%(invocation)s: %(message)s"
 FIELDS = ("invocation_id", "service", "handler", "partition")
 
 
@@ -62,14 +62,15 @@ class InvocationFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time (UTC, ms), level, logger, message, the worker (with
-    ``--workers``), the invocation fields where known, and the formatted exception if any."""
+    """One JSON object a line: time (UTC, ms), level, logger, message, the process (``w1`` with
+    ``--workers``, the node name in cluster mode), the invocation fields where known, and the
+    formatted exception if any."""
 
     _encode = msgspec.json.Encoder().encode
 
-    def __init__(self, worker: int | None = None) -> None:
+    def __init__(self, process: str | None = None) -> None:
         super().__init__()
-        self._worker = worker
+        self._process = process
 
     def format(self, record: logging.LogRecord) -> str:
         seconds = int(record.created)
@@ -79,8 +80,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if self._worker is not None:
-            line["worker"] = self._worker
+        if self._process is not None:
+            line["process"] = self._process
         for name in FIELDS:
             value = getattr(record, name, None)
             if value is not None:
@@ -90,15 +91,15 @@ class JsonFormatter(logging.Formatter):
         return self._encode(line).decode()
 
 
-def configure_logging(level: str, log_format: LogFormat, worker: int | None = None) -> None:
+def configure_logging(level: str, log_format: LogFormat, process: str | None = None) -> None:
     """The process's one log handler (stderr), replacing what was configured before; a worker
-    process (``--workers``) names itself on every line."""
+    (``w1``) or cluster node (``n1``) names itself on every line."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(InvocationFilter())
     if log_format is LogFormat.JSON:
-        handler.setFormatter(JsonFormatter(worker))
+        handler.setFormatter(JsonFormatter(process))
     else:
-        text = TEXT_FORMAT if worker is None else WORKER_TEXT_FORMAT.format(worker=worker)
+        text = TEXT_FORMAT if process is None else PROCESS_TEXT_FORMAT.format(process=process)
         handler.setFormatter(logging.Formatter(text))
     root = logging.getLogger()
     root.handlers = [handler]
