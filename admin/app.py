@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin.routes_dapr import dapr_router
@@ -20,7 +20,6 @@ from admin.routes_invocations import invocations_router
 from admin.routes_query import query_router
 from admin.routes_services import services_router
 from engine import Engine, PayloadTooLarge, QuillError, Unavailable
-from engine.telemetry.collector import build_registry
 
 __version__ = metadata.version("quill")
 MIN_ADMIN_API_VERSION = 2
@@ -131,13 +130,10 @@ def create_admin_app(engine: Engine) -> FastAPI:
         }
 
     if engine.metrics.enabled:
-        worker = {"worker": str(engine.plan.index)} if engine.plan is not None else None
-        registry = build_registry(engine.metrics, engine, worker)
-
         # async: collected on the event loop, the only thread that writes the counters.
         @app.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:
-            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+            return Response(await engine.metrics_exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(deployments_router(engine))
     app.include_router(services_router(engine))

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
+from prometheus_client import CollectorRegistry, generate_latest
 
 from engine.config import Config
 from engine.dapr.actors import IdleActors
@@ -50,6 +51,7 @@ from engine.schema.registry import Schema
 from engine.storage import keys
 from engine.storage.metadata import Metadata
 from engine.storage.store import StorageOptions, Store, is_disk_full
+from engine.telemetry.collector import build_registry, merged_exposition
 from engine.telemetry.metrics import NO_METRICS, Metrics
 from engine.telemetry.traces import Tracer, input_headers, start_tracing
 from engine.workers.handles import LocalHandle, PartitionHandle, RemoteHandle, partition_ops
@@ -101,6 +103,7 @@ class Engine:
         self._handles: list[PartitionHandle] = []  # every partition, by id
         self._local_ids: list[int] = []
         self._node: WorkerNode | None = None
+        self._metrics_registry: CollectorRegistry | None = None
         self._cluster: ClusterNode | None = None
         self._cluster_deliverer: ClusterDeliverer | None = None
         # Invocations this process received, and those of them another worker owns.
@@ -310,14 +313,25 @@ class Engine:
         """Invoke and wait for the result; a repeated idempotent request gets the first one's."""
         invocation_id, handle, command = self._prepare(request)
         self._count(handle)
-        _, outcome = await handle.call(command)
+        try:
+            _, outcome = await handle.call(command)
+        except Unavailable as exc:
+            raise self._unanswered(exc, invocation_id) from exc
         if outcome is None:
             raise Conflict("the workflow method was already invoked", invocation_id=invocation_id, source="invocation")
         return invocation_id, outcome
 
     async def attach(self, invocation_id: InvocationId) -> Outcome:
         """Wait for the result of a running or retained invocation."""
-        return await self._partition_of(invocation_id).attach(invocation_id)
+        try:
+            return await self._partition_of(invocation_id).attach(invocation_id)
+        except Unavailable as exc:
+            raise self._unanswered(exc, invocation_id) from exc
+
+    def _unanswered(self, error: Unavailable, invocation_id: str) -> Unavailable:
+        """A waiting caller's 503 always names the invocation, so it can attach or retry (and, while
+        this process shuts down, says so: a peer's answer may have been cut by it)."""
+        return Unavailable(_SHUTTING_DOWN if self._draining else error.message, invocation_id=invocation_id)
 
     async def output(self, invocation_id: InvocationId) -> Outcome | None:
         """The result of a finished invocation, None while it runs."""
@@ -442,14 +456,14 @@ class Engine:
         self._require_storage()
         parsed = _parse_id(invocation_id)
         partition = self._local_partition(parsed)
-        active = partition.state.active.get(parsed) if partition is not None else None
+        active = partition.reads.unfinished(parsed) if partition is not None else None
         lineage = self._lineage(parsed) if active is not None and self._tracer is not None else None
         outcome: OperatorOutcome = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
         _check(outcome, invocation_id)
         if outcome is OperatorOutcome.DONE and active is not None and self._tracer is not None:
             # Completed here, not by an attempt: its trace ends here.
             failure = "[409] killed" if kill else "[409] cancelled"
-            self._tracer.invocation_ended(active.status, failure, lineage[0] if lineage else None)
+            self._tracer.invocation_ended(active[0], failure, lineage[0] if lineage else None)
         return outcome
 
     def invocation_settings(self, service: str, handler: str) -> InvocationSettings | None:
@@ -501,6 +515,23 @@ class Engine:
             self.forwarded += 1
 
     # -- live views for /metrics (read at scrape time; see engine/telemetry/collector.py) -------
+    async def metrics_exposition(self) -> bytes:
+        """``/metrics`` of the whole server: with workers, every worker's samples (``worker``
+        label), gathered from them and merged into one exposition."""
+        if self._node is None:
+            return generate_latest(self._registry())
+        texts = [await self._local_metrics(), *await self._node.gather("metrics", str)]
+        return merged_exposition(texts)
+
+    async def _local_metrics(self) -> str:
+        return generate_latest(self._registry()).decode()
+
+    def _registry(self) -> CollectorRegistry:
+        if self._metrics_registry is None:
+            worker = {"worker": str(self.plan.index)} if self.plan is not None else None
+            self._metrics_registry = build_registry(self.metrics, self, worker)
+        return self._metrics_registry
+
     @property
     def partition_count(self) -> int:
         return len(self._handles)
@@ -508,9 +539,11 @@ class Engine:
     def invocation_census(self) -> Counter[tuple[int, str, str]]:
         """This process's unfinished invocations by (partition, service, status)."""
         return Counter(
-            (partition.id, active.status.target.service, str(active.status.phase))
-            for partition in self._partitions
-            for active in partition.state.active.values()
+            {
+                (partition.id, service, phase): count
+                for partition in self._partitions
+                for (service, phase), count in partition.reads.census().items()
+            }
         )
 
     def keyed_services(self) -> list[str]:
@@ -531,11 +564,12 @@ class Engine:
         """An unfinished invocation's input headers and caller, for its trace's parent (only
         for partitions of this process: another worker's are not looked up)."""
         partition = self._local_partition(invocation_id)
-        active = partition.state.active.get(invocation_id) if partition is not None else None
-        if active is None:
+        found = partition.reads.unfinished(invocation_id) if partition is not None else None
+        if found is None:
             return None
-        caller = active.status.caller
-        return input_headers(active.journal), caller.invocation_id if caller is not None else None
+        status, journal = found
+        caller = status.caller
+        return input_headers(journal), caller.invocation_id if caller is not None else None
 
     def _partition_id(self, invocation_id: str) -> int:
         return InvocationId(invocation_id).partition_key % len(self._handles)
@@ -630,7 +664,12 @@ class Engine:
 
     def _gather_ops(self) -> dict[str, Callable[[], Awaitable[Any]]]:
         """What peers gather from this worker for the admin API (see ``_everywhere``)."""
-        return {"invocations": self._local_invocations, "journals": self._local_journals, "state": self._local_state}
+        return {
+            "invocations": self._local_invocations,
+            "journals": self._local_journals,
+            "state": self._local_state,
+            "metrics": self._local_metrics,
+        }
 
     def _reload_metadata(self) -> None:
         self.schema.load()
