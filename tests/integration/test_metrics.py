@@ -89,7 +89,9 @@ async def test_http2_streams_in_use_are_counted_while_a_bidi_attempt_runs(
     finally:
         quill.stop()
     assert during["quill_http2_streams_in_use"] == 1
-    assert during["quill_http2_connections"] == 1
+    # Each worker process keeps its own pooled connection to a deployment it has talked to (the
+    # discovery at registration and the attempt may have been on different workers).
+    assert 1 <= during["quill_http2_connections"] <= quill.workers
     assert after["quill_http2_streams_in_use"] == 0
 
 
