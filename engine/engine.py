@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -38,9 +38,10 @@ from engine.partition.commands import (
     recipient,
 )
 from engine.partition.processor import Partition
+from engine.partition.reads import InvocationFilter
 from engine.partition.types import InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.protocol import service_protocol_pb2 as pb
-from engine.records import Failure, InvocationStatus, Phase, Schedule, Target, now_ms
+from engine.records import Failure, InvocationStatus, Phase, Promise, Schedule, Target, now_ms
 from engine.runtime.executor import EffectExecutor
 from engine.runtime.timers import TimerService
 from engine.schema.registry import Schema
@@ -97,6 +98,7 @@ class Engine:
         count = self._partition_count(store)
         plan = self.plan
         await _index_unfinished(store)
+        await _index_created(store)
         # Discovery and other control-plane calls; invocations use the invoker's own pool.
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._http2 = Http2Pool()
@@ -389,6 +391,87 @@ class Engine:
         entries = await self._everywhere("state", self._local_state, _State)
         return [(partition, *keys.parse_state_key(key), value) for partition, key, value in entries]
 
+    async def find_invocations(self, invocation_ids: list[str]) -> _Invocations:
+        """The invocations among ``invocation_ids`` that exist (malformed ids match nothing)."""
+        by_partition: dict[int, list[str]] = {}
+        for invocation_id in invocation_ids:
+            try:
+                parsed = InvocationId.parse(invocation_id)
+            except ValueError:
+                continue
+            by_partition.setdefault(self._partition_id(parsed), []).append(str(parsed))
+        answers = await asyncio.gather(*(self._handles[p].lookup(ids) for p, ids in by_partition.items()))
+        return [found for answer in answers for found in answer]
+
+    async def list_invocations(
+        self, wanted: InvocationFilter, *, unfinished: bool, completed: bool, limit: int
+    ) -> _Invocations:
+        """The first ``limit`` invocations matching ``wanted`` in its order (newest or oldest
+        first): unfinished ones from memory, completed ones from each partition's CREATED index."""
+        calls: list[Awaitable[_Invocations]] = []
+        for handle in self._handles:
+            if unfinished:
+                calls.append(handle.unfinished(wanted, limit))
+            if completed:
+                calls.append(self._completed_with_no_retry(handle, wanted, limit))
+        found = [pair for answer in await asyncio.gather(*calls) for pair in answer]
+        found.sort(key=lambda pair: pair[0].created_at, reverse=wanted.newest_first)
+        return found[:limit]
+
+    @staticmethod
+    async def _completed_with_no_retry(handle: PartitionHandle, wanted: InvocationFilter, limit: int) -> _Invocations:
+        statuses, _ = await handle.completed_page(wanted, None, limit)
+        return [(status, None) for status in statuses]
+
+    async def unfinished_invocations(self, wanted: InvocationFilter) -> _Invocations:
+        """Every unfinished invocation matching ``wanted`` (they are in memory, and few)."""
+        answers = await asyncio.gather(*(handle.unfinished(wanted, None) for handle in self._handles))
+        return [pair for answer in answers for pair in answer]
+
+    async def completed_invocations(self, wanted: InvocationFilter, page: int) -> AsyncIterator[list[InvocationStatus]]:
+        """Every completed invocation matching ``wanted``, ``page`` at a time, partition by
+        partition: a reader of all of them holds one page, never the whole table."""
+        for handle in self._handles:
+            after: bytes | None = None
+            while True:
+                statuses, after = await handle.completed_page(wanted, after, page)
+                if statuses:
+                    yield statuses
+                if after is None:
+                    break
+
+    async def object_state(self, service: str | None, key: str | None) -> list[tuple[int, str, str, bytes, bytes]]:
+        """(partition, service, object key, state name, value) of one object's, one service's, or
+        (neither given) every object's state."""
+        handles = [self._object_partition(service, key)] if service is not None and key is not None else self._handles
+        answers = await asyncio.gather(*(handle.object_state(service, key) for handle in handles))
+        return [
+            (handle.id, *keys.parse_state_key(raw), value)
+            for handle, answer in zip(handles, answers, strict=True)
+            for raw, value in answer
+        ]
+
+    async def locks(self) -> list[tuple[int, str, str, str]]:
+        """(partition, service, key, holder invocation id) of every held object lock."""
+        return await self._everywhere("locks", self._local_locks, _Locks)
+
+    async def inbox(self) -> list[tuple[int, str, str, int, str]]:
+        """(partition, service, key, sequence, invocation id) of every inboxed invocation."""
+        return await self._everywhere("inbox", self._local_inbox, _Inbox)
+
+    async def promises(self) -> list[tuple[int, str, str, str, Promise]]:
+        """(partition, service, key, name, promise) of every workflow promise."""
+        return await self._everywhere("promises", self._local_promises, _Promises)
+
+    async def _local_locks(self) -> list[tuple[int, str, str, str]]:
+        return [(p.id, *lock) for p in self._partitions for lock in p.reads.locks()]
+
+    async def _local_inbox(self) -> list[tuple[int, str, str, int, str]]:
+        return [(p.id, *entry) for p in self._partitions for entry in p.reads.inbox()]
+
+    async def _local_promises(self) -> list[tuple[int, str, str, str, Promise]]:
+        return [(p.id, *promise) for p in self._partitions for promise in p.reads.promises(None, None)]
+
     async def _everywhere(self, op: str, local: Callable[[], Awaitable[list[T]]], kind: type[list[T]]) -> list[T]:
         found = await local()
         if self._node is not None:
@@ -408,7 +491,14 @@ class Engine:
 
     def _gather_ops(self) -> dict[str, Callable[[], Awaitable[Any]]]:
         """What peers gather from this worker for the admin API (see ``_everywhere``)."""
-        return {"invocations": self._local_invocations, "journals": self._local_journals, "state": self._local_state}
+        return {
+            "invocations": self._local_invocations,
+            "journals": self._local_journals,
+            "state": self._local_state,
+            "locks": self._local_locks,
+            "inbox": self._local_inbox,
+            "promises": self._local_promises,
+        }
 
     def _reload_metadata(self) -> None:
         self.schema.load()
@@ -418,6 +508,9 @@ class Engine:
 _Invocations = list[tuple[InvocationStatus, RetryState | None]]
 _Journals = list[tuple[InvocationStatus, list[JournalEntry]]]
 _State = list[tuple[int, bytes, bytes]]
+_Locks = list[tuple[int, str, str, str]]
+_Inbox = list[tuple[int, str, str, int, str]]
+_Promises = list[tuple[int, str, str, str, Promise]]
 T = TypeVar("T")
 
 
@@ -430,6 +523,20 @@ async def _index_unfinished(store: Store) -> None:
         if decode(value).phase is not Phase.COMPLETED:
             store.put(keys.UNFINISHED, key, b"")
     store.put(keys.META, keys.UNFINISHED_INDEX_KEY, b"1")
+    await store.flush()
+
+
+async def _index_created(store: Store) -> None:
+    """Data dirs written before the CREATED index get it once, by one scan of every status."""
+    if store.get(keys.META, keys.CREATED_INDEX_KEY) is not None:
+        return
+    decode = msgspec.msgpack.Decoder(InvocationStatus).decode
+    for key, value in store.scan(keys.STATUS, b""):
+        status = decode(value)
+        partition, raw_id = int.from_bytes(key[:2], "big"), key[2:]
+        for index_key in keys.created_keys(partition, status.target.service, status.created_at, raw_id):
+            store.put(keys.CREATED, index_key, b"")
+    store.put(keys.META, keys.CREATED_INDEX_KEY, b"1")
     await store.flush()
 
 

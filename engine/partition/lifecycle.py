@@ -63,6 +63,7 @@ class Lifecycle:
         active = Active(state.id, status, [])
         state.active[invocation_id] = active
         state.store.put(keys.UNFINISHED, active.key, b"")
+        state.index_created(status, active.raw_id, present=True)
         state.append(active, MessageType.INPUT_COMMAND, command.input_entry)
         if delayed:
             assert command.execution_time is not None
@@ -185,6 +186,7 @@ class Lifecycle:
             state.store.put(keys.EXPIRY, keys.expiry_key(state.id, expires, active.raw_id), b"")
         else:
             state.store.delete(keys.STATUS, active.key)
+            state.index_created(status, active.raw_id, present=False)
         # Restate sends idempotency-expires only when answering from the retained result.
         step.effects.append(Complete(status.id, Outcome(completion, None, status.target)))
 
@@ -312,6 +314,7 @@ class Lifecycle:
             raw_id = InvocationId(invocation_id).to_bytes()
             state.store.delete(keys.STATUS, keys.invocation_key(state.id, raw_id))
             state.store.delete(keys.EXPIRY, keys.expiry_key(state.id, retained.retain_until, raw_id))
+            state.index_created(retained, raw_id, present=False)
             result = OperatorOutcome.PURGED
         return result
 

@@ -11,10 +11,34 @@ import msgspec
 from engine.ids import InvocationId
 from engine.partition.state import PartitionState
 from engine.partition.types import AttemptSnapshot, InvocationView, JournalEntry, Outcome
-from engine.records import InvocationStatus, Phase
+from engine.records import InvocationStatus, Phase, Promise
 from engine.storage import keys
 
 _decode_status = msgspec.msgpack.Decoder(InvocationStatus).decode
+_decode_promise = msgspec.msgpack.Decoder(Promise).decode
+
+
+class InvocationFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """What an admin list asks of the partitions: the filters their indexes answer.
+
+    ``services`` None: every service. Times are ms since the epoch, ``created_to`` exclusive.
+    """
+
+    services: list[str] | None = None
+    created_from: int | None = None
+    created_to: int | None = None
+    newest_first: bool = True
+
+    def admits(self, status: InvocationStatus) -> bool:
+        return (
+            (self.services is None or status.target.service in self.services)
+            and (self.created_from is None or status.created_at >= self.created_from)
+            and (self.created_to is None or status.created_at < self.created_to)
+        )
+
+
+# A completed-invocations page ends with where the next one starts (None: nothing after it).
+CompletedPage = tuple[list[InvocationStatus], bytes | None]
 
 
 class PartitionReads:
@@ -86,6 +110,96 @@ class PartitionReads:
             found.append(str(InvocationId.from_bytes(keys.expiry_raw_id(key))))
         return found
 
+    # -- the admin's bounded reads (SQL pushdown) ---------------------------------------------
+    def lookup(self, invocation_ids: list[str]) -> list[InvocationStatus]:
+        """The statuses of those of ``invocation_ids`` this partition knows."""
+        found = []
+        for invocation_id in invocation_ids:
+            active = self._state.active.get(invocation_id)
+            status = active.status if active is not None else self._state.retained(invocation_id)
+            if status is not None:
+                found.append(status)
+        return found
+
+    def unfinished(self, wanted: InvocationFilter, limit: int | None) -> list[InvocationStatus]:
+        """Unfinished invocations matching ``wanted``, in its order, at most ``limit`` (from memory)."""
+        found = [a.status for a in self._state.active.values() if wanted.admits(a.status)]
+        found.sort(key=lambda s: s.created_at, reverse=wanted.newest_first)
+        return found if limit is None else found[:limit]
+
+    def completed_page(self, wanted: InvocationFilter, after: bytes | None, size: int) -> CompletedPage:
+        """Up to ``size`` completed invocations matching ``wanted`` in creation order, from the
+        CREATED index, resuming after index key ``after``. Reads only the store (committed data
+        and single staged values), so it may run on a thread while the partition works."""
+        state = self._state
+        prefixes = (
+            [keys.created_prefix(state.id)]
+            if wanted.services is None
+            else [keys.created_service_prefix(state.id, s) for s in sorted(set(wanted.services))]
+        )
+        found: list[InvocationStatus] = []
+        cursor: bytes | None = None
+        for prefix in prefixes:
+            if after is not None and not after.startswith(prefix) and after > prefix:
+                continue  # pages resume in prefix order: this service was done already
+            for key in state.store.scan_range(
+                keys.CREATED,
+                keys.time_bound(prefix, wanted.created_from or 0),
+                keys.time_bound(prefix, wanted.created_to if wanted.created_to is not None else 1 << 64),
+                reverse=wanted.newest_first,
+                after=after if after is not None and after.startswith(prefix) else None,
+            ):
+                if len(found) >= size:
+                    return found, cursor
+                cursor = key
+                _, raw_id = keys.created_entry(key, prefix)
+                raw = state.store.get(keys.STATUS, keys.invocation_key(state.id, raw_id))
+                if raw is None:
+                    continue  # purged since the index entry was committed
+                status = _decode_status(raw)
+                if status.phase is Phase.COMPLETED:
+                    found.append(status)
+        return found, None
+
+    def promises(self, service: str | None, key: str | None) -> list[tuple[str, str, str, Promise]]:
+        """(service, key, name, promise) of workflow promises, of one service or object if given."""
+        return [
+            (*_object_of(raw_key), _decode_promise(value))
+            for raw_key, value in self._state.store.scan_merged(keys.PROMISES, self._object_prefix(service, key))
+        ]
+
+    def locks(self) -> list[tuple[str, str, str]]:
+        """(service, key, holder invocation id) of every held object lock."""
+        prefix = keys.partition_prefix(self._state.id)
+        held = self._state.store.scan_merged(keys.LOCKS, prefix)
+        return [(*_object_of(raw_key)[:2], holder.decode()) for raw_key, holder in held]
+
+    def inbox(self) -> list[tuple[str, str, int, str]]:
+        """(service, key, sequence, invocation id) of every inboxed invocation, in inbox order."""
+        prefix = keys.partition_prefix(self._state.id)
+        found = []
+        for raw_key, invocation_id in self._state.store.scan_merged(keys.INBOX, prefix):
+            service, object_key, _ = keys.parse_state_key(raw_key[:-8])
+            found.append((service, object_key, int.from_bytes(raw_key[-8:], "big"), invocation_id.decode()))
+        return found
+
+    def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]:
+        """(STATE key, value) of one service's or object's state (everything if neither is given)."""
+        return self._state.store.scan_merged(keys.STATE, self._object_prefix(service, key))
+
+    def _object_prefix(self, service: str | None, key: str | None) -> bytes:
+        if service is None:
+            return keys.partition_prefix(self._state.id)
+        if key is None:
+            return keys.service_prefix(self._state.id, service)
+        return keys.object_key(self._state.id, service, key)
+
     @property
     def active_count(self) -> int:
         return len(self._state.active)
+
+
+def _object_of(raw_key: bytes) -> tuple[str, str, str]:
+    """(service, object key, rest) of a key that starts with an object prefix."""
+    service, object_key, rest = keys.parse_state_key(raw_key)
+    return service, object_key, rest.decode(errors="replace")

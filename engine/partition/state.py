@@ -83,6 +83,16 @@ class PartitionState:
             self.next_attempt(active, step)
         self.put_status(active, step)
 
+    # -- the admin's index by creation time ------------------------------------------------
+    def index_created(self, status: InvocationStatus, raw_id: bytes, present: bool) -> None:
+        """Add (or, not ``present``, remove) the invocation's CREATED index entries: they exist
+        exactly while its status is stored, so the admin lists newest first without a scan."""
+        for key in keys.created_keys(self.id, status.target.service, status.created_at, raw_id):
+            if present:
+                self.store.put(keys.CREATED, key, b"")
+            else:
+                self.store.delete(keys.CREATED, key)
+
     # -- lifecycle helpers ------------------------------------------------------------------
     def put_status(self, active: Active, step: Step) -> None:
         active.status.modified_at = step.now

@@ -22,6 +22,7 @@ SCHEDULES = "schedules"  # recurring invocations (Dapr actor reminders and timer
 META = "meta"
 UNFINISHED = "unfinished"  # the status keys of invocations not completed yet: what recovery loads
 INBOUND = "inbound"  # per (partition, source partition): the last outbox sequence applied from it
+CREATED = "created"  # every stored invocation by creation time, overall and per service (admin lists)
 COLUMN_FAMILIES = (
     LOG,
     STATUS,
@@ -37,6 +38,7 @@ COLUMN_FAMILIES = (
     META,
     UNFINISHED,
     INBOUND,
+    CREATED,
 )
 
 _PARTITION = struct.Struct(">H")
@@ -89,6 +91,12 @@ def object_key(partition: int, service: str, key: str) -> bytes:
     )
 
 
+def service_prefix(partition: int, service: str) -> bytes:
+    """Prefix of every object key of ``service`` in a partition (see ``object_key``)."""
+    service_bytes = service.encode()
+    return _PARTITION.pack(partition) + _INDEX.pack(len(service_bytes)) + service_bytes
+
+
 def state_key(object_prefix: bytes, name: bytes) -> bytes:
     return object_prefix + name
 
@@ -131,6 +139,42 @@ def inbound_key(partition: int, source: int) -> bytes:
     return _PARTITION.pack(partition) + _PARTITION.pack(source)
 
 
+# CREATED keys: partition, then 0 + created_at + raw id (all invocations by time), or 1 + the
+# length-prefixed service name + created_at + raw id (one service's by time). Values are empty.
+_BY_TIME, _BY_SERVICE = b"\x00", b"\x01"
+_TIME = struct.Struct(">Q")
+
+
+def created_keys(partition: int, service: str, created_at: int, raw_id: bytes) -> tuple[bytes, bytes]:
+    """The two CREATED index keys of one invocation."""
+    stamp = _TIME.pack(created_at) + raw_id
+    return (
+        _PARTITION.pack(partition) + _BY_TIME + stamp,
+        created_service_prefix(partition, service) + stamp,
+    )
+
+
+def created_prefix(partition: int) -> bytes:
+    """Prefix of a partition's invocations by creation time."""
+    return _PARTITION.pack(partition) + _BY_TIME
+
+
+def created_service_prefix(partition: int, service: str) -> bytes:
+    """Prefix of a partition's invocations of ``service`` by creation time."""
+    name = service.encode()
+    return _PARTITION.pack(partition) + _BY_SERVICE + _INDEX.pack(len(name)) + name
+
+
+def created_entry(key: bytes, prefix: bytes) -> tuple[int, bytes]:
+    """(created_at, raw id) of a CREATED key under ``prefix``."""
+    return _TIME.unpack_from(key, len(prefix))[0], key[len(prefix) + _TIME.size :]
+
+
+def time_bound(prefix: bytes, at: int) -> bytes:
+    """The first CREATED key under ``prefix`` created at ``at`` or later."""
+    return prefix + _TIME.pack(max(0, min(at, (1 << 64) - 1)))
+
+
 SERVICE_CONFIG_PREFIX = b"service_config/"
 
 
@@ -165,3 +209,4 @@ def schedule_key(object_prefix: bytes, name: str) -> bytes:
 
 
 UNFINISHED_INDEX_KEY = b"unfinished_index"  # META: set once the UNFINISHED index covers the data dir
+CREATED_INDEX_KEY = b"created_index"  # META: set once the CREATED index covers the data dir

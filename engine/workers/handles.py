@@ -7,6 +7,7 @@ the same question to the owning worker, where ``serve_partition_ops`` answers it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -17,12 +18,14 @@ from engine.invoker.invoker import Invoker
 from engine.invoker.retry import RetryState
 from engine.partition.commands import Command, Invoke
 from engine.partition.processor import Partition
+from engine.partition.reads import CompletedPage, InvocationFilter
 from engine.partition.types import InvocationView, InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.records import InvocationStatus, Schedule
 from engine.workers.rpc import RpcClient
 
 SubmitResult = InvokeResult | bool | OperatorOutcome | None
 Inspection = tuple[InvocationStatus, list[JournalEntry]]
+Listed = list[tuple[InvocationStatus, RetryState | None]]  # with the owning invoker's retry bookkeeping
 
 
 class PartitionHandle(Protocol):
@@ -37,6 +40,10 @@ class PartitionHandle(Protocol):
     async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None: ...
     async def retry_state(self, invocation_id: str) -> RetryState | None: ...
     async def reset_retries(self, invocation_id: str) -> None: ...
+    async def lookup(self, invocation_ids: list[str]) -> Listed: ...
+    async def unfinished(self, wanted: InvocationFilter, limit: int | None) -> Listed: ...
+    async def completed_page(self, wanted: InvocationFilter, after: bytes | None, size: int) -> CompletedPage: ...
+    async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]: ...
 
 
 class LocalHandle:
@@ -92,6 +99,23 @@ class LocalHandle:
     async def reset_retries(self, invocation_id: str) -> None:
         self._invoker.reset_retries(invocation_id)
 
+    def _with_retries(self, statuses: list[InvocationStatus]) -> Listed:
+        retries = self._invoker.retries
+        return [(status, retries.get(status.id)) for status in statuses]
+
+    async def lookup(self, invocation_ids: list[str]) -> Listed:
+        return self._with_retries(self.partition.reads.lookup(invocation_ids))
+
+    async def unfinished(self, wanted: InvocationFilter, limit: int | None) -> Listed:
+        return self._with_retries(self.partition.reads.unfinished(wanted, limit))
+
+    async def completed_page(self, wanted: InvocationFilter, after: bytes | None, size: int) -> CompletedPage:
+        # An index scan of up to a page of statuses: on a thread, so the partition keeps working.
+        return await asyncio.to_thread(self.partition.reads.completed_page, wanted, after, size)
+
+    async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]:
+        return self.partition.reads.object_state(service, key)
+
 
 # -- over the wire -------------------------------------------------------------------------------
 class _Submit(msgspec.Struct, array_like=True):
@@ -121,6 +145,30 @@ class _Schedule(msgspec.Struct, array_like=True):
     service: str
     key: str
     name: str
+
+
+class _Lookup(msgspec.Struct, array_like=True):
+    partition: int
+    invocation_ids: list[str]
+
+
+class _Unfinished(msgspec.Struct, array_like=True):
+    partition: int
+    wanted: InvocationFilter
+    limit: int | None
+
+
+class _CompletedPage(msgspec.Struct, array_like=True):
+    partition: int
+    wanted: InvocationFilter
+    after: bytes | None
+    size: int
+
+
+class _ObjectState(msgspec.Struct, array_like=True):
+    partition: int
+    service: str | None
+    key: str | None
 
 
 class RemoteHandle:
@@ -156,6 +204,19 @@ class RemoteHandle:
     async def reset_retries(self, invocation_id: str) -> None:
         await self._peer.call("reset_retries", _ById(self.id, str(invocation_id)), type(None))
 
+    async def lookup(self, invocation_ids: list[str]) -> Listed:
+        return await self._peer.call("lookup", _Lookup(self.id, invocation_ids), Listed)
+
+    async def unfinished(self, wanted: InvocationFilter, limit: int | None) -> Listed:
+        return await self._peer.call("unfinished", _Unfinished(self.id, wanted, limit), Listed)
+
+    async def completed_page(self, wanted: InvocationFilter, after: bytes | None, size: int) -> CompletedPage:
+        args = _CompletedPage(self.id, wanted, after, size)
+        return await self._peer.call("completed_page", args, CompletedPage)  # type: ignore[arg-type]
+
+    async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]:
+        return await self._peer.call("object_state", _ObjectState(self.id, service, key), list[tuple[bytes, bytes]])
+
 
 def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.Raw], Awaitable[Any]]]:
     """The handlers a worker serves for its own partitions (the other side of RemoteHandle)."""
@@ -171,6 +232,8 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
 
     submit, call, by_id = decoder(_Submit), decoder(_Call), decoder(_ById)
     state, schedule = decoder(_State), decoder(_Schedule)
+    lookup, unfinished = decoder(_Lookup), decoder(_Unfinished)
+    completed_page, object_state = decoder(_CompletedPage), decoder(_ObjectState)
 
     async def on_submit(raw: msgspec.Raw) -> Any:
         args = submit(raw)
@@ -195,10 +258,30 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
         args = schedule(raw)
         return await owned(args.partition).read_schedule(args.service, args.key, args.name)
 
+    async def on_lookup(raw: msgspec.Raw) -> Any:
+        args = lookup(raw)
+        return await owned(args.partition).lookup(args.invocation_ids)
+
+    async def on_unfinished(raw: msgspec.Raw) -> Any:
+        args = unfinished(raw)
+        return await owned(args.partition).unfinished(args.wanted, args.limit)
+
+    async def on_completed_page(raw: msgspec.Raw) -> Any:
+        args = completed_page(raw)
+        return await owned(args.partition).completed_page(args.wanted, args.after, args.size)
+
+    async def on_object_state(raw: msgspec.Raw) -> Any:
+        args = object_state(raw)
+        return await owned(args.partition).object_state(args.service, args.key)
+
     return {
         "submit": on_submit,
         "call": on_call,
         "read_state": on_read_state,
         "read_schedule": on_read_schedule,
+        "lookup": on_lookup,
+        "unfinished": on_unfinished,
+        "completed_page": on_completed_page,
+        "object_state": on_object_state,
         **{name: by_id_op(name) for name in ("attach", "view", "inspect", "retry_state", "reset_retries")},
     }
