@@ -6,7 +6,6 @@ error body, and serves every route under the versioned prefixes the CLI uses as 
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,9 +17,10 @@ from admin.routes_deployments import deployments_router
 from admin.routes_invocations import invocations_router
 from admin.routes_query import query_router
 from admin.routes_services import services_router
+from admin.version import SERVER_VERSION
 from engine import Engine, QuillError
 
-__version__ = metadata.version("quill")
+__version__ = SERVER_VERSION
 MIN_ADMIN_API_VERSION = 2
 MAX_ADMIN_API_VERSION = 4
 

@@ -10,10 +10,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from admin.bodies import BatchInvocations, decode_body
-from admin.introspect import INVOCATION_TIMES, invocation_row
+from admin.introspect import SYS_INVOCATION, TIME, Registry, invocation_row
+from admin.version import SERVER_VERSION
 from engine import BadRequest, Engine, NotFound, QuillError, timestamp
 
 _BATCH_LIMIT = 1000
+_TIMES = frozenset(c.name for c in SYS_INVOCATION if c.type == TIME)
 
 
 def invocations_router(engine: Engine) -> APIRouter:
@@ -22,8 +24,8 @@ def invocations_router(engine: Engine) -> APIRouter:
     @router.get("/invocations/{invocation_id}")
     async def get_invocation(invocation_id: str) -> dict[str, Any]:
         status, _ = await engine.inspect_invocation(invocation_id)
-        row = invocation_row(engine, status, await engine.retry_state(status.id))
-        return {k: timestamp(v) if k in INVOCATION_TIMES and v is not None else v for k, v in row.items()}
+        row = invocation_row(status, await engine.retry_state(status.id), Registry.of(engine, SERVER_VERSION))
+        return {k: timestamp(v) if k in _TIMES and v is not None else v for k, v in row.items()}
 
     @router.patch("/invocations/{invocation_id}/cancel", status_code=202)
     async def cancel(invocation_id: str) -> Response:
