@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 TS_STAMP := tests/ts/node_modules/.installed
 RESTATE_CLI_VERSION := 1.7.12
 CLI_STAMP := .tooling/restate-cli/.installed-$(RESTATE_CLI_VERSION)
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test test-workers test-cluster lint bench proto clean
 
@@ -26,6 +27,10 @@ $(CLI_STAMP):
 	npm install --prefix .tooling/restate-cli --no-audit --no-fund --ignore-scripts --silent @restatedev/restate@$(RESTATE_CLI_VERSION)
 	touch $(CLI_STAMP)
 
+# Debian's Chromium for the web UI's browser tests (Playwright drives it; it never downloads one).
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 run: $(STAMP)
 	$(PY) -m quill serve
 
@@ -34,13 +39,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: $(STAMP) $(TS_STAMP) $(CLI_STAMP) lint
+test: $(STAMP) $(TS_STAMP) $(CLI_STAMP) $(CHROMIUM) lint
 	$(PY) -m pytest -q --ignore=tests/cluster
 	$(MAKE) test-workers
 	$(MAKE) test-cluster
 
 # The integration suite again, every quill with two worker processes (--workers 2).
-test-workers: $(STAMP) $(TS_STAMP) $(CLI_STAMP)
+test-workers: $(STAMP) $(TS_STAMP) $(CLI_STAMP) $(CHROMIUM)
 	QUILL_TEST_WORKERS=2 $(PY) -m pytest -q tests/integration
 
 # Cluster mode's log against real 3-server NATS JetStream clusters (nats-server from the cluster extra).

@@ -17,6 +17,7 @@ from admin.routes_deployments import deployments_router
 from admin.routes_invocations import invocations_router
 from admin.routes_query import query_router
 from admin.routes_services import services_router
+from admin.ui_routes import AnyAsgi, IngressMount, ui_router
 from admin.version import SERVER_VERSION
 from engine import Engine, QuillError
 
@@ -52,10 +53,12 @@ class VersionPrefix:
         await self.app(scope, receive, send)
 
 
-def create_admin_app(engine: Engine) -> FastAPI:
+def create_admin_app(engine: Engine, ingress: AnyAsgi | None = None) -> FastAPI:
+    """``ingress``: the ingress application, also served under ``/ui/ingress/`` for the web UI."""
     # Restate serves the admin API document at /openapi.
     app = FastAPI(title="Admin API", version=__version__, openapi_url="/openapi")
     app.add_middleware(VersionPrefix)
+    app.add_middleware(IngressMount, ingress=ingress)
 
     @app.exception_handler(QuillError)
     async def quill_error(_: Request, error: QuillError) -> Response:
@@ -81,4 +84,11 @@ def create_admin_app(engine: Engine) -> FastAPI:
     app.include_router(invocations_router(engine))
     app.include_router(query_router(engine))
     app.include_router(dapr_router(engine))
+
+    @app.get("/subscriptions")
+    async def subscriptions() -> dict[str, Any]:
+        # Kafka subscriptions are not supported: the list is always empty (Restate's shape).
+        return {"subscriptions": []}
+
+    app.include_router(ui_router())
     return app

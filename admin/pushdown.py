@@ -37,6 +37,9 @@ class Scan:
     ids: frozenset[str] | None = None
     services: frozenset[str] | None = None
     keys: frozenset[str] | None = None
+    handlers: frozenset[str] | None = None
+    deployments: frozenset[str] | None = None
+    succeeded: bool | None = None
     unfinished: bool = True
     completed: bool = True
     created_from: int | None = None  # ms, inclusive
@@ -174,8 +177,19 @@ def _narrow(scan: Scan, conjunct: exp.Expr, owners: set[str], table: str) -> tup
         return replace(scan, ids=values if scan.ids is None else scan.ids & values), True
     if table in _SERVICE_COLUMN.get(column, ()):
         return replace(scan, services=values if scan.services is None else scan.services & values), True
-    if table == "state" and table in _KEY_COLUMN.get(column, ()):
+    if table in _KEY_COLUMN.get(column, ()) and table != "sys_inbox":
         return replace(scan, keys=values if scan.keys is None else scan.keys & values), True
+    if table in _STATUS_TABLES:
+        if column == "target_handler_name":
+            return replace(scan, handlers=values if scan.handlers is None else scan.handlers & values), True
+        if column == "pinned_deployment_id":
+            deployments = values if scan.deployments is None else scan.deployments & values
+            return replace(scan, deployments=deployments), True
+        if column == "completion_result" and len(values) == 1 and values <= {"success", "failure"}:
+            succeeded = values == {"success"}
+            if scan.succeeded is not None and scan.succeeded != succeeded:
+                return replace(scan, completed=False, unfinished=False), True
+            return replace(scan, succeeded=succeeded, unfinished=False), True
     return None
 
 

@@ -186,7 +186,11 @@ def empty(name: str) -> Source:
 
 async def _invocations(engine: Engine, name: str, scan: Scan, registry: Registry) -> Source:
     wanted = InvocationFilter(
-        services=sorted(scan.services) if scan.services is not None else None,
+        services=_listed(scan.services),
+        handlers=_listed(scan.handlers),
+        keys=_listed(scan.keys),
+        deployments=_listed(scan.deployments),
+        succeeded=scan.succeeded,
         created_from=scan.created_from,
         created_to=scan.created_to,
         newest_first=scan.newest_first,
@@ -216,6 +220,10 @@ async def _invocations(engine: Engine, name: str, scan: Scan, registry: Registry
     if scan.shared:  # read by more than one scan of the query: a stream is read once
         return _in_memory(name, [batch async for batch in pages()])
     return Source(SCHEMAS[name], pages=pages())
+
+
+def _listed(values: frozenset[str] | None) -> list[str] | None:
+    return sorted(values) if values is not None else None
 
 
 def _admits(scan: Scan, pair: Pair) -> bool:

@@ -76,9 +76,10 @@ async def serve(
     """
     engine = Engine(config, plan)
     await engine.start()
-    servers = [_uvicorn(IngressApp(engine), config, config.ingress_port)]
+    ingress = IngressApp(engine)
+    servers = [_uvicorn(ingress, config, config.ingress_port)]
     if plan is None or plan.index == 0:
-        servers.append(_uvicorn(create_admin_app(engine), config, config.admin_port))
+        servers.append(_uvicorn(create_admin_app(engine, ingress), config, config.admin_port))
     if config.dapr_port is not None:
         servers.append(_uvicorn(DaprIngress(engine, sidecar_port=True), config, config.dapr_port))
     loop = asyncio.get_running_loop()

@@ -19,21 +19,32 @@ _decode_promise = msgspec.msgpack.Decoder(Promise).decode
 
 
 class InvocationFilter(msgspec.Struct, frozen=True, kw_only=True):
-    """What an admin list asks of the partitions: the filters their indexes answer.
+    """What an admin list asks of the partitions: the index answers service and creation time,
+    the rest is checked on each status read (so a limit still holds exactly).
 
-    ``services`` None: every service. Times are ms since the epoch, ``created_to`` exclusive.
+    None: no restriction. Times are ms since the epoch, ``created_to`` exclusive. ``succeeded``
+    restricts completed invocations to successes (True) or failures (False).
     """
 
     services: list[str] | None = None
+    handlers: list[str] | None = None
+    keys: list[str] | None = None
+    deployments: list[str] | None = None
+    succeeded: bool | None = None
     created_from: int | None = None
     created_to: int | None = None
     newest_first: bool = True
 
     def admits(self, status: InvocationStatus) -> bool:
+        target = status.target
         return (
-            (self.services is None or status.target.service in self.services)
+            (self.services is None or target.service in self.services)
+            and (self.handlers is None or target.handler in self.handlers)
+            and (self.keys is None or target.key in self.keys)
+            and (self.deployments is None or status.deployment_id in self.deployments)
             and (self.created_from is None or status.created_at >= self.created_from)
             and (self.created_to is None or status.created_at < self.created_to)
+            and (self.succeeded is None or _succeeded(status) is self.succeeded)
         )
 
 
@@ -123,6 +134,8 @@ class PartitionReads:
 
     def unfinished(self, wanted: InvocationFilter, limit: int | None) -> list[InvocationStatus]:
         """Unfinished invocations matching ``wanted``, in its order, at most ``limit`` (from memory)."""
+        if wanted.succeeded is not None:
+            return []  # only completed invocations have an outcome
         found = [a.status for a in self._state.active.values() if wanted.admits(a.status)]
         found.sort(key=lambda s: s.created_at, reverse=wanted.newest_first)
         return found if limit is None else found[:limit]
@@ -157,7 +170,7 @@ class PartitionReads:
                 if raw is None:
                     continue  # purged since the index entry was committed
                 status = _decode_status(raw)
-                if status.phase is Phase.COMPLETED:
+                if status.phase is Phase.COMPLETED and wanted.admits(status):
                     found.append(status)
         return found, None
 
@@ -197,6 +210,11 @@ class PartitionReads:
     @property
     def active_count(self) -> int:
         return len(self._state.active)
+
+
+def _succeeded(status: InvocationStatus) -> bool | None:
+    completion = status.completion if status.phase is Phase.COMPLETED else None
+    return None if completion is None else completion.failure is None
 
 
 def _object_of(raw_key: bytes) -> tuple[str, str, str]:
