@@ -58,7 +58,13 @@ class Scan:
 FULL = Scan()
 
 
-def plan(query: str, tables: frozenset[str]) -> dict[str, Scan] | None:
+@dataclass(frozen=True)
+class Plan:
+    scans: dict[str, Scan]
+    read_only: bool  # every statement is a query (it creates nothing that outlives it)
+
+
+def plan(query: str, tables: frozenset[str]) -> Plan | None:
     """The scan of each of ``tables`` the query references; None when it does not parse (the
     caller then reads every table the query's words name, whole)."""
     try:
@@ -80,7 +86,7 @@ def plan(query: str, tables: frozenset[str]) -> dict[str, Scan] | None:
     for name, found in scans.items():
         merged = found[0] if len(found) == 1 else _union(found)
         chosen[name] = replace(merged, columns=frozenset(columns) if columns is not None else None)
-    return chosen
+    return Plan(chosen, all(isinstance(tree, exp.Query) for tree in trees))
 
 
 def _union(scans: list[Scan]) -> Scan:

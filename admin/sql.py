@@ -22,36 +22,63 @@ import duckdb
 import pyarrow as pa
 
 from admin.introspect import Registry
-from admin.pushdown import FULL, Scan, plan
+from admin.pushdown import FULL, Plan, plan
 from admin.tables import TABLES, Source, empty, read
 from admin.version import SERVER_VERSION
 from engine import BadRequest, Engine
 
 _WORD = re.compile(r"[a-z_]+")
-_SLOTS = asyncio.Semaphore(2)  # queries running at once (each gets DuckDB's memory limit)
 MEMORY_LIMIT = "512MB"
 
 
-def scans(query: str) -> tuple[dict[str, Scan], bool]:
+class _Connections:
+    """DuckDB connections kept between queries (opening one costs tens of milliseconds), each used
+    by one query at a time; at most ``size`` queries run at once."""
+
+    def __init__(self, size: int) -> None:
+        self._free: list[duckdb.DuckDBPyConnection] = []
+        self.slots = asyncio.Semaphore(size)
+
+    def take(self) -> duckdb.DuckDBPyConnection:
+        if self._free:
+            return self._free.pop()
+        con = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": MEMORY_LIMIT})
+        con.execute("SET arrow_large_buffer_size = true")  # strings as large_string, like Restate
+        con.execute("SET enable_external_access = false")  # no files, no extensions: only our tables
+        con.execute("SET lock_configuration = true")
+        return con
+
+    def give_back(self, con: duckdb.DuckDBPyConnection, reusable: bool) -> None:
+        """``reusable``: the query created nothing and did not fail (else the connection goes)."""
+        if reusable:
+            self._free.append(con)
+        else:
+            con.close()
+
+
+_POOL = _Connections(2)
+
+
+def scans(query: str) -> tuple[Plan, bool]:
     """The tables ``query`` reads and how, and whether it asks ``information_schema``."""
     words = set(_WORD.findall(query.lower()))
     planned = plan(query, TABLES)
     if planned is None:  # not parsed: every table it names, whole
-        planned = {name: FULL for name in TABLES if name in words}
+        planned = Plan({name: FULL for name in TABLES if name in words}, read_only=False)
     return planned, "information_schema" in words
 
 
 async def run_query(engine: Engine, query: str) -> pa.Table:
     planned, schema_probe = scans(query)
     registry = Registry.of(engine, SERVER_VERSION)
-    sources: dict[str, Source] = {name: await read(engine, name, scan, registry) for name, scan in planned.items()}
+    sources = {name: await read(engine, name, scan, registry) for name, scan in planned.scans.items()}
     if schema_probe:  # the CLI probes the columns before it reads sys_journal
         for name in TABLES - sources.keys():
             sources[name] = empty(name)
     loop = asyncio.get_running_loop()
-    async with _SLOTS:
+    async with _POOL.slots:
         try:
-            return await asyncio.to_thread(execute, sources, query, loop)
+            return await asyncio.to_thread(execute, sources, query, loop, planned.read_only)
         finally:
             for source in sources.values():
                 if source.pages is not None:
@@ -74,17 +101,14 @@ def _stream(source: Source, loop: asyncio.AbstractEventLoop) -> pa.RecordBatchRe
     return pa.RecordBatchReader.from_batches(source.schema, batches())
 
 
-def execute(sources: dict[str, Source], query: str, loop: asyncio.AbstractEventLoop) -> pa.Table:
+def execute(sources: dict[str, Source], query: str, loop: asyncio.AbstractEventLoop, read_only: bool) -> pa.Table:
     """Run ``query`` over ``sources`` (blocking: call it on a worker thread)."""
-    con = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": MEMORY_LIMIT})
+    con = _POOL.take()
+    reusable = False
     try:
-        con.execute("SET arrow_large_buffer_size = true")  # strings as large_string, like Restate
         for name, source in sources.items():
             data: Any = source.table if source.table is not None else _stream(source, loop)
-            con.register(f"_{name}", data)
-            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "_{name}"')
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
+            con.register(name, data)
         try:
             relation = con.sql(query)
         except duckdb.Error as exc:
@@ -92,11 +116,15 @@ def execute(sources: dict[str, Source], query: str, loop: asyncio.AbstractEventL
         if relation is None:  # a statement that returns nothing
             return pa.table({})
         try:
-            return relation.to_arrow_table()
+            result = relation.to_arrow_table()
         except duckdb.Error as exc:
             raise BadRequest(f"Error when executing the query: {exc}") from exc
+        reusable = read_only
+        return result
     finally:
-        con.close()
+        for name in sources:
+            con.unregister(name)
+        _POOL.give_back(con, reusable)
 
 
 def json_rows(table: pa.Table) -> list[dict[str, Any]]:

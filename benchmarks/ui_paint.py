@@ -1,0 +1,142 @@
+"""First paint of every web UI page, and the latency of each ``/query`` it sends, with many
+retained invocations in the data dir; a screenshot of each page for the README.
+
+    python -m benchmarks.fill_retained --data-dir /tmp/q100k --count 100000
+    python -m benchmarks.ui_paint --data-dir /tmp/q100k [--screenshots docs/ui]
+
+Starts quill on the data dir and the benchmark SDK service, registers it, and opens each page in
+Debian's Chromium (headless, through Playwright). "paint" is the browser's first contentful
+paint; "ready" is when the page's data is on screen; "queries" are the slowest ``/query`` the page
+sent, as the browser timed it (request start to response end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.async_api import Page, Response, async_playwright
+
+from tests.support import Process, Quill, free_port
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _pages(invocation_id: str) -> list[tuple[str, str, str]]:
+    """(name, path, what shows that the data is there) of each page measured."""
+    return [
+        ("services", "/ui/", "table[aria-label=Services] tbody tr"),
+        ("service", "/ui/services/Bench", "section[aria-label=Settings] form"),
+        ("playground", "/ui/services/Bench/handlers/noop", "#pg-body"),
+        ("deployments", "/ui/deployments", "table[aria-label=Deployments] tbody tr"),
+        ("invocations", "/ui/invocations", "table[aria-label=Invocations] tbody tr a"),
+        ("invocations-filtered", "/ui/invocations?service=Bench&handler=noop&status=succeeded",
+         "table[aria-label=Invocations] tbody tr a"),
+        ("invocations-page-20", "/ui/invocations?offset=1000", "table[aria-label=Invocations] tbody tr a"),
+        ("invocation", f"/ui/invocations/{invocation_id}", "ol[aria-label=Journal], section[aria-label=Journal] p"),
+        ("state", "/ui/state/BenchObject/k1", "textarea#value-last"),
+        ("timers", "/ui/timers", "table[aria-label=Timers]"),
+        ("sql", "/ui/sql", "#sql-text"),
+        ("health", "/ui/health", ".chart svg"),
+    ]
+
+
+class Bench(Process):
+    def __init__(self) -> None:
+        self.port = free_port()
+        argv = [sys.executable, "-m", "hypercorn", "benchmarks.services:app", "--bind", f"127.0.0.1:{self.port}"]
+        super().__init__(argv, ready_marker="Running on")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def measure(page: Page, path: str, ready: str, runs: int) -> dict[str, Any]:
+    paints, readies, queries = [], [], []
+    for _ in range(runs):
+        timings: list[float] = []
+
+        def timed(response: Response, into: list[float] = timings) -> None:
+            if response.url.endswith("/query"):
+                timing = response.request.timing
+                into.append(timing["responseEnd"] - timing["requestStart"])
+
+        page.on("response", timed)
+        await page.goto(path, wait_until="commit")
+        await page.wait_for_selector(ready, state="attached", timeout=60_000)
+        ready_at = await page.evaluate("performance.now()")
+        await page.wait_for_load_state("networkidle")
+        paint = await page.evaluate(
+            "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"
+        )
+        page.remove_listener("response", timed)
+        paints.append(paint or 0.0)
+        readies.append(ready_at)
+        queries.append(max(timings, default=0.0))
+    return {
+        "paint": statistics.median(paints),
+        "ready": statistics.median(readies),
+        "query": statistics.median(queries),
+    }
+
+
+async def run(data_dir: Path, screenshots: Path | None, runs: int) -> None:
+    quill = Quill(data_dir, partitions=8, workers=1)
+    bench = Bench()
+    try:
+        http = httpx.Client(timeout=60)
+        answer = http.post(f"{quill.admin}/deployments", json={"uri": bench.url, "use_http_11": True})
+        answer.raise_for_status()
+        for key in ("k1", "k2", "k3"):
+            http.post(f"{quill.ingress}/restate/call/BenchObject/{key}/touch", json=f"hello {key}").raise_for_status()
+        called = http.post(f"{quill.ingress}/restate/call/Bench/run", json="traced", headers={"idempotency-key": "b1"})
+        invocation_id = called.headers["x-restate-id"]
+        retained = http.post(
+            f"{quill.admin}/query",
+            json={"query": "SELECT COUNT(*) AS n FROM sys_invocation"},
+            headers={"accept": "application/json"},
+        ).json()["rows"][0]["n"]
+        print(f"{retained} invocations in {data_dir}")
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+            context = await browser.new_context(base_url=quill.admin, viewport={"width": 1280, "height": 800})
+            page = await context.new_page()
+            print("| page | first paint | data on screen | slowest /query |")
+            print("|---|---:|---:|---:|")
+            for name, path, ready in _pages(invocation_id):
+                result = await measure(page, path, ready, runs)
+                print(f"| {name} (`{path}`) | {result['paint']:.0f} ms | {result['ready']:.0f} ms | {result['query']:.0f} ms |")
+                if screenshots is not None:
+                    screenshots.mkdir(parents=True, exist_ok=True)
+                    await page.screenshot(path=str(screenshots / f"{name}.png"), animations="disabled")
+            await browser.close()
+    finally:
+        bench.stop()
+        quill.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--screenshots", type=Path)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(run(args.data_dir, args.screenshots, args.runs))
+
+
+if __name__ == "__main__":
+    main()
