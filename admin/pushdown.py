@@ -11,7 +11,8 @@ of the rows the query uses. The rules keep it one:
   GROUP BY) comes between the rows and the limit;
 - anything else (a join, a second reference, SQL the parser does not know) reads the table whole,
   streamed page by page.
-Columns the query never names are not built (filled with nulls), unless it selects ``*``.
+Columns the query never names are not built (filled with nulls), unless it selects ``*`` or joins
+naturally.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def plan(query: str, tables: frozenset[str]) -> Plan | None:
             if name in tables and table.db.lower() in ("", "public"):
                 scans.setdefault(name, []).append(_reference(table, name))
         if columns is not None:
-            columns = None if _selects_star(tree) else columns | {c.name.lower() for c in tree.find_all(exp.Column)}
+            # Every identifier, not just column references: USING (id) names columns too.
+            columns = None if _selects_star(tree) else columns | {i.name.lower() for i in tree.find_all(exp.Identifier)}
     chosen = {}
     for name, found in scans.items():
         merged = found[0] if len(found) == 1 else _union(found)
@@ -96,6 +98,9 @@ def _union(scans: list[Scan]) -> Scan:
 
 
 def _selects_star(tree: exp.Expr) -> bool:
+    """Whether the query may use columns it does not name (``*``, a natural join)."""
+    if any(join.args.get("method", "").upper() == "NATURAL" for join in tree.find_all(exp.Join)):
+        return True
     for star in tree.find_all(exp.Star):
         if not isinstance(star.parent, exp.Count):
             return True
