@@ -8,7 +8,7 @@ RESTATE_CLI_VERSION := 1.7.12
 CLI_STAMP := .tooling/restate-cli/.installed-$(RESTATE_CLI_VERSION)
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-workers test-cluster lint bench proto clean
+.PHONY: run dev-cluster test test-workers test-cluster lint bench proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ $(CHROMIUM):
 
 run: $(STAMP)
 	$(PY) -m quill serve
+
+# A local 3-server NATS JetStream + 3-node quill cluster (cluster mode); Ctrl-C stops it all.
+dev-cluster: $(STAMP)
+	$(PY) -m quill dev-cluster
 
 # Lint and type gates: ruff (E,F,I,B,UP) and mypy strict, generated protobuf code excluded.
 lint: $(STAMP)

@@ -65,7 +65,8 @@ async def fill(data_dir: Path, count: int, partitions: int, spacing_ms: int = 2)
                 idempotency_key=key,
             )
             pending.append(core.submit(invoke))
-            ending = AttemptOutcome(invocation_id, 1, "dp_fill", [(MessageType.OUTPUT_COMMAND, output)], AttemptEnding.END)
+            entries = [(MessageType.OUTPUT_COMMAND, output)]
+            ending = AttemptOutcome(invocation_id, 1, "dp_fill", entries, AttemptEnding.END)
             pending.append(core.submit(ending))
             if len(pending) >= 2 * _BATCH:
                 await asyncio.gather(*pending)

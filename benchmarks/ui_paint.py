@@ -119,7 +119,8 @@ async def run(data_dir: Path, screenshots: Path | None, runs: int) -> None:
             print("|---|---:|---:|---:|")
             for name, path, ready in _pages(invocation_id):
                 result = await measure(page, path, ready, runs)
-                print(f"| {name} (`{path}`) | {result['paint']:.0f} ms | {result['ready']:.0f} ms | {result['query']:.0f} ms |")
+                cells = " | ".join(f"{result[k]:.0f} ms" for k in ("paint", "ready", "query"))
+                print(f"| {name} (`{path}`) | {cells} |")
                 if screenshots is not None:
                     screenshots.mkdir(parents=True, exist_ok=True)
                     await page.screenshot(path=str(screenshots / f"{name}.png"), animations="disabled")

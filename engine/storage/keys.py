@@ -72,6 +72,7 @@ def applied_lsn_key(partition: int) -> bytes:
 
 
 PARTITION_COUNT_KEY = b"partitions"
+LAST_START_KEY = b"last_start"  # written at every start: proves the data dir is writable
 DEPLOYMENT_PREFIX = b"deployment/"
 
 
@@ -210,3 +211,4 @@ def schedule_key(object_prefix: bytes, name: str) -> bytes:
 
 UNFINISHED_INDEX_KEY = b"unfinished_index"  # META: set once the UNFINISHED index covers the data dir
 CREATED_INDEX_KEY = b"created_index"  # META: set once the CREATED index covers the data dir
+APPLIED_KEY = b"applied"  # META, cluster mode: (log sequence, epoch) of the last record applied

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from engine.errors import NotFound
 from engine.invoker.invoker import Invoker
 from engine.invoker.retry import RetryState
-from engine.partition.commands import Command, Invoke
+from engine.partition.commands import Command, Delivered, Invoke
 from engine.partition.processor import Partition
 from engine.partition.reads import CompletedPage, InvocationFilter
 from engine.partition.types import InvocationView, InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.records import InvocationStatus, Schedule
-from engine.workers.rpc import RpcClient
 
+T = TypeVar("T")
 SubmitResult = InvokeResult | bool | OperatorOutcome | None
 Inspection = tuple[InvocationStatus, list[JournalEntry]]
 Listed = list[tuple[InvocationStatus, RetryState | None]]  # with the owning invoker's retry bookkeeping
@@ -44,6 +44,7 @@ class PartitionHandle(Protocol):
     async def unfinished(self, wanted: InvocationFilter, limit: int | None) -> Listed: ...
     async def completed_page(self, wanted: InvocationFilter, after: bytes | None, size: int) -> CompletedPage: ...
     async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]: ...
+    async def deliver(self, messages: list[Delivered]) -> None: ...
 
 
 class LocalHandle:
@@ -116,6 +117,10 @@ class LocalHandle:
     async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]:
         return self.partition.reads.object_state(service, key)
 
+    async def deliver(self, messages: list[Delivered]) -> None:
+        """Apply messages from other partitions (each once), answered when durable."""
+        await asyncio.gather(*(self.partition.submit(message) for message in messages))
+
 
 # -- over the wire -------------------------------------------------------------------------------
 class _Submit(msgspec.Struct, array_like=True):
@@ -170,9 +175,19 @@ class _ObjectState(msgspec.Struct, array_like=True):
     service: str | None
     key: str | None
 
+class _Deliver(msgspec.Struct, array_like=True):
+    partition: int
+    messages: list[Delivered]
+
+
+class Peer(Protocol):
+    """A transport to the process owning a partition (another worker, or its cluster leader)."""
+
+    async def call(self, op: str, args: Any, result_type: type[T]) -> T: ...
+
 
 class RemoteHandle:
-    def __init__(self, partition_id: int, peer: RpcClient) -> None:
+    def __init__(self, partition_id: int, peer: Peer) -> None:
         self.id = partition_id
         self._peer = peer
 
@@ -217,6 +232,9 @@ class RemoteHandle:
     async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]:
         return await self._peer.call("object_state", _ObjectState(self.id, service, key), list[tuple[bytes, bytes]])
 
+    async def deliver(self, messages: list[Delivered]) -> None:
+        await self._peer.call("deliver_to", _Deliver(self.id, messages), type(None))
+
 
 def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.Raw], Awaitable[Any]]]:
     """The handlers a worker serves for its own partitions (the other side of RemoteHandle)."""
@@ -234,6 +252,7 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
     state, schedule = decoder(_State), decoder(_Schedule)
     lookup, unfinished = decoder(_Lookup), decoder(_Unfinished)
     completed_page, object_state = decoder(_CompletedPage), decoder(_ObjectState)
+    state, schedule, deliver = decoder(_State), decoder(_Schedule), decoder(_Deliver)
 
     async def on_submit(raw: msgspec.Raw) -> Any:
         args = submit(raw)
@@ -273,9 +292,13 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
     async def on_object_state(raw: msgspec.Raw) -> Any:
         args = object_state(raw)
         return await owned(args.partition).object_state(args.service, args.key)
+    async def on_deliver(raw: msgspec.Raw) -> None:
+        args = deliver(raw)
+        await owned(args.partition).deliver(args.messages)
 
     return {
         "submit": on_submit,
+        "deliver_to": on_deliver,
         "call": on_call,
         "read_state": on_read_state,
         "read_schedule": on_read_schedule,
