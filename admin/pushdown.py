@@ -6,7 +6,8 @@ of the rows the query uses. The rules keep it one:
 - a table referenced in a ``FROM`` with no joins gets the conjuncts of that ``SELECT``'s
   ``WHERE`` that the partitions can answer: ``id = / IN``, the service name ``= / IN``, the
   object key, ``status`` (which decides unfinished and/or completed), ``created_at`` bounds;
-- ``ORDER BY created_at [ASC|DESC] LIMIT n [OFFSET m]`` (or a ``LIMIT`` alone) goes down too, but
+- ``ORDER BY created_at [ASC|DESC][, ...] LIMIT n [OFFSET m]`` (or a ``LIMIT`` alone) goes down too
+  (the scans return the first n + m and every row tied with the last on created_at), but
   only when every conjunct was answered exactly, and nothing (aggregates, DISTINCT, windows,
   GROUP BY) comes between the rows and the limit;
 - anything else (a join, a second reference, SQL the parser does not know) reads the table whole,
@@ -269,8 +270,7 @@ def _with_limit(scan: Scan, select: exp.Select, owners: set[str]) -> Scan:
     newest_first = True
     order = select.args.get("order")
     if order is not None:
-        if len(order.expressions) != 1:
-            return scan
+        # The scans keep rows tied on created_at together, so later sort keys only order ties.
         ordered = order.expressions[0]
         if _column(ordered.this, owners) != "created_at":
             return scan

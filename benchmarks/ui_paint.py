@@ -35,7 +35,7 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def _pages(invocation_id: str) -> list[tuple[str, str, str]]:
+def _pages(invocation_id: str, deep: str) -> list[tuple[str, str, str]]:
     """(name, path, what shows that the data is there) of each page measured."""
     return [
         ("services", "/ui/", "table[aria-label=Services] tbody tr"),
@@ -45,7 +45,7 @@ def _pages(invocation_id: str) -> list[tuple[str, str, str]]:
         ("invocations", "/ui/invocations", "table[aria-label=Invocations] tbody tr a"),
         ("invocations-filtered", "/ui/invocations?service=Bench&handler=noop&status=succeeded",
          "table[aria-label=Invocations] tbody tr a"),
-        ("invocations-page-20", "/ui/invocations?offset=1000", "table[aria-label=Invocations] tbody tr a"),
+        ("invocations-older", f"/ui/invocations?before={deep}&skip=1", "table[aria-label=Invocations] tbody tr a"),
         ("invocation", f"/ui/invocations/{invocation_id}", "ol[aria-label=Journal], section[aria-label=Journal] p"),
         ("state", "/ui/state/BenchObject/k1", "textarea#value-last"),
         ("timers", "/ui/timers", "table[aria-label=Timers]"),
@@ -105,19 +105,22 @@ async def run(data_dir: Path, screenshots: Path | None, runs: int) -> None:
             http.post(f"{quill.ingress}/restate/call/BenchObject/{key}/touch", json=f"hello {key}").raise_for_status()
         called = http.post(f"{quill.ingress}/restate/call/Bench/run", json="traced", headers={"idempotency-key": "b1"})
         invocation_id = called.headers["x-restate-id"]
-        retained = http.post(
-            f"{quill.admin}/query",
-            json={"query": "SELECT COUNT(*) AS n FROM sys_invocation"},
-            headers={"accept": "application/json"},
-        ).json()["rows"][0]["n"]
-        print(f"{retained} invocations in {data_dir}")
+        def sql(query: str) -> list[dict[str, Any]]:
+            answer = http.post(f"{quill.admin}/query", json={"query": query}, headers={"accept": "application/json"})
+            answer.raise_for_status()
+            rows: list[dict[str, Any]] = answer.json()["rows"]
+            return rows
+
+        print(f"{sql('SELECT COUNT(*) AS n FROM sys_invocation')[0]['n']} invocations in {data_dir}")
+        # A page deep in the past: the Older button's query, the 20 000th newest onwards.
+        deep = sql("SELECT created_at FROM sys_invocation ORDER BY created_at DESC LIMIT 1 OFFSET 20000")[0]["created_at"]
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
             context = await browser.new_context(base_url=quill.admin, viewport={"width": 1280, "height": 800})
             page = await context.new_page()
             print("| page | first paint | data on screen | slowest /query |")
             print("|---|---:|---:|---:|")
-            for name, path, ready in _pages(invocation_id):
+            for name, path, ready in _pages(invocation_id, deep):
                 result = await measure(page, path, ready, runs)
                 cells = " | ".join(f"{result[k]:.0f} ms" for k in ("paint", "ready", "query"))
                 print(f"| {name} (`{path}`) | {cells} |")

@@ -39,7 +39,7 @@ from engine.partition.commands import (
     recipient,
 )
 from engine.partition.processor import Partition
-from engine.partition.reads import InvocationFilter
+from engine.partition.reads import InvocationFilter, first_with_ties
 from engine.partition.types import InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import encode_input_command
@@ -566,7 +566,8 @@ class Engine:
         self, wanted: InvocationFilter, *, unfinished: bool, completed: bool, limit: int
     ) -> _Invocations:
         """The first ``limit`` invocations matching ``wanted`` in its order (newest or oldest
-        first): unfinished ones from memory, completed ones from each partition's CREATED index."""
+        first), with any created at the same time as the last: unfinished ones from memory,
+        completed ones from each partition's CREATED index."""
         calls: list[Awaitable[_Invocations]] = []
         for handle in self._handles:
             if unfinished:
@@ -575,7 +576,8 @@ class Engine:
                 calls.append(self._completed_with_no_retry(handle, wanted, limit))
         found = [pair for answer in await asyncio.gather(*calls) for pair in answer]
         found.sort(key=lambda pair: pair[0].created_at, reverse=wanted.newest_first)
-        return found[:limit]
+        kept = first_with_ties([status for status, _ in found], limit)
+        return found[: len(kept)]
 
     @staticmethod
     async def _completed_with_no_retry(handle: PartitionHandle, wanted: InvocationFilter, limit: int) -> _Invocations:

@@ -32,10 +32,24 @@ export function conditions(params) {
   return where;
 }
 
-export function listQuery(params, offset) {
+// Pages go back in time from "before" (the creation time of the last row shown), skipping the
+// rows at that very time already shown: each page costs the same however deep it is.
+export function listQuery(params) {
   const where = conditions(params);
+  if (params.get("before")) where.push(`created_at <= ${lit(params.get("before"))}`);
+  const skip = Number(params.get("skip") || 0);
   return `SELECT ${COLUMNS} FROM sys_invocation${where.length ? ` WHERE ${where.join(" AND ")}` : ""}`
-    + ` ORDER BY created_at DESC LIMIT ${PAGE + 1}${offset ? ` OFFSET ${offset}` : ""}`;
+    + ` ORDER BY created_at DESC, id DESC LIMIT ${PAGE + 1}${skip ? ` OFFSET ${skip}` : ""}`;
+}
+
+function olderPage(params, shown) {
+  const last = shown[shown.length - 1].created_at;
+  let skip = shown.filter((row) => row.created_at === last).length;
+  if (params.get("before") === last) skip += Number(params.get("skip") || 0);
+  const next = new URLSearchParams(params);
+  next.set("before", last);
+  next.set("skip", String(skip));
+  return `/ui/invocations?${next}`;
 }
 
 export function target(row) {
@@ -71,16 +85,12 @@ function filters(params, services) {
 }
 
 export async function list(main, context, args, params) {
-  const offset = Number(params.get("offset") || 0);
-  const [services, rows] = await Promise.all([get("/services"), query(listQuery(params, offset))]);
+  const [services, rows] = await Promise.all([get("/services"), query(listQuery(params))]);
   const more = rows.length > PAGE;
   const shown = rows.slice(0, PAGE);
-  const pageLink = (at, label) => {
-    const next = new URLSearchParams(params);
-    if (at) next.set("offset", String(at));
-    else next.delete("offset");
-    return link(`/ui/invocations?${next}`, label, { class: "button" });
-  };
+  const newest = new URLSearchParams(params);
+  newest.delete("before");
+  newest.delete("skip");
   clear(main,
     h("div", { class: "title" }, h("h1", {}, "Invocations"),
       h("button", { type: "button", onclick: () => navigate(location.pathname + location.search, true) }, "Refresh")),
@@ -90,8 +100,8 @@ export async function list(main, context, args, params) {
       time(row.created_at), time(row.modified_at), row.idempotency_key || "",
     ]), { "aria-label": "Invocations" }),
     h("nav", { class: "pager", "aria-label": "Pages" },
-      h("span", { class: "muted" }, shown.length ? `${offset + 1}–${offset + shown.length}` : "none"),
-      offset ? pageLink(Math.max(0, offset - PAGE), "Newer") : null,
-      more ? pageLink(offset + PAGE, "Older") : null));
+      h("span", { class: "muted" }, shown.length ? `${shown.length} shown` : "none"),
+      params.get("before") ? link(`/ui/invocations?${newest}`, "Newest", { class: "button" }) : null,
+      more ? link(olderPage(params, shown), "Older", { class: "button" }) : null));
 }
 

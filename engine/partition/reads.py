@@ -138,12 +138,14 @@ class PartitionReads:
             return []  # only completed invocations have an outcome
         found = [a.status for a in self._state.active.values() if wanted.admits(a.status)]
         found.sort(key=lambda s: s.created_at, reverse=wanted.newest_first)
-        return found if limit is None else found[:limit]
+        return found if limit is None else first_with_ties(found, limit)
 
     def completed_page(self, wanted: InvocationFilter, after: bytes | None, size: int) -> CompletedPage:
-        """Up to ``size`` completed invocations matching ``wanted`` in creation order, from the
-        CREATED index, resuming after index key ``after``. Reads only the store (committed data
-        and single staged values), so it may run on a thread while the partition works."""
+        """``size`` completed invocations matching ``wanted`` in creation order (more when the
+        last one shares its creation time with the next: ties stay together, so a limit over
+        several partitions can be cut exactly), from the CREATED index, resuming after ``after``.
+        Reads only the store (committed data and single staged values), so it may run on a thread
+        while the partition works."""
         state = self._state
         prefixes = (
             [keys.created_prefix(state.id)]
@@ -152,6 +154,7 @@ class PartitionReads:
         )
         found: list[InvocationStatus] = []
         cursor: bytes | None = None
+        edge: int | None = None  # created_at of the last one found: a page ends past its ties
         for prefix in prefixes:
             if after is not None and not after.startswith(prefix) and after > prefix:
                 continue  # pages resume in prefix order: this service was done already
@@ -162,16 +165,17 @@ class PartitionReads:
                 reverse=wanted.newest_first,
                 after=after if after is not None and after.startswith(prefix) else None,
             ):
-                if len(found) >= size:
+                created_at, raw_id = keys.created_entry(key, prefix)
+                if len(found) >= size and created_at != edge:
                     return found, cursor
                 cursor = key
-                _, raw_id = keys.created_entry(key, prefix)
                 raw = state.store.get(keys.STATUS, keys.invocation_key(state.id, raw_id))
                 if raw is None:
                     continue  # purged since the index entry was committed
                 status = _decode_status(raw)
                 if status.phase is Phase.COMPLETED and wanted.admits(status):
                     found.append(status)
+                    edge = created_at
         return found, None
 
     def promises(self, service: str | None, key: str | None) -> list[tuple[str, str, str, Promise]]:
@@ -210,6 +214,21 @@ class PartitionReads:
     @property
     def active_count(self) -> int:
         return len(self._state.active)
+
+
+def first_with_ties(statuses: list[InvocationStatus], limit: int) -> list[InvocationStatus]:
+    """The first ``limit`` of ``statuses`` (sorted by creation time) and those created at the
+    same time as the last of them: whatever else a query orders by, its first ``limit`` rows
+    are among these."""
+    if len(statuses) <= limit:
+        return statuses
+    if limit <= 0:
+        return []
+    end = limit
+    edge = statuses[limit - 1].created_at
+    while end < len(statuses) and statuses[end].created_at == edge:
+        end += 1
+    return statuses[:end]
 
 
 def _succeeded(status: InvocationStatus) -> bool | None:

@@ -6,6 +6,7 @@ any other host for anything."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -157,6 +158,27 @@ async def test_find_an_invocation_read_its_journal_and_resolve_its_awakeable(
     await expect(page.get_by_text("succeeded").first).to_be_visible(timeout=20_000)
     output = httpx.get(f"{ui_quill.ingress}/restate/output/{invocation_id}")
     assert output.json() == "got done"
+
+
+async def test_pages_of_invocations_go_back_in_time_without_gaps(ui: Watched, ui_quill: Quill) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        calls = [client.post(f"{ui_quill.ingress}/restate/call/Greeter/greet", json=f"p{i}") for i in range(60)]
+        ids = {response.headers["x-restate-id"] for response in await asyncio.gather(*calls)}
+    page = ui.page
+    await page.goto("/ui/invocations?service=Greeter&handler=greet")
+    seen: list[str] = []
+    for _ in range(3):
+        links = page.get_by_role("table", name="Invocations").get_by_role("link", name=re.compile("^inv_"))
+        await expect(links.first).to_be_visible()
+        seen += [await link.get_attribute("title") or "" for link in await links.all()]
+        older = page.get_by_role("link", name="Older")
+        if not await older.count():
+            break
+        before = page.url
+        await older.click()
+        await expect(page).not_to_have_url(before)
+        await expect(page.get_by_role("link", name="Newest")).to_be_visible()
+    assert len(seen) == len(set(seen)) and ids <= set(seen)
 
 
 async def test_kill_a_running_invocation(ui: Watched, ui_quill: Quill) -> None:

@@ -32,6 +32,8 @@ def test_a_limit_stays_up_when_a_filter_is_not_answered_by_the_scan() -> None:
     assert (either.ids, either.services, either.limit) == (None, None, None)
     ordered = scan("SELECT id FROM sys_invocation ORDER BY modified_at DESC LIMIT 5")
     assert ordered.limit is None
+    tie_broken = scan("SELECT id FROM sys_invocation ORDER BY created_at DESC, id DESC LIMIT 5")
+    assert tie_broken.limit == 5  # the scans keep rows tied on created_at together
     grouped = scan("SELECT status, COUNT(*) FROM sys_invocation GROUP BY status LIMIT 5")
     assert grouped.limit is None and grouped.columns is not None and "status" in grouped.columns
 

@@ -66,3 +66,15 @@ async def test_completed_pages_newest_first_per_service_and_resumable(tmp_path: 
         assert [s.id for s in reads.unfinished(InvocationFilter(services=["Greeter"]), None)] == [
             unfinished.invocation_id
         ]
+
+
+async def test_a_page_keeps_ties_on_creation_time_together(tmp_path: Path) -> None:
+    async with Env(tmp_path, partitions=1) as env:
+        ids = []
+        for i in range(4):
+            command = invoke(GREET, idempotency_key=f"t{i}", retention=60_000)
+            await env.submit(command)  # all four created at the same ms
+            await env.submit(attempt(command.invocation_id, 1, [output(b"done")]))
+            ids.append(command.invocation_id)
+        page, _ = env.partitions[0].reads.completed_page(InvocationFilter(), None, 2)
+        assert sorted(s.id for s in page) == sorted(ids)
