@@ -35,7 +35,7 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def _pages(invocation_id: str, deep: str) -> list[tuple[str, str, str]]:
+def _pages(invocation_id: str, deep: Any) -> list[tuple[str, str, str]]:
     """(name, path, what shows that the data is there) of each page measured."""
     return [
         ("services", "/ui/", "table[aria-label=Services] tbody tr"),
@@ -113,7 +113,8 @@ async def run(data_dir: Path, screenshots: Path | None, runs: int) -> None:
 
         print(f"{sql('SELECT COUNT(*) AS n FROM sys_invocation')[0]['n']} invocations in {data_dir}")
         # A page deep in the past: the Older button's query, the 20 000th newest onwards.
-        deep = sql("SELECT created_at FROM sys_invocation ORDER BY created_at DESC LIMIT 1 OFFSET 20000")[0]["created_at"]
+        deep = sql("SELECT created_at FROM sys_invocation ORDER BY created_at DESC LIMIT 1 OFFSET 20000")[0]
+        deep = deep["created_at"]
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
             context = await browser.new_context(base_url=quill.admin, viewport={"width": 1280, "height": 800})

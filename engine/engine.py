@@ -589,13 +589,16 @@ class Engine:
         answers = await asyncio.gather(*(handle.unfinished(wanted, None) for handle in self._handles))
         return [pair for answer in answers for pair in answer]
 
-    async def completed_invocations(self, wanted: InvocationFilter, page: int) -> AsyncIterator[list[InvocationStatus]]:
+    async def completed_invocations(
+        self, wanted: InvocationFilter, page: int
+    ) -> AsyncIterator[list[InvocationStatus]]:
         """Every completed invocation matching ``wanted``, ``page`` at a time, partition by
-        partition: a reader of all of them holds one page, never the whole table."""
+        partition, in no particular order: a reader of all of them holds one page, never the
+        whole table."""
         for handle in self._handles:
             after: bytes | None = None
             while True:
-                statuses, after = await handle.completed_page(wanted, after, page)
+                statuses, after = await handle.completed_page(wanted, after, page, ordered=False)
                 if statuses:
                     yield statuses
                 if after is None:

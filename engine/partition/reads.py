@@ -140,12 +140,17 @@ class PartitionReads:
         found.sort(key=lambda s: s.created_at, reverse=wanted.newest_first)
         return found if limit is None else first_with_ties(found, limit)
 
-    def completed_page(self, wanted: InvocationFilter, after: bytes | None, size: int) -> CompletedPage:
+    def completed_page(
+        self, wanted: InvocationFilter, after: bytes | None, size: int, ordered: bool = True
+    ) -> CompletedPage:
         """``size`` completed invocations matching ``wanted`` in creation order (more when the
         last one shares its creation time with the next: ties stay together, so a limit over
         several partitions can be cut exactly), from the CREATED index, resuming after ``after``.
         Reads only the store (committed data and single staged values), so it may run on a thread
-        while the partition works."""
+        while the partition works. Not ``ordered``, with neither a service nor a time to narrow the
+        index by: every stored status is read in storage order instead (see ``stored_page``)."""
+        if not ordered and wanted.services is None and wanted.created_from is None and wanted.created_to is None:
+            return self.stored_page(wanted, after, size)
         state = self._state
         prefixes = (
             [keys.created_prefix(state.id)]
@@ -176,6 +181,22 @@ class PartitionReads:
                 if status.phase is Phase.COMPLETED and wanted.admits(status):
                     found.append(status)
                     edge = created_at
+        return found, None
+
+    def stored_page(self, wanted: InvocationFilter, after: bytes | None, size: int) -> CompletedPage:
+        """Up to ``size`` completed invocations matching ``wanted``, in no particular order, read
+        straight from the stored statuses (a sequential scan: what reading all of them costs
+        least), resuming after status key ``after``. Like ``completed_page``, safe on a thread."""
+        state = self._state
+        found: list[InvocationStatus] = []
+        cursor: bytes | None = None
+        for key, value in state.store.scan(keys.STATUS, keys.partition_prefix(state.id), after):
+            if len(found) >= size:
+                return found, cursor
+            cursor = key
+            status = _decode_status(value)
+            if status.phase is Phase.COMPLETED and wanted.admits(status):
+                found.append(status)
         return found, None
 
     def promises(self, service: str | None, key: str | None) -> list[tuple[str, str, str, Promise]]:

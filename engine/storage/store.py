@@ -130,15 +130,17 @@ class Store:
         value: bytes | None = self._columns[column].get(key)
         return value
 
-    def scan(self, column: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Committed entries under ``prefix`` (used at start-up, when nothing is staged)."""
+    def scan(self, column: str, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Committed entries under ``prefix`` (used at start-up, when nothing is staged, and by
+        readers on threads), from the one past ``after`` if given."""
         it = self._columns[column].iter()
-        it.seek(prefix)
+        it.seek(prefix if after is None else max(after, prefix))
         while it.valid():
             key = it.key()
             if not key.startswith(prefix):
                 break
-            yield key, it.value()
+            if key != after:
+                yield key, it.value()
             it.next()
 
     def scan_range(

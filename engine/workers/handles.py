@@ -42,7 +42,9 @@ class PartitionHandle(Protocol):
     async def reset_retries(self, invocation_id: str) -> None: ...
     async def lookup(self, invocation_ids: list[str]) -> Listed: ...
     async def unfinished(self, wanted: InvocationFilter, limit: int | None) -> Listed: ...
-    async def completed_page(self, wanted: InvocationFilter, after: bytes | None, size: int) -> CompletedPage: ...
+    async def completed_page(
+        self, wanted: InvocationFilter, after: bytes | None, size: int, ordered: bool = True
+    ) -> CompletedPage: ...
     async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]: ...
     async def deliver(self, messages: list[Delivered]) -> None: ...
 
@@ -110,9 +112,11 @@ class LocalHandle:
     async def unfinished(self, wanted: InvocationFilter, limit: int | None) -> Listed:
         return self._with_retries(self.partition.reads.unfinished(wanted, limit))
 
-    async def completed_page(self, wanted: InvocationFilter, after: bytes | None, size: int) -> CompletedPage:
-        # An index scan of up to a page of statuses: on a thread, so the partition keeps working.
-        return await asyncio.to_thread(self.partition.reads.completed_page, wanted, after, size)
+    async def completed_page(
+        self, wanted: InvocationFilter, after: bytes | None, size: int, ordered: bool = True
+    ) -> CompletedPage:
+        # A scan of up to a page of statuses: on a thread, so the partition keeps working.
+        return await asyncio.to_thread(self.partition.reads.completed_page, wanted, after, size, ordered)
 
     async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]:
         return self.partition.reads.object_state(service, key)
@@ -168,6 +172,7 @@ class _CompletedPage(msgspec.Struct, array_like=True):
     wanted: InvocationFilter
     after: bytes | None
     size: int
+    ordered: bool
 
 
 class _ObjectState(msgspec.Struct, array_like=True):
@@ -225,8 +230,10 @@ class RemoteHandle:
     async def unfinished(self, wanted: InvocationFilter, limit: int | None) -> Listed:
         return await self._peer.call("unfinished", _Unfinished(self.id, wanted, limit), Listed)
 
-    async def completed_page(self, wanted: InvocationFilter, after: bytes | None, size: int) -> CompletedPage:
-        args = _CompletedPage(self.id, wanted, after, size)
+    async def completed_page(
+        self, wanted: InvocationFilter, after: bytes | None, size: int, ordered: bool = True
+    ) -> CompletedPage:
+        args = _CompletedPage(self.id, wanted, after, size, ordered)
         return await self._peer.call("completed_page", args, CompletedPage)  # type: ignore[arg-type]
 
     async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]:
@@ -287,7 +294,7 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
 
     async def on_completed_page(raw: msgspec.Raw) -> Any:
         args = completed_page(raw)
-        return await owned(args.partition).completed_page(args.wanted, args.after, args.size)
+        return await owned(args.partition).completed_page(args.wanted, args.after, args.size, args.ordered)
 
     async def on_object_state(raw: msgspec.Raw) -> Any:
         args = object_state(raw)

@@ -78,3 +78,18 @@ async def test_a_page_keeps_ties_on_creation_time_together(tmp_path: Path) -> No
             ids.append(command.invocation_id)
         page, _ = env.partitions[0].reads.completed_page(InvocationFilter(), None, 2)
         assert sorted(s.id for s in page) == sorted(ids)
+
+
+async def test_an_unordered_read_of_everything_pages_through_the_stored_statuses(tmp_path: Path) -> None:
+    async with Env(tmp_path, partitions=1) as env:
+        kept = {await _completed(env, GREET, 60_000, f"s{i}") for i in range(5)}
+        await env.submit(invoke(GREET))  # unfinished: not among the completed
+        reads = env.partitions[0].reads
+        seen: list[str] = []
+        after = None
+        while True:
+            page, after = reads.completed_page(InvocationFilter(), after, 2, ordered=False)
+            seen += [s.id for s in page]
+            if after is None:
+                break
+        assert sorted(seen) == sorted(kept)
