@@ -69,7 +69,8 @@ function describeEntry(entry, children) {
   if (entry.sleep_wakeup_at) parts.push(" until ", time(entry.sleep_wakeup_at));
   if (entry.promise_name) parts.push(` promise "${entry.promise_name}"`);
   if (fields.key && !entry.promise_name) parts.push(" ", h("code", {}, String(fields.key)));
-  const payload = fields.value ?? fields.parameter ?? fields.completion_value ?? fields.result;
+  let payload = fields.value ?? fields.parameter ?? fields.completion_value ?? fields.result;
+  if (payload && typeof payload === "object" && "content" in payload) payload = payload.content; // a Value
   if (payload !== undefined) parts.push(" ", h("code", { class: "payload" }, preview(payload)));
   if (fields.failure) parts.push(" ", h("span", { class: "bad" }, `failure ${JSON.stringify(fields.failure)}`));
   return [h("span", { class: `kind ${entry.entry_type.startsWith("Command") ? "command" : "notification"}` }, kind), " ", parts];
@@ -108,7 +109,8 @@ async function why(row, journal, service) {
   if (row.status === "suspended") {
     const waiting = journal.filter((e) => e.completed === false);
     lines.push(h("li", {}, "Suspended until one of these completes: ",
-      waiting.length ? h("ul", {}, waiting.map((e) => h("li", {}, describeEntry(e, {})))) : "a signal."));
+      waiting.length ? h("ul", {}, waiting.map((e) => h("li", {}, describeEntry(e, {}))))
+        : (row.suspended_waiting_for_signals || []).some((i) => i >= 17) ? "an awakeable (below)." : "a signal."));
   }
   if (row.status === "backing-off" || row.status === "paused") {
     const policy = (service && service.retry_policy) || {};
