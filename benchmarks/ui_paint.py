@@ -23,17 +23,7 @@ from typing import Any
 import httpx
 from playwright.async_api import Page, async_playwright
 
-from tests.support import Process, Quill, SdkService, free_port
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.support import CHROMIUM, CHROMIUM_FLAGS, Process, Quill, SdkService, free_port
 
 
 def _pages(invocation_id: str, deep: Any) -> list[tuple[str, str, str]]:
@@ -112,7 +102,7 @@ async def run(data_dir: Path, screenshots: Path | None, runs: int) -> None:
         deep = sql("SELECT created_at FROM sys_invocation ORDER BY created_at DESC LIMIT 1 OFFSET 20000")[0]
         deep = deep["created_at"]
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             context = await browser.new_context(base_url=quill.admin, viewport={"width": 1280, "height": 800})
             page = await context.new_page()
             print("| page | first paint | data on screen | slowest /query |")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,22 +18,10 @@ import pytest_asyncio
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright, expect
 
 from tests.conftest import QUILL_TEST_ENV
-from tests.support import Quill, SdkService
+from tests.support import CHROMIUM, CHROMIUM_FLAGS, Quill, SdkService
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-pytestmark = [
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
-    pytest.mark.asyncio(loop_scope="module"),  # one browser for the module
-]
+# Chromium comes from `make test` (apt-get install chromium): no skip, a missing browser fails.
+pytestmark = pytest.mark.asyncio(loop_scope="module")  # one browser for the module
 
 
 @pytest.fixture(scope="module")
