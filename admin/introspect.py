@@ -18,7 +18,6 @@ from google.protobuf.message import DecodeError
 
 from engine import Engine, InvocationId, InvocationStatus, Phase
 from engine.invoker.retry import RetryState
-from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MESSAGE_CLASSES, MessageType
 
 TIME = pa.timestamp("ms", tz="UTC")
@@ -288,13 +287,6 @@ def entry_view(status: InvocationStatus, index: int, message_type: int, payload:
         json.dumps({**head, **fields}),
         json.dumps({**head, **lite}),
     )
-
-
-def input_body(input_entry: bytes | None) -> bytes | None:
-    """The request body kept in an InputCommandMessage."""
-    if input_entry is None:
-        return None
-    return pb.InputCommandMessage.FromString(input_entry).value.content
 
 
 _PAYLOAD_FIELDS = ("value", "parameter", "content", "completion_value", "result", "failure")

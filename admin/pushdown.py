@@ -51,11 +51,6 @@ class Scan:
     columns: frozenset[str] | None = None  # the columns to build (None: all)
     shared: bool = False  # referenced more than once: materialize, a stream is read once
 
-    @property
-    def bounded(self) -> bool:
-        """Whether the rows are few by construction (ids, a limit, or unfinished only)."""
-        return self.ids is not None or self.limit is not None or not self.completed
-
 
 FULL = Scan()
 

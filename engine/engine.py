@@ -538,17 +538,9 @@ class Engine:
             raise _refusal(OperatorOutcome.NOT_FOUND, invocation_id)
         return found
 
-    async def all_invocations(self) -> list[tuple[InvocationStatus, RetryState | None]]:
-        """Every invocation of every worker, with the invoker's retry bookkeeping of running ones."""
-        return await self._everywhere("invocations", self._local_invocations, _Invocations)
-
     async def all_journals(self) -> list[tuple[InvocationStatus, list[JournalEntry]]]:
+        """Journals of every unfinished invocation (completed ones keep none)."""
         return await self._everywhere("journals", self._local_journals, _Journals)
-
-    async def all_state(self) -> list[tuple[int, str, str, bytes, bytes]]:
-        """(partition, service, object key, state name, value) of every object's state."""
-        entries = await self._everywhere("state", self._local_state, _State)
-        return [(partition, *keys.parse_state_key(key), value) for partition, key, value in entries]
 
     async def find_invocations(self, invocation_ids: list[str]) -> _Invocations:
         """The invocations among ``invocation_ids`` that exist (malformed ids match nothing)."""
@@ -643,22 +635,13 @@ class Engine:
                 found.extend(answer)
         return found
 
-    async def _local_invocations(self) -> list[tuple[InvocationStatus, RetryState | None]]:
-        retries = self.invoker.retries
-        return [(status, retries.get(status.id)) for p in self._partitions for status in p.reads.statuses()]
-
     async def _local_journals(self) -> list[tuple[InvocationStatus, list[JournalEntry]]]:
         return [entry for partition in self._partitions for entry in partition.reads.journals()]
-
-    async def _local_state(self) -> list[tuple[int, bytes, bytes]]:
-        return [(p.id, key, value) for p in self._partitions for key, value in p.reads.state_entries()]
 
     def _gather_ops(self) -> dict[str, Callable[[], Awaitable[Any]]]:
         """What peers gather from this worker for the admin API (see ``_everywhere``)."""
         return {
-            "invocations": self._local_invocations,
             "journals": self._local_journals,
-            "state": self._local_state,
             "locks": self._local_locks,
             "inbox": self._local_inbox,
             "promises": self._local_promises,
@@ -671,7 +654,6 @@ class Engine:
 
 _Invocations = list[tuple[InvocationStatus, RetryState | None]]
 _Journals = list[tuple[InvocationStatus, list[JournalEntry]]]
-_State = list[tuple[int, bytes, bytes]]
 _Locks = list[tuple[int, str, str, str]]
 _Inbox = list[tuple[int, str, str, int, str]]
 _Promises = list[tuple[int, str, str, str, Promise]]

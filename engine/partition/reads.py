@@ -91,23 +91,9 @@ class PartitionReads:
         retained = self._state.retained(invocation_id)
         return None if retained is None else (retained, [])
 
-    def statuses(self) -> list[InvocationStatus]:
-        """Every invocation this partition knows: unfinished, then completed retained ones."""
-        state = self._state
-        found: list[InvocationStatus] = [active.status for active in state.active.values()]
-        for _, value in state.store.scan_merged(keys.STATUS, keys.partition_prefix(state.id)):
-            status = _decode_status(value)
-            if status.phase is Phase.COMPLETED:
-                found.append(status)
-        return found
-
     def journals(self) -> list[tuple[InvocationStatus, list[JournalEntry]]]:
         """Journals of the unfinished invocations (completed ones keep none)."""
         return [(active.status, list(active.journal)) for active in self._state.active.values()]
-
-    def state_entries(self) -> list[tuple[bytes, bytes]]:
-        """Every (STATE key, value) of this partition, staged writes included."""
-        return self._state.store.scan_merged(keys.STATE, keys.partition_prefix(self._state.id))
 
     def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return self._state.objects.get_state(keys.object_key(self._state.id, service, key), name)

@@ -14,7 +14,7 @@ def scan(query: str, table: str = "sys_invocation") -> Scan:
 
 def test_ids_services_and_the_limit_go_down() -> None:
     found = scan("SELECT id FROM sys_invocation WHERE id = 'inv_1a'")
-    assert found.ids == {"inv_1a"} and found.bounded
+    assert found.ids == {"inv_1a"}
     listed = scan(
         "SELECT i.id FROM sys_invocation i WHERE i.target_service_name IN ('A', 'B') AND target_handler_name = 'h'"
         " AND status = 'completed' ORDER BY i.created_at LIMIT 20 OFFSET 5"
@@ -59,4 +59,4 @@ def test_time_bounds_and_state_keys() -> None:
 def test_read_only_and_unparsed() -> None:
     assert plan("CREATE TABLE t AS SELECT 1", TABLES).read_only is False  # type: ignore[union-attr]
     assert plan("SELECT 1", TABLES).read_only is True  # type: ignore[union-attr]
-    assert FULL.limit is None and not FULL.bounded
+    assert FULL.limit is None and FULL.completed and FULL.unfinished
