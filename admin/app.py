@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin.routes_dapr import dapr_router
@@ -130,6 +131,12 @@ def create_admin_app(engine: Engine, ingress: AnyAsgi | None = None) -> FastAPI:
             "ingress_endpoint": config.ingress_url,
             "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": False},
         }
+
+    if engine.metrics.enabled:
+        # async: collected on the event loop, the only thread that writes the counters.
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(await engine.metrics_exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(deployments_router(engine))
     app.include_router(services_router(engine))

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
+from prometheus_client import CollectorRegistry, generate_latest
 
 from engine.config import Config
 from engine.dapr.actors import IdleActors
@@ -50,6 +52,9 @@ from engine.schema.registry import Schema
 from engine.storage import keys
 from engine.storage.metadata import Metadata
 from engine.storage.store import StorageOptions, Store, is_disk_full
+from engine.telemetry.collector import build_registry, merged_exposition
+from engine.telemetry.metrics import NO_METRICS, Metrics
+from engine.telemetry.traces import Tracer, input_headers, start_tracing
 from engine.workers.handles import LocalHandle, PartitionHandle, RemoteHandle, partition_ops
 from engine.workers.layout import WorkerPlan, store_path
 from engine.workers.node import WorkerNode
@@ -99,6 +104,7 @@ class Engine:
         self._handles: list[PartitionHandle] = []  # every partition, by id
         self._local_ids: list[int] = []
         self._node: WorkerNode | None = None
+        self._metrics_registry: CollectorRegistry | None = None
         self._cluster: ClusterNode | None = None
         self._cluster_deliverer: ClusterDeliverer | None = None
         # Invocations this process received, and those of them another worker owns.
@@ -109,6 +115,8 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self.schema: Schema
         self.invoker: Invoker
+        self.metrics = Metrics() if config.metrics else NO_METRICS
+        self._tracer: Tracer | None = None
         self.dapr_apps: DaprApps  # Dapr apps and HTTP endpoints (service invocation, /v1.0/invoke)
         self._draining = False
 
@@ -129,7 +137,7 @@ class Engine:
         # Cluster mode: this store keeps only the node's metadata; each partition it leads has a
         # store of its own, a cache of the partition's log.
         where = self.config.data_path / "node" if cluster else store_path(self.config.data_path, self.plan)
-        store = self._store = Store(where, options)
+        store = self._store = Store(where, options, self.metrics)
         store.start()
         count = self._partition_count(store)
         await self._check_writable(store)
@@ -146,8 +154,20 @@ class Engine:
         self.dapr_apps.load()
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
-        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps, self.idle_actors.touch, signer)
-        executor = self._executor = EffectExecutor(store, self._timers, self.invoker, self._local_partition)
+        self._tracer = start_tracing(self.config, self._lineage)
+        self.invoker = Invoker(
+            self.config,
+            self.schema,
+            self._http2,
+            self.dapr_apps,
+            self.idle_actors.touch,
+            signer,
+            self.metrics,
+            self._tracer,
+        )
+        executor = self._executor = EffectExecutor(
+            store, self._timers, self.invoker, self._local_partition, self.metrics
+        )
         if cluster:
             await self._join_cluster(meta, count)
             return
@@ -156,7 +176,7 @@ class Engine:
         for p in self._local_ids:
             partition = Partition(p, store, executor, now_ms, self.config.log_retained_entries)
             self._partitions.append(partition)
-            local[p] = LocalHandle(partition, self.invoker)
+            local[p] = LocalHandle(partition, self.invoker, self.metrics)
         if plan is not None:
             node = self._node = WorkerNode(plan, meta, local, count, self._reload_metadata, self._gather_ops())
             executor.remote = lambda source, key, message: node.deliverer.send(
@@ -262,6 +282,8 @@ class Engine:
         await self.drain(0)
         if hasattr(self, "invoker"):
             await self.invoker.stop()
+        if self._tracer is not None:
+            await self._tracer.close()
         if self._client is not None:
             await self._client.aclose()
         if hasattr(self, "dapr_apps"):
@@ -293,14 +315,25 @@ class Engine:
         """Invoke and wait for the result; a repeated idempotent request gets the first one's."""
         invocation_id, handle, command = self._prepare(request)
         self._count(handle)
-        _, outcome = await handle.call(command)
+        try:
+            _, outcome = await handle.call(command)
+        except Unavailable as exc:
+            raise self._unanswered(exc, invocation_id) from exc
         if outcome is None:
             raise Conflict("the workflow method was already invoked", invocation_id=invocation_id, source="invocation")
         return invocation_id, outcome
 
     async def attach(self, invocation_id: InvocationId) -> Outcome:
         """Wait for the result of a running or retained invocation."""
-        return await self._partition_of(invocation_id).attach(invocation_id)
+        try:
+            return await self._partition_of(invocation_id).attach(invocation_id)
+        except Unavailable as exc:
+            raise self._unanswered(exc, invocation_id) from exc
+
+    def _unanswered(self, error: Unavailable, invocation_id: str) -> Unavailable:
+        """A waiting caller's 503 always names the invocation, so it can attach or retry (and, while
+        this process shuts down, says so: a peer's answer may have been cut by it)."""
+        return Unavailable(_SHUTTING_DOWN if self._draining else error.message, invocation_id=invocation_id)
 
     async def output(self, invocation_id: InvocationId) -> Outcome | None:
         """The result of a finished invocation, None while it runs."""
@@ -424,8 +457,15 @@ class Engine:
         """Cancel or kill: DONE (completed at once), SIGNALLED (the handler sees the cancellation)."""
         self._require_storage()
         parsed = _parse_id(invocation_id)
+        partition = self._local_partition(parsed)
+        active = partition.reads.unfinished(parsed) if partition is not None else None
+        lineage = self._lineage(parsed) if active is not None and self._tracer is not None else None
         outcome: OperatorOutcome = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
         _check(outcome, invocation_id)
+        if outcome is OperatorOutcome.DONE and active is not None and self._tracer is not None:
+            # Completed here, not by an attempt: its trace ends here.
+            failure = "[409] killed" if kill else "[409] cancelled"
+            self._tracer.invocation_ended(active[0], failure, lineage[0] if lineage else None)
         return outcome
 
     def invocation_settings(self, service: str, handler: str) -> InvocationSettings | None:
@@ -475,6 +515,63 @@ class Engine:
         self.invocations += 1
         if not isinstance(handle, LocalHandle):
             self.forwarded += 1
+
+    # -- live views for /metrics (read at scrape time; see engine/telemetry/collector.py) -------
+    async def metrics_exposition(self) -> bytes:
+        """``/metrics`` of the whole server: with workers, every worker's samples (``worker``
+        label), gathered from them and merged into one exposition."""
+        if self._node is None:
+            return generate_latest(self._registry())
+        texts = [await self._local_metrics(), *await self._node.gather("metrics", str)]
+        return merged_exposition(texts)
+
+    async def _local_metrics(self) -> str:
+        return generate_latest(self._registry()).decode()
+
+    def _registry(self) -> CollectorRegistry:
+        if self._metrics_registry is None:
+            worker = {"worker": str(self.plan.index)} if self.plan is not None else None
+            self._metrics_registry = build_registry(self.metrics, self, worker)
+        return self._metrics_registry
+
+    @property
+    def partition_count(self) -> int:
+        return len(self._handles)
+
+    def invocation_census(self) -> Counter[tuple[int, str, str]]:
+        """This process's unfinished invocations by (partition, service, status)."""
+        return Counter(
+            {
+                (partition.id, service, phase): count
+                for partition in self._partitions
+                for (service, phase), count in partition.reads.census().items()
+            }
+        )
+
+    def keyed_services(self) -> list[str]:
+        """Registered virtual objects and workflows: the services with an inbox."""
+        return [name for name, entry in self.schema.services.items() if entry.manifest.ty != "SERVICE"]
+
+    def timers_armed(self) -> int:
+        return self._timers.pending
+
+    def http2_usage(self) -> tuple[int, int]:
+        """(open connections, streams in use) to deployments."""
+        return self._http2.usage()
+
+    def invoker_load(self) -> tuple[int, int]:
+        return self.invoker.load
+
+    def _lineage(self, invocation_id: str) -> tuple[list[tuple[str, str]], str | None] | None:
+        """An unfinished invocation's input headers and caller, for its trace's parent (only
+        for partitions of this process: another worker's are not looked up)."""
+        partition = self._local_partition(invocation_id)
+        found = partition.reads.unfinished(invocation_id) if partition is not None else None
+        if found is None:
+            return None
+        status, journal = found
+        caller = status.caller
+        return input_headers(journal), caller.invocation_id if caller is not None else None
 
     def _partition_id(self, invocation_id: str) -> int:
         return InvocationId(invocation_id).partition_key % len(self._handles)
@@ -563,7 +660,7 @@ class Engine:
         calls: list[Awaitable[_Invocations]] = []
         for handle in self._handles:
             if unfinished:
-                calls.append(handle.unfinished(wanted, limit))
+                calls.append(handle.unfinished_matching(wanted, limit))
             if completed:
                 calls.append(self._completed_with_no_retry(handle, wanted, limit))
         found = [pair for answer in await asyncio.gather(*calls) for pair in answer]
@@ -578,7 +675,7 @@ class Engine:
 
     async def unfinished_invocations(self, wanted: InvocationFilter) -> _Invocations:
         """Every unfinished invocation matching ``wanted`` (they are in memory, and few)."""
-        answers = await asyncio.gather(*(handle.unfinished(wanted, None) for handle in self._handles))
+        answers = await asyncio.gather(*(handle.unfinished_matching(wanted, None) for handle in self._handles))
         return [pair for answer in answers for pair in answer]
 
     async def completed_invocations(
@@ -645,6 +742,7 @@ class Engine:
             "locks": self._local_locks,
             "inbox": self._local_inbox,
             "promises": self._local_promises,
+            "metrics": self._local_metrics,
         }
 
     def _reload_metadata(self) -> None:

@@ -7,6 +7,7 @@ and the routes are few and fixed. Status codes and messages follow the real Rest
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,8 +33,9 @@ from engine import (
     timestamp,
 )
 from engine.records import timestamp_nanos
+from engine.telemetry.metrics import IngressStatus, RpcType
 from ingress.dapr import DaprIngress
-from ingress.paths import BAD_PATH, parse_invocation_path, split_path
+from ingress.paths import BAD_PATH, Route, metric_labels, parse_invocation_path, split_path
 from ingress.responses import (
     BodyLimitExceeded,
     ClientGone,
@@ -92,7 +94,26 @@ class IngressApp:
             return
         if method not in ("GET", "POST"):
             raise MethodNotAllowed("method not allowed")
-        route = parse_invocation_path(segments, self._engine.schema)
+        await self._invocation(segments, scope, receive, send)
+
+    async def _invocation(self, segments: list[str], scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """A call or send, counted and timed as Restate counts them (restate_ingress_requests_total)."""
+        metrics = self._engine.metrics
+        metrics.ingress_admitted()
+        started = time.perf_counter()
+        route: Route | None = None
+        status = IngressStatus.REQUEST_ERROR
+        try:
+            route = parse_invocation_path(segments, self._engine.schema)
+            status = await self._invoke(route, scope, receive, send)
+        finally:
+            service, is_send = (
+                (route.target.service, route.send) if route else metric_labels(segments, self._engine.schema)
+            )
+            rpc_type = RpcType.SEND if is_send else RpcType.CALL
+            metrics.ingress_finished(status, service, rpc_type, time.perf_counter() - started)
+
+    async def _invoke(self, route: Route, scope: dict[str, Any], receive: Receive, send: Send) -> IngressStatus:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         if "limit-key" in query or _header(scope, b"x-restate-limit-key") is not None:
             raise BadRequest("limit-key requires a scope to be set")
@@ -104,7 +125,7 @@ class IngressApp:
                 raise BadRequest(_WORKFLOW_IDEMPOTENCY)
         if (too_large := _declared_length(scope)) is not None and too_large > self._limit:
             await respond(send, 413, b"length limit exceeded", [(b"content-type", b"text/plain; charset=utf-8")])
-            return
+            return IngressStatus.REQUEST_ERROR
         chunks = await self._read_chunks(receive)
         _, handler = self._engine.schema.resolve(route.target.service, route.target.handler)
         validate_input(handler.input, _header(scope, b"content-type"), bool(chunks))
@@ -121,9 +142,10 @@ class IngressApp:
             if execution_time is not None:
                 accepted["executionTime"] = timestamp_nanos(execution_time)
             await respond_json(send, 202, accepted, [(b"x-restate-id", invocation_id.encode())])
-            return
+            return IngressStatus.COMPLETED
         invocation_id, outcome = await self._engine.call(request)
         await self._respond_outcome(send, invocation_id, outcome)
+        return IngressStatus.COMPLETED if outcome.completion.failure is None else IngressStatus.INVOCATION_ERROR
 
     async def _restate_route(
         self, method: str, segments: list[str], scope: dict[str, Any], receive: Receive, send: Send

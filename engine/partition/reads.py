@@ -6,6 +6,8 @@ and change nothing.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import msgspec
 
 from engine.ids import InvocationId
@@ -66,6 +68,15 @@ class PartitionReads:
             return None
         return InvocationView(Phase.COMPLETED, Outcome(retained.completion, retained.retain_until, retained.target))
 
+    def unfinished(self, invocation_id: str) -> tuple[InvocationStatus, list[JournalEntry]] | None:
+        """An invocation that has not completed: its status and journal (None otherwise)."""
+        active = self._state.active.get(invocation_id)
+        return None if active is None else (active.status, active.journal)
+
+    def census(self) -> Counter[tuple[str, str]]:
+        """The unfinished invocations by (service, phase)."""
+        return Counter((a.status.target.service, str(a.status.phase)) for a in self._state.active.values())
+
     def phase(self, invocation_id: str) -> Phase | None:
         """The phase of an unfinished invocation; None when completed or unknown."""
         active = self._state.active.get(invocation_id)
@@ -118,7 +129,7 @@ class PartitionReads:
                 found.append(status)
         return found
 
-    def unfinished(self, wanted: InvocationFilter, limit: int | None) -> list[InvocationStatus]:
+    def unfinished_matching(self, wanted: InvocationFilter, limit: int | None) -> list[InvocationStatus]:
         """Unfinished invocations matching ``wanted``, in its order, at most ``limit`` (from memory)."""
         if wanted.succeeded is not None:
             return []  # only completed invocations have an outcome

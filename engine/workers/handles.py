@@ -21,6 +21,7 @@ from engine.partition.processor import Partition
 from engine.partition.reads import CompletedPage, InvocationFilter
 from engine.partition.types import InvocationView, InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.records import InvocationStatus, Schedule
+from engine.telemetry.metrics import NO_METRICS, Metrics
 
 T = TypeVar("T")
 SubmitResult = InvokeResult | bool | OperatorOutcome | None
@@ -41,7 +42,7 @@ class PartitionHandle(Protocol):
     async def retry_state(self, invocation_id: str) -> RetryState | None: ...
     async def reset_retries(self, invocation_id: str) -> None: ...
     async def lookup(self, invocation_ids: list[str]) -> Listed: ...
-    async def unfinished(self, wanted: InvocationFilter, limit: int | None) -> Listed: ...
+    async def unfinished_matching(self, wanted: InvocationFilter, limit: int | None) -> Listed: ...
     async def completed_page(
         self, wanted: InvocationFilter, after: bytes | None, size: int, ordered: bool = True
     ) -> CompletedPage: ...
@@ -50,13 +51,14 @@ class PartitionHandle(Protocol):
 
 
 class LocalHandle:
-    def __init__(self, partition: Partition, invoker: Invoker) -> None:
+    def __init__(self, partition: Partition, invoker: Invoker, metrics: Metrics = NO_METRICS) -> None:
         self.id = partition.id
         self.partition = partition
         self._invoker = invoker
+        self._metrics = metrics  # apply latency, measured around the partition's submit
 
     async def submit(self, command: Command) -> Any:
-        return await self.partition.submit(command)
+        return await self._metrics.timed(self.partition.submit, command)
 
     async def call(self, command: Invoke) -> tuple[InvokeResult, Outcome | None]:
         """Invoke and wait for the result. Not created: a repeat (its retained result, or None for
@@ -64,7 +66,7 @@ class LocalHandle:
         waiters = self.partition.waiters
         waiter = waiters.wait(command.invocation_id)
         try:
-            result = await self.partition.submit(command)
+            result = await self._metrics.timed(self.partition.submit, command)
             if not result.created and (command.idempotency_key is None or result.existing is not None):
                 return result, result.existing
             return result, await waiter
@@ -109,8 +111,8 @@ class LocalHandle:
     async def lookup(self, invocation_ids: list[str]) -> Listed:
         return self._with_retries(self.partition.reads.lookup(invocation_ids))
 
-    async def unfinished(self, wanted: InvocationFilter, limit: int | None) -> Listed:
-        return self._with_retries(self.partition.reads.unfinished(wanted, limit))
+    async def unfinished_matching(self, wanted: InvocationFilter, limit: int | None) -> Listed:
+        return self._with_retries(self.partition.reads.unfinished_matching(wanted, limit))
 
     async def completed_page(
         self, wanted: InvocationFilter, after: bytes | None, size: int, ordered: bool = True
@@ -227,8 +229,8 @@ class RemoteHandle:
     async def lookup(self, invocation_ids: list[str]) -> Listed:
         return await self._peer.call("lookup", _Lookup(self.id, invocation_ids), Listed)
 
-    async def unfinished(self, wanted: InvocationFilter, limit: int | None) -> Listed:
-        return await self._peer.call("unfinished", _Unfinished(self.id, wanted, limit), Listed)
+    async def unfinished_matching(self, wanted: InvocationFilter, limit: int | None) -> Listed:
+        return await self._peer.call("unfinished_matching", _Unfinished(self.id, wanted, limit), Listed)
 
     async def completed_page(
         self, wanted: InvocationFilter, after: bytes | None, size: int, ordered: bool = True
@@ -290,7 +292,7 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
 
     async def on_unfinished(raw: msgspec.Raw) -> Any:
         args = unfinished(raw)
-        return await owned(args.partition).unfinished(args.wanted, args.limit)
+        return await owned(args.partition).unfinished_matching(args.wanted, args.limit)
 
     async def on_completed_page(raw: msgspec.Raw) -> Any:
         args = completed_page(raw)
@@ -310,7 +312,7 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
         "read_state": on_read_state,
         "read_schedule": on_read_schedule,
         "lookup": on_lookup,
-        "unfinished": on_unfinished,
+        "unfinished_matching": on_unfinished,
         "completed_page": on_completed_page,
         "object_state": on_object_state,
         **{name: by_id_op(name) for name in ("attach", "view", "inspect", "retry_state", "reset_retries")},

@@ -63,7 +63,7 @@ async def test_completed_pages_newest_first_per_service_and_resumable(tmp_path: 
         first = env.clock.now - 8  # created_at of greets[0]
         window = InvocationFilter(created_from=first + 1, created_to=first + 3)
         assert [s.id for s in reads.completed_page(window, None, 10)[0]] == [greets[2], greets[1]]
-        assert [s.id for s in reads.unfinished(InvocationFilter(services=["Greeter"]), None)] == [
+        assert [s.id for s in reads.unfinished_matching(InvocationFilter(services=["Greeter"]), None)] == [
             unfinished.invocation_id
         ]
 
