@@ -39,9 +39,12 @@ class PageContext {
       if (!this.alive) return;
       try {
         await fn();
-      } finally {
-        if (this.alive) this.timers.push(setTimeout(tick, ms));
+      } catch (error) {
+        // A refresh that failed (the server restarting, say) is retried at the next tick; the
+        // page keeps what it last showed and the header's health dot tells the user.
+        console.warn("refresh failed:", error);
       }
+      if (this.alive) this.timers.push(setTimeout(tick, ms));
     };
     this.timers.push(setTimeout(tick, ms));
   }
