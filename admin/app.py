@@ -10,9 +10,13 @@ from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from admin.documented import without_parameter_validation
 from admin.routes_dapr import dapr_router
 from admin.routes_deployments import deployments_router
 from admin.routes_invocations import invocations_router
@@ -59,13 +63,34 @@ def create_admin_app(engine: Engine) -> FastAPI:
 
     @app.exception_handler(QuillError)
     async def quill_error(_: Request, error: QuillError) -> Response:
-        return JSONResponse({"message": error.message, "restate_code": None}, status_code=error.status)
+        return JSONResponse({"message": error.message, "restate_code": error.restate_code}, status_code=error.status)
 
-    @app.get("/health")
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(_: Request, error: RequestValidationError) -> Response:
+        # A query or path parameter of the wrong type (e.g. ?force=maybe): a 400, in Restate's shape.
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in error.errors())
+        body = {"message": f"Failed to deserialize query string: {reasons}", "restate_code": None}
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> Response:
+        # Unknown routes (404) and methods (405), in Restate's shape rather than FastAPI's.
+        body = {"message": str(error.detail), "restate_code": None}
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            generated = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            app.openapi_schema = without_parameter_validation(generated)
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
+
+    @app.get("/health", operation_id="health")
     async def health() -> dict[str, Any]:
         return {}
 
-    @app.get("/version")
+    @app.get("/version", operation_id="version")
     async def version() -> dict[str, Any]:
         config = engine.config
         return {

@@ -12,6 +12,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -103,9 +104,45 @@ _SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
 }
-# Views over another table: built whenever the query names them.
+# Views over another table: built whenever the query names them. Restate's sys_invocation_status
+# words the states of its partition's records: queued work is "inboxed" there (sys_invocation
+# calls it "pending"), running work "invoked". The CLI's `services status` counts on both.
 _VIEWS = {"sys_invocation_status": "sys_invocation"}
+_VIEW_SQL = {
+    "sys_invocation_status": "SELECT * REPLACE (CASE status WHEN 'pending' THEN 'inboxed'"
+    " WHEN 'running' THEN 'invoked' WHEN 'backing-off' THEN 'invoked' ELSE status END AS status)"
+    " FROM sys_invocation"
+}
 _WORD = re.compile(r"[a-z_]+")
+_FIRST_VALUE = re.compile(r"\bfirst_value\s*\(", re.IGNORECASE)
+_OVER = re.compile(r"\s*over\b", re.IGNORECASE)
+
+
+def translate(query: str) -> str:
+    """Restate's SQL engine (DataFusion) in DuckDB's dialect: ``first_value(x [ORDER BY y])`` used
+    as an aggregate, as the CLI's `services status` does, is DuckDB's ``first``; as a window
+    function (followed by ``OVER``) it stays."""
+    parts: list[str] = []
+    done = 0
+    for match in _FIRST_VALUE.finditer(query):
+        close = _closing_paren(query, match.end() - 1)
+        if close is None or _OVER.match(query, close + 1):
+            continue
+        parts.append(query[done : match.start()] + "first(")
+        done = match.end()
+    return "".join(parts) + query[done:]
+
+
+def _closing_paren(text: str, opening: int) -> int | None:
+    depth = 0
+    for index in range(opening, len(text)):
+        if text[index] == "(":
+            depth += 1
+        elif text[index] == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+    return None
 
 
 def _state_rows(engine: Engine) -> list[dict[str, Any]]:
@@ -207,11 +244,11 @@ def execute(tables: dict[str, pa.Table], query: str) -> pa.Table:
             con.unregister("_snapshot")
         for view, base in _VIEWS.items():
             if base in tables:
-                con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM "{base}"')
+                con.execute(f'CREATE VIEW "{view}" AS {_VIEW_SQL[view]}')
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         try:
-            relation = con.sql(query)
+            relation = con.sql(translate(query))
         except duckdb.Error as exc:
             raise BadRequest(f"Error when executing the query: {exc}") from exc
         if relation is None:  # a statement that returns nothing
@@ -243,6 +280,9 @@ def json_rows(table: pa.Table) -> list[dict[str, Any]]:
                 value = utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
             elif isinstance(value, (bytes, bytearray)):
                 value = value.hex()
+            elif isinstance(value, Decimal):
+                # DuckDB sums integers as HUGEINT, which Arrow carries as a decimal: a number still.
+                value = int(value) if value == value.to_integral_value() else float(value)
             elif not isinstance(value, (str, int, float, bool, list, dict)):
                 value = str(value)
             rendered[name] = value

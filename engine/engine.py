@@ -19,7 +19,7 @@ from engine.dapr.actors import IdleActors
 from engine.dapr.apps import DaprApps
 from engine.dapr.targets import DEACTIVATE, actor_target
 from engine.errors import BadRequest, Conflict, NotFound, QuillError
-from engine.ids import InvocationId, hashed_partition_key
+from engine.ids import InvalidInvocationId, InvocationId, hashed_partition_key
 from engine.invoker.http2 import Http2Pool
 from engine.invoker.invoker import Invoker
 from engine.invoker.retry import RetryState
@@ -196,6 +196,12 @@ class Engine:
 
     def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return self._object_partition(service, key).reads.read_state(service, key, name)
+
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]:
+        """Every (name, value) of one object's state, staged writes included."""
+        partition = self._object_partition(service, key)
+        prefix = keys.object_key(partition.id, service, key)
+        return [(name[len(prefix) :], value) for name, value in partition.store.scan_merged(keys.STATE, prefix)]
 
     async def set_schedule(self, service: str, key: str, name: str, schedule: Schedule | None) -> bool:
         """Register (or, with None, delete) a recurring invocation of an object; whether one existed."""
@@ -400,5 +406,5 @@ def _check(outcome: OperatorOutcome, invocation_id: str) -> None:
 def _parse_id(invocation_id: str) -> InvocationId:
     try:
         return InvocationId.parse(invocation_id)
-    except ValueError as exc:
-        raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {exc}") from exc
+    except InvalidInvocationId as exc:
+        raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {exc.reason}") from exc
