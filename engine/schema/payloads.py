@@ -42,10 +42,27 @@ class InputRule(NamedTuple):
 _DEFAULT_INPUT = (InputRule(RuleKind.NO_BODY), InputRule(RuleKind.CONTENT_TYPE, "*/*"))
 
 
+# Rules by the manifest ``input`` they come from: derived once per handler, not per request. A spec
+# is a registered manifest's (long-lived); the cache holds it, so its id cannot be reused meanwhile.
+_CACHE_SIZE = 4096
+_cached: dict[int, tuple[dict[str, Any], tuple[InputRule, ...]]] = {}
+
+
 def input_rules(spec: dict[str, Any] | None) -> tuple[InputRule, ...]:
     """The rules of a manifest ``input`` (None: the handler declared none)."""
     if spec is None:
         return _DEFAULT_INPUT
+    found = _cached.get(id(spec))
+    if found is not None and found[0] is spec:
+        return found[1]
+    if len(_cached) >= _CACHE_SIZE:
+        _cached.clear()
+    rules = _derive_rules(spec)
+    _cached[id(spec)] = (spec, rules)
+    return rules
+
+
+def _derive_rules(spec: dict[str, Any]) -> tuple[InputRule, ...]:
     rules: list[InputRule] = []
     if not spec.get("required", False):
         rules.append(InputRule(RuleKind.NO_BODY))
@@ -59,28 +76,34 @@ def input_rules(spec: dict[str, Any] | None) -> tuple[InputRule, ...]:
 
 def validate_input(spec: dict[str, Any] | None, content_type: str | None, body: bytes) -> None:
     """Raise the 400 Restate answers when the request fits none of the handler's input rules."""
-    problem = "Bad configuration of the input validation rules"
-    for rule in input_rules(spec):
-        problem = _problem(rule, content_type, body)
-        if not problem:
+    rules = input_rules(spec)
+    for rule in rules:
+        if _passes(rule, content_type, body):
             return
+    problem = _problem(rules[-1], content_type, body) if rules else "Bad configuration of the input validation rules"
     raise BadRequest(_PREFIX + problem)
 
 
-def _problem(rule: InputRule, content_type: str | None, body: bytes) -> str:
-    """What is wrong with the request under ``rule``; empty when it passes."""
+def _passes(rule: InputRule, content_type: str | None, body: bytes) -> bool:
     if rule.kind is RuleKind.NO_BODY:
-        if not body and content_type is None:
-            return ""
+        return not body and content_type is None
+    return (
+        content_type is not None
+        and content_type_matches(content_type, rule.content_type)
+        and (bool(body) or rule.kind is not RuleKind.JSON_VALUE)
+    )
+
+
+def _problem(rule: InputRule, content_type: str | None, body: bytes) -> str:
+    """Why the request fails ``rule`` (the answer names the last rule tried, as the reference's)."""
+    if rule.kind is RuleKind.NO_BODY:
         shown = "None" if content_type is None else f'Some("{_rust_escape(content_type)}")'
         return f"Expected body and content-type to be empty, but wasn't with content-type '{shown}'"
     if content_type is None:
         return "Empty content-type"
     if not content_type_matches(content_type, rule.content_type):
         return f"Content-type '{content_type}' does not match '{rule.content_type}'"
-    if rule.kind is RuleKind.JSON_VALUE and not body:
-        return "Empty body not allowed"
-    return ""
+    return "Empty body not allowed"
 
 
 def content_type_matches(content_type: str, wanted: str) -> bool:
