@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -145,9 +145,9 @@ def _closing_paren(text: str, opening: int) -> int | None:
     return None
 
 
-def _state_rows(engine: Engine) -> list[dict[str, Any]]:
+async def _state_rows(engine: Engine) -> list[dict[str, Any]]:
     rows = []
-    for partition, service, object_key, name, value in engine.all_state():
+    for partition, service, object_key, name, value in await engine.all_state():
         if name.endswith(TTL_SUFFIX):
             continue  # an actor state entry's expiry, shown with nothing of its own
         try:
@@ -170,8 +170,9 @@ def _state_rows(engine: Engine) -> list[dict[str, Any]]:
     return rows
 
 
-def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
-    inboxed = sorted((s for s in engine.all_invocations() if s.phase is Phase.INBOXED), key=lambda s: s.created_at)
+async def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
+    invocations = await engine.all_invocations()
+    inboxed = sorted((s for s, _ in invocations if s.phase is Phase.INBOXED), key=lambda s: s.created_at)
     return [
         {
             "service_name": s.target.service,
@@ -184,7 +185,7 @@ def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-def _deployment_rows(engine: Engine) -> list[dict[str, Any]]:
+async def _deployment_rows(engine: Engine) -> list[dict[str, Any]]:
     return [
         {
             "id": d.id,
@@ -199,7 +200,7 @@ def _deployment_rows(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-def _service_rows(engine: Engine) -> list[dict[str, Any]]:
+async def _service_rows(engine: Engine) -> list[dict[str, Any]]:
     types = {"SERVICE": "service", "VIRTUAL_OBJECT": "virtual_object", "WORKFLOW": "workflow"}
     return [
         {
@@ -213,8 +214,12 @@ def _service_rows(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-_BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
-    "sys_invocation": lambda engine: [invocation_row(engine, s) for s in engine.all_invocations()],
+async def _invocation_rows(engine: Engine) -> list[dict[str, Any]]:
+    return [invocation_row(engine, status, retry) for status, retry in await engine.all_invocations()]
+
+
+_BUILDERS: dict[str, Callable[[Engine], Awaitable[list[dict[str, Any]]]]] = {
+    "sys_invocation": _invocation_rows,
     "sys_journal": journal_rows,
     "state": _state_rows,
     "sys_inbox": _inbox_rows,
@@ -223,14 +228,14 @@ _BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
 }
 
 
-def snapshot(engine: Engine, query: str) -> dict[str, pa.Table]:
+async def snapshot(engine: Engine, query: str) -> dict[str, pa.Table]:
     """The tables ``query`` names, read now (on the event loop)."""
     words = set(_WORD.findall(query.lower()))
     wanted = {name for name in _SCHEMAS if name in words}
     wanted |= {base for view, base in _VIEWS.items() if view in words}
     if "information_schema" in words:
         wanted = set(_SCHEMAS)  # the CLI probes columns before it reads sys_journal
-    return {name: pa.Table.from_pylist(_BUILDERS[name](engine), schema=_SCHEMAS[name]) for name in wanted}
+    return {name: pa.Table.from_pylist(await _BUILDERS[name](engine), schema=_SCHEMAS[name]) for name in wanted}
 
 
 def execute(tables: dict[str, pa.Table], query: str) -> pa.Table:
@@ -262,7 +267,7 @@ def execute(tables: dict[str, pa.Table], query: str) -> pa.Table:
 
 
 async def run_query(engine: Engine, query: str) -> pa.Table:
-    tables = snapshot(engine, query)
+    tables = await snapshot(engine, query)
     return await asyncio.to_thread(execute, tables, query)
 
 

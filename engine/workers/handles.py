@@ -19,6 +19,7 @@ from engine.partition.commands import Command, Invoke
 from engine.partition.processor import Partition
 from engine.partition.types import InvocationView, InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.records import InvocationStatus, Schedule
+from engine.storage import keys
 from engine.workers.rpc import RpcClient
 
 SubmitResult = InvokeResult | bool | OperatorOutcome | None
@@ -34,6 +35,7 @@ class PartitionHandle(Protocol):
     async def view(self, invocation_id: str) -> InvocationView | None: ...
     async def inspect(self, invocation_id: str) -> Inspection | None: ...
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None: ...
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]: ...
     async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None: ...
     async def retry_state(self, invocation_id: str) -> RetryState | None: ...
     async def reset_retries(self, invocation_id: str) -> None: ...
@@ -83,6 +85,11 @@ class LocalHandle:
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return self.partition.reads.read_state(service, key, name)
 
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]:
+        """Every (name, value) of one object's state, staged writes included."""
+        prefix = keys.object_key(self.partition.id, service, key)
+        return [(name[len(prefix) :], value) for name, value in self.partition.store.scan_merged(keys.STATE, prefix)]
+
     async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
         return self.partition.read_schedule(service, key, name)
 
@@ -116,6 +123,12 @@ class _State(msgspec.Struct, array_like=True):
     name: bytes
 
 
+class _Object(msgspec.Struct, array_like=True):
+    partition: int
+    service: str
+    key: str
+
+
 class _Schedule(msgspec.Struct, array_like=True):
     partition: int
     service: str
@@ -135,26 +148,32 @@ class RemoteHandle:
         return await self._peer.call("call", _Call(self.id, command), tuple[InvokeResult, Outcome | None])
 
     async def attach(self, invocation_id: str) -> Outcome:
-        return await self._peer.call("attach", _ById(self.id, invocation_id), Outcome)
+        return await self._peer.call("attach", _ById(self.id, str(invocation_id)), Outcome)
 
     async def view(self, invocation_id: str) -> InvocationView | None:
-        return await self._peer.call("view", _ById(self.id, invocation_id), InvocationView | None)  # type: ignore[arg-type]
+        return await self._peer.call("view", _ById(self.id, str(invocation_id)), InvocationView | None)  # type: ignore[arg-type]
 
     async def inspect(self, invocation_id: str) -> Inspection | None:
-        return await self._peer.call("inspect", _ById(self.id, invocation_id), Inspection | None)  # type: ignore[arg-type]
+        return await self._peer.call("inspect", _ById(self.id, str(invocation_id)), Inspection | None)  # type: ignore[arg-type]
 
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return await self._peer.call("read_state", _State(self.id, service, key, name), bytes | None)  # type: ignore[arg-type]
+
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]:
+        entries: list[tuple[bytes, bytes]] = await self._peer.call(
+            "read_all_state", _Object(self.id, service, key), list[tuple[bytes, bytes]]
+        )
+        return entries
 
     async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
         args = _Schedule(self.id, service, key, name)
         return await self._peer.call("read_schedule", args, Schedule | None)  # type: ignore[arg-type]
 
     async def retry_state(self, invocation_id: str) -> RetryState | None:
-        return await self._peer.call("retry_state", _ById(self.id, invocation_id), RetryState | None)  # type: ignore[arg-type]
+        return await self._peer.call("retry_state", _ById(self.id, str(invocation_id)), RetryState | None)  # type: ignore[arg-type]
 
     async def reset_retries(self, invocation_id: str) -> None:
-        await self._peer.call("reset_retries", _ById(self.id, invocation_id), type(None))
+        await self._peer.call("reset_retries", _ById(self.id, str(invocation_id)), type(None))
 
 
 def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.Raw], Awaitable[Any]]]:
@@ -170,7 +189,7 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
         return msgspec.msgpack.Decoder(kind).decode
 
     submit, call, by_id = decoder(_Submit), decoder(_Call), decoder(_ById)
-    state, schedule = decoder(_State), decoder(_Schedule)
+    state, schedule, obj = decoder(_State), decoder(_Schedule), decoder(_Object)
 
     async def on_submit(raw: msgspec.Raw) -> Any:
         args = submit(raw)
@@ -191,6 +210,10 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
         args = state(raw)
         return await owned(args.partition).read_state(args.service, args.key, args.name)
 
+    async def on_read_all_state(raw: msgspec.Raw) -> Any:
+        args = obj(raw)
+        return await owned(args.partition).read_all_state(args.service, args.key)
+
     async def on_read_schedule(raw: msgspec.Raw) -> Any:
         args = schedule(raw)
         return await owned(args.partition).read_schedule(args.service, args.key, args.name)
@@ -199,6 +222,7 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
         "submit": on_submit,
         "call": on_call,
         "read_state": on_read_state,
+        "read_all_state": on_read_all_state,
         "read_schedule": on_read_schedule,
         **{name: by_id_op(name) for name in ("attach", "view", "inspect", "retry_state", "reset_retries")},
     }
