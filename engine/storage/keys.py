@@ -165,3 +165,4 @@ def schedule_key(object_prefix: bytes, name: str) -> bytes:
 
 
 UNFINISHED_INDEX_KEY = b"unfinished_index"  # META: set once the UNFINISHED index covers the data dir
+APPLIED_KEY = b"applied"  # META, cluster mode: (log sequence, epoch) of the last record applied
