@@ -16,12 +16,15 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Iterator
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.support import Quill
+from tests.conftest import QUILL_TEST_ENV
+from tests.support import Quill, SdkService
 
 # Handlers that answer at once whatever they get (terminal errors included).
 SAFE_TARGETS = ["Greeter/greet", "Greeter/headers", "Greeter/fail", "Counter/{key}/get", "Counter/{key}/describe"]
@@ -125,8 +128,17 @@ ANSWER_WITHIN = 15.0  # seconds; every request here is answered at once when all
 
 
 @pytest.fixture(scope="module")
-def quill(registered: Quill) -> Quill:
-    return registered
+def quill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Quill]:
+    """A quill and an SDK service of its own: the fuzz leaves the shared ones alone."""
+    service = SdkService()
+    server = Quill(tmp_path_factory.mktemp("quill-fuzz") / "data", env=QUILL_TEST_ENV)
+    try:
+        answer = httpx.post(f"{server.admin}/deployments", json={"uri": service.url, "use_http_11": True})
+        assert answer.status_code == 201, answer.text
+        yield server
+    finally:
+        server.stop()
+        service.stop()
 
 
 @settings(
