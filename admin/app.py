@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin.documented import without_parameter_validation
 from admin.routes_dapr import dapr_router
@@ -22,7 +22,7 @@ from admin.routes_deployments import deployments_router
 from admin.routes_invocations import invocations_router
 from admin.routes_query import query_router
 from admin.routes_services import services_router
-from engine import Engine, QuillError
+from engine import BadRequest, Engine, PayloadTooLarge, QuillError, Unavailable
 
 __version__ = metadata.version("quill")
 MIN_ADMIN_API_VERSION = 2
@@ -56,21 +56,66 @@ class VersionPrefix:
         await self.app(scope, receive, send)
 
 
+class BodyLimit:
+    """Request bodies of at most ``limit`` bytes (Restate's admin API: 2 MB). A larger declared
+    content-length is refused before anything is read; a chunked body stops being read as soon as
+    it passes the limit. Either way 413, and the connection closes rather than reading the rest."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _too_large(self.limit)(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise PayloadTooLarge(_too_large_message(self.limit))
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _too_large_message(limit: int) -> str:
+    return f"Failed to buffer the request body: length limit of {limit} bytes exceeded"
+
+
+def _too_large(limit: int) -> Response:
+    return _error_response(PayloadTooLarge(_too_large_message(limit)))
+
+
+def _error_response(error: QuillError) -> Response:
+    # Past a too-large body, close: reading (and discarding) the rest would take as long as storing it.
+    headers = {"connection": "close"} if error.status == 413 else None
+    body = {"message": error.message, "restate_code": error.restate_code}
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
 def create_admin_app(engine: Engine) -> FastAPI:
     # Restate serves the admin API document at /openapi.
     app = FastAPI(title="Admin API", version=__version__, openapi_url="/openapi")
     app.add_middleware(VersionPrefix)
+    app.add_middleware(BodyLimit, limit=engine.config.admin_request_size_limit)
 
     @app.exception_handler(QuillError)
     async def quill_error(_: Request, error: QuillError) -> Response:
-        return JSONResponse({"message": error.message, "restate_code": error.restate_code}, status_code=error.status)
+        return _error_response(error)
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(_: Request, error: RequestValidationError) -> Response:
         # A query or path parameter of the wrong type (e.g. ?force=maybe): a 400, in Restate's shape.
         reasons = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in error.errors())
-        body = {"message": f"Failed to deserialize query string: {reasons}", "restate_code": None}
-        return JSONResponse(body, status_code=400)
+        return _error_response(BadRequest(f"Failed to deserialize query string: {reasons}"))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> Response:
@@ -88,6 +133,8 @@ def create_admin_app(engine: Engine) -> FastAPI:
 
     @app.get("/health", operation_id="health")
     async def health() -> dict[str, Any]:
+        if (failure := engine.storage_failure) is not None:
+            raise Unavailable(f"storage unavailable: {failure}")
         return {}
 
     @app.get("/cluster", operation_id="cluster")
@@ -102,7 +149,7 @@ def create_admin_app(engine: Engine) -> FastAPI:
             "version": __version__,
             "min_admin_api_version": MIN_ADMIN_API_VERSION,
             "max_admin_api_version": MAX_ADMIN_API_VERSION,
-            "ingress_endpoint": f"http://{config.bind}:{config.ingress_port}/",
+            "ingress_endpoint": config.ingress_url,
             "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": False},
         }
 

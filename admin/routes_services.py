@@ -88,6 +88,6 @@ def services_router(engine: Engine) -> APIRouter:
 
     @router.get("/services/{service}/openapi", operation_id="get_service_openapi", responses=READ)
     async def get_service_openapi(service: str) -> dict[str, Any]:
-        return service_openapi(entry_of(service), f"http://{engine.config.bind}:{engine.config.ingress_port}/")
+        return service_openapi(entry_of(service), engine.config.ingress_url)
 
     return router

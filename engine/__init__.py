@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         NotReady,
         PayloadTooLarge,
         QuillError,
+        StartupError,
         Unavailable,
     )
     from engine.ids import InvocationId, parse_awakeable_id
@@ -52,6 +53,7 @@ _EXPORTS = {
         "NotReady",
         "PayloadTooLarge",
         "QuillError",
+        "StartupError",
         "Unavailable",
     ),
     "engine.ids": ("InvocationId", "parse_awakeable_id"),
@@ -94,6 +96,7 @@ __all__ = [
     "PayloadTooLarge",
     "QuillError",
     "RetryPolicy",
+    "StartupError",
     "Target",
     "Unavailable",
     "format_duration",

@@ -13,16 +13,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import msgspec
 
 from engine.config import Config
 from engine.dapr.actors import IdleActors
 from engine.dapr.apps import DaprApps
+from engine.dapr.own_listeners import OwnListeners
 from engine.dapr.targets import DEACTIVATE, actor_target
-from engine.errors import BadRequest, Conflict, NotFound, QuillError
+from engine.errors import BadRequest, Conflict, NotFound, QuillError, StartupError, Unavailable
 from engine.ids import InvalidInvocationId, InvocationId, hashed_partition_key
 from engine.invoker.http2 import Http2Pool
+from engine.invoker.identity import IdentityKeyError, RequestSigner
 from engine.invoker.invoker import Invoker
 from engine.invoker.retry import RetryState
 from engine.partition.commands import (
@@ -40,13 +41,14 @@ from engine.partition.commands import (
 from engine.partition.processor import Partition
 from engine.partition.types import InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.protocol import service_protocol_pb2 as pb
+from engine.protocol.codec import encode_input_command
 from engine.records import Failure, InvocationStatus, Phase, Schedule, Target, now_ms
 from engine.runtime.executor import EffectExecutor
 from engine.runtime.timers import TimerService
 from engine.schema.registry import Schema
 from engine.storage import keys
 from engine.storage.metadata import Metadata
-from engine.storage.store import Store
+from engine.storage.store import StorageOptions, Store, is_disk_full
 from engine.workers.handles import LocalHandle, PartitionHandle, RemoteHandle, partition_ops
 from engine.workers.layout import WorkerPlan, store_path
 from engine.workers.node import WorkerNode
@@ -56,15 +58,26 @@ if TYPE_CHECKING:
     from engine.cluster.delivery import ClusterDeliverer
     from engine.cluster.node import ClusterNode
 
+if TYPE_CHECKING:
+    import httpx
+
 log = logging.getLogger(__name__)
 
 # Settings of a target no deployment serves (yet): a plain handler, results kept as configured.
 _UNKNOWN = InvocationSettings(exclusive=False, workflow_run=False, retention_ms=0)
+_SHUTTING_DOWN = (
+    "quill is shutting down; the invocation is durable and continues after the restart:"
+    " attach to it by its id (x-restate-id) or repeat the request with the same idempotency key"
+)
 
 
 class InvocationRequest(msgspec.Struct, kw_only=True):
+    """An invocation to make. ``body`` may be the chunks the server read: they are joined once,
+    into the journaled input, and the list is emptied then (the chunks are not needed any more,
+    and a 32 MiB body should not stay alive twice while the partition stores it)."""
+
     target: Target
-    body: bytes
+    body: bytes | list[bytes]
     headers: list[tuple[str, str]]
     execution_time: int | None = None  # ms since epoch, for delayed sends
     idempotency_key: str | None = None
@@ -86,7 +99,7 @@ class Engine:
         self._local_ids: list[int] = []
         self._node: WorkerNode | None = None
         self._cluster: ClusterNode | None = None
-        self._cluster_deliverer: ClusterDeliverer
+        self._cluster_deliverer: ClusterDeliverer | None = None
         # Invocations this process received, and those of them another worker owns.
         self.invocations = 0
         self.forwarded = 0
@@ -96,30 +109,42 @@ class Engine:
         self.schema: Schema
         self.invoker: Invoker
         self.dapr_apps: DaprApps  # Dapr apps and HTTP endpoints (service invocation, /v1.0/invoke)
+        self._draining = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        signer = self._load_signer()
+        options = StorageOptions(
+            memory_budget=self.config.rocksdb_memory_budget, max_total_wal_size=self.config.rocksdb_max_total_wal_size
+        )
         cluster = self.config.cluster is not None
         # Cluster mode: this store keeps only the node's metadata; each partition it leads has a
         # store of its own, a cache of the partition's log.
         where = self.config.data_path / "node" if cluster else store_path(self.config.data_path, self.plan)
-        store = self._store = Store(where)
+        store = self._store = Store(where, options)
         store.start()
         count = self._partition_count(store)
+        await self._check_writable(store)
         plan = self.plan
         await _index_unfinished(store)
-        # Discovery and other control-plane calls; invocations use the invoker's own pool.
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._http2 = Http2Pool()
         meta = Metadata(store)
-        self.schema = Schema(meta, self.config, self._http2)
+        self.schema = Schema(meta, self.config, self._http2, signer)
         self.schema.load()
-        self.dapr_apps = DaprApps(meta)
+        self.dapr_apps = DaprApps(
+            meta, OwnListeners(self.config.listeners()), allow_url_targets=self.config.dapr_allow_url_targets
+        )
         self.dapr_apps.load()
-        await self.dapr_apps.start()
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
-        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps, self.idle_actors.touch)
+        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps, self.idle_actors.touch, signer)
         executor = self._executor = EffectExecutor(store, self._timers, self.invoker, self._local_partition)
         if cluster:
             await self._join_cluster(meta, count)
@@ -196,36 +221,62 @@ class Engine:
             self._partitions.remove(partition)
         self._local_ids = sorted(p.id for p in self._partitions)
         self._handles[partition_id] = RemoteHandle(partition_id, self._cluster.leader(partition_id))
-        await self._cluster_deliverer.forget(partition_id)
+        if self._cluster_deliverer is not None:
+            await self._cluster_deliverer.forget(partition_id)
 
-    async def stop(self) -> None:
-        # Producers of new work first (timers, sweeper, idle scan), then the invoker, then I/O.
+    async def drain(self, timeout: float) -> None:
+        """The first half of a shutdown: producers of new work stop (timers, sweeper, idle scan,
+        new attempts), attempts in flight get ``timeout`` seconds to finish their current step, and
+        callers still waiting for a result get a retryable 503 with the invocation's id."""
+        if self._draining:
+            return
+        self._draining = True
         self._timers.close()
-        if self._cluster is not None:
-            await self._cluster_deliverer.stop()
-            await self._cluster.stop()
-        if self._node is not None:
-            log.info("forwarded %d of the %d invocations received here", self.forwarded, self.invocations)
-            await self._node.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
         if hasattr(self, "idle_actors"):
             await self.idle_actors.stop()
-        if self._partitions:
+        if hasattr(self, "invoker"):
+            await self.invoker.drain(timeout)
+        for partition in self._partitions:
+            partition.waiters.close(lambda invocation_id: Unavailable(_SHUTTING_DOWN, invocation_id=invocation_id))
+        # Then the peers: what the attempts' last steps sent on waits in outboxes, redelivered later.
+        if self._cluster_deliverer is not None:
+            await self._cluster_deliverer.stop()
+        if self._cluster is not None:
+            await self._cluster.stop()
+        if self._node is not None:
+            log.info("forwarded %d of the %d invocations received here", self.forwarded, self.invocations)
+            await self._node.stop()
+
+    def abandon_drain(self) -> None:
+        """Stop waiting for attempts in flight (a second signal)."""
+        if hasattr(self, "invoker"):
+            self.invoker.abandon_drain()
+
+    async def stop(self) -> None:
+        # Producers of new work first (timers, sweeper, idle scan), then the invoker, then I/O.
+        await self.drain(0)
+        if hasattr(self, "invoker"):
             await self.invoker.stop()
         if self._client is not None:
             await self._client.aclose()
         if hasattr(self, "dapr_apps"):
             await self.dapr_apps.close()
-        if self._partitions:
+        if hasattr(self, "_http2"):
             await self._http2.close()
         if self._store is not None:
             await self._store.close()
 
     @property
     def http_client(self) -> httpx.AsyncClient:
-        assert self._client is not None
+        """For discovery and other control-plane calls (invocations use the invoker's own pool);
+        made on first use, so start-up does not import httpx."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         return self._client
 
     # -- invocations -------------------------------------------------------------------------
@@ -260,12 +311,14 @@ class Engine:
         self, invocation_id: InvocationId, index: int, value: bytes | None = None, failure: Failure | None = None
     ) -> None:
         """Complete awakeable ``index`` of ``invocation_id`` (resolve with value, reject with failure)."""
+        self._require_storage()
         await self._partition_of(invocation_id).submit(Signal(str(invocation_id), index, None, value, failure))
 
     async def replace_state(
         self, service: str, key: str, new_state: list[tuple[bytes, bytes]], version: str | None
     ) -> None:
         """Overwrite a virtual object's state between its invocations."""
+        self._require_storage()
         outcome = await self._object_partition(service, key).submit(ReplaceState(service, key, new_state, version))
         if outcome is OperatorOutcome.LOCKED:
             raise Conflict(f"'{service}/{key}' is locked by a running invocation, retry when it is done")
@@ -274,6 +327,7 @@ class Engine:
 
     async def state_transaction(self, service: str, key: str, operations: list[tuple[bytes, bytes | None]]) -> None:
         """Apply state operations on one object atomically (Dapr actor state)."""
+        self._require_storage()
         await self._object_partition(service, key).submit(StateTransaction(service, key, operations))
 
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
@@ -285,6 +339,7 @@ class Engine:
 
     async def set_schedule(self, service: str, key: str, name: str, schedule: Schedule | None) -> bool:
         """Register (or, with None, delete) a recurring invocation of an object; whether one existed."""
+        self._require_storage()
         existed: bool = await self._object_partition(service, key).submit(SetSchedule(service, key, name, schedule))
         return existed
 
@@ -302,6 +357,7 @@ class Engine:
 
     async def purge(self, invocation_id: str) -> None:
         """Forget a completed invocation: its result, and so its idempotency key or workflow id."""
+        self._require_storage()
         parsed = _parse_id(invocation_id)
         _check(await self._partition_of(parsed).submit(Purge([str(parsed)], expired=False)), invocation_id)
 
@@ -324,11 +380,13 @@ class Engine:
                         break
 
     async def pause(self, invocation_id: str) -> None:
+        self._require_storage()
         parsed = _parse_id(invocation_id)
         _check(await self._partition_of(parsed).submit(Pause(str(parsed), False)), invocation_id)
 
     async def resume(self, invocation_id: str) -> None:
         """Run a paused invocation again, with a fresh retry budget."""
+        self._require_storage()
         parsed = _parse_id(invocation_id)
         handle = self._partition_of(parsed)
         _check(await handle.submit(Pause(str(parsed), True)), invocation_id)
@@ -366,6 +424,7 @@ class Engine:
 
     async def terminate(self, invocation_id: str, *, kill: bool) -> OperatorOutcome:
         """Cancel or kill: DONE (completed at once), SIGNALLED (the handler sees the cancellation)."""
+        self._require_storage()
         parsed = _parse_id(invocation_id)
         outcome: OperatorOutcome = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
         _check(outcome, invocation_id)
@@ -377,6 +436,7 @@ class Engine:
         return None if settings is None else settings.invocation
 
     def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, PartitionHandle, Invoke]:
+        self._require_storage()
         target = request.target
         settings = self.invocation_settings(target.service, target.handler) or InvocationSettings(
             exclusive=False, workflow_run=False, retention_ms=int(self.config.idempotency_retention * 1000)
@@ -391,14 +451,13 @@ class Engine:
         else:
             # An unkeyed invocation may run anywhere: in a partition of this process.
             invocation_id = InvocationId.for_target(target.service, target.key, self._local_ids, len(self._handles))
-        entry = pb.InputCommandMessage(
-            headers=[pb.Header(key=k, value=v) for k, v in request.headers],
-            value=pb.Value(content=request.body),
-        )
+        input_entry = encode_input_command(request.headers, request.body)
+        if isinstance(request.body, list):
+            request.body.clear()
         command = Invoke(
             invocation_id=str(invocation_id),
             target=target,
-            input_entry=entry.SerializeToString(),
+            input_entry=input_entry,
             execution_time=request.execution_time,
             exclusive=exclusive,
             retention=settings.retention_ms,
@@ -425,7 +484,40 @@ class Engine:
     def _partition_of(self, invocation_id: str) -> PartitionHandle:
         return self._handles[self._partition_id(invocation_id)]
 
+    # -- storage health ----------------------------------------------------------------------
+    @property
+    def storage_failure(self) -> Exception | None:
+        """Why writes fail right now (a full disk, say), or None; the health endpoints' answer."""
+        return self._store.failure if self._store is not None else None
+
+    def _require_storage(self) -> None:
+        """New work is refused while writes fail: it could not be made durable, and staging it
+        would only grow memory until the disk has room again."""
+        if self._store is not None and self._store.failure is not None:
+            raise Unavailable(f"storage unavailable, retry later: {self._store.failure}")
+
+    async def _check_writable(self, store: Store) -> None:
+        store.put(keys.META, keys.LAST_START_KEY, str(now_ms()).encode())
+        try:
+            await store.flush()
+        except Unavailable as exc:
+            cause = store.failure or exc
+            reason = "no space left on device" if is_disk_full(cause) else str(cause)
+            raise StartupError(f"data dir {self.config.data_path}: cannot write: {reason}") from exc
+
     # -- helpers -----------------------------------------------------------------------------
+    def _load_signer(self) -> RequestSigner | None:
+        path = self.config.request_identity_private_key_pem_file
+        if path is None:
+            return None
+        try:
+            signer = RequestSigner.from_pem_file(path, self.config.request_identity_expiration)
+        except IdentityKeyError as exc:
+            raise StartupError(str(exc)) from exc
+        # As restate-server logs it: the string to give the SDKs as identity key.
+        log.info("Loaded request identity key kid: %s path: %s", signer.public_key, path)
+        return signer
+
     def _partition_count(self, store: Store) -> int:
         """N is fixed at first start: ids and keys were routed with it."""
         stored = store.get(keys.META, keys.PARTITION_COUNT_KEY)

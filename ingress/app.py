@@ -24,6 +24,7 @@ from engine import (
     PayloadTooLarge,
     QuillError,
     Target,
+    Unavailable,
     now_ms,
     parse_awakeable_id,
     parse_duration,
@@ -46,7 +47,7 @@ from ingress.responses import (
     BodyLimitExceeded,
     ClientGone,
     Send,
-    read_body,
+    read_chunks,
     respond,
     respond_error,
     respond_json,
@@ -100,6 +101,8 @@ class IngressApp:
             await self._invoke(route, method, scope, receive, send)
         elif isinstance(route, HealthPath):
             _allow(method, "GET")
+            if (failure := self._engine.storage_failure) is not None:
+                raise Unavailable(f"storage unavailable: {failure}")
             await respond_json(send, 200, {"services": sorted(self._engine.schema.services)})
         elif isinstance(route, AwakeablePath):
             await self._complete_awakeable(method, route, receive, send)
@@ -135,11 +138,11 @@ class IngressApp:
         if (too_large := _declared_length(scope)) is not None and too_large > self._limit:
             await respond(send, 413, b"length limit exceeded", [(b"content-type", b"text/plain; charset=utf-8")])
             return
-        body = await self._read_body(receive)
-        validate_input(handler.input, _header(scope, b"content-type"), body)
+        chunks = await self._read_chunks(receive)
+        validate_input(handler.input, _header(scope, b"content-type"), bool(chunks))
         request = InvocationRequest(
             target=target,
-            body=body,
+            body=chunks,  # emptied by the engine once journaled
             headers=self._input_headers(scope),
             execution_time=execution_time,
             idempotency_key=idempotency_key,
@@ -202,8 +205,12 @@ class IngressApp:
         return handler.output if handler is not None else None
 
     async def _read_body(self, receive: Receive) -> bytes:
+        chunks = await self._read_chunks(receive)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _read_chunks(self, receive: Receive) -> list[bytes]:
         try:
-            return await read_body(receive, self._limit)
+            return await read_chunks(receive, self._limit)
         except ClientGone as exc:
             raise BadRequest("client disconnected") from exc
         except BodyLimitExceeded as exc:

@@ -8,7 +8,9 @@ import logging
 import os
 import sys
 
-from engine import load_config
+from engine.config import load_config
+from engine.errors import QuillError, StartupError
+from quill.listen import bind_all
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,10 +20,23 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the server (ingress + admin API)")
     serve.add_argument("--config", default=os.environ.get("QUILL_CONFIG"), help="TOML configuration file")
-    serve.add_argument("--bind", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--bind", help="default address of every listener (default 127.0.0.1)")
+    serve.add_argument("--ingress-bind", help="address of the ingress listener (default: --bind)")
+    serve.add_argument("--admin-bind", help="address of the admin API listener (default: --bind)")
+    serve.add_argument("--dapr-bind", help="address of the --dapr-port listener (default: --bind)")
     serve.add_argument("--ingress-port", type=int, help="ingress port (default 8080)")
     serve.add_argument("--admin-port", type=int, help="admin API port (default 9070)")
     serve.add_argument("--dapr-port", type=int, help="also serve the Dapr API (/v1.0/...) on this port, e.g. 3500")
+    serve.add_argument(
+        "--dapr-allow-url-targets",
+        action="store_true",
+        default=None,
+        help="let /v1.0/invoke/{appId} name any http(s) URL, not only registered apps (never quill's own ports)",
+    )
+    serve.add_argument(
+        "--request-identity-private-key-pem-file",
+        help="sign every request to deployments with this ed25519 key (PEM, PKCS#8), as Restate does",
+    )
     serve.add_argument("--data-dir", help="data directory (default ./quill-data)")
     serve.add_argument("--partitions", type=int, help="number of partitions, fixed at first start (default 8)")
     serve.add_argument("--workers", type=int, help="processes sharing the partitions, fixed at first start (default 1)")
@@ -43,9 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides = {
         "bind": args.bind,
+        "ingress_bind": args.ingress_bind,
+        "admin_bind": args.admin_bind,
+        "dapr_bind": args.dapr_bind,
+        "dapr_allow_url_targets": args.dapr_allow_url_targets,
         "ingress_port": args.ingress_port,
         "admin_port": args.admin_port,
         "dapr_port": args.dapr_port,
+        "request_identity_private_key_pem_file": args.request_identity_private_key_pem_file,
         "data_dir": args.data_dir,
         "partitions": args.partitions,
         "workers": args.workers,
@@ -57,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"quill: {exc}", file=sys.stderr)
         return 2
+    sockets = None
+    if config.workers <= 1 and args.worker_index is None:
+        try:
+            sockets = bind_all(config.listeners())  # before anything slow: a taken port fails at once
+        except StartupError as exc:
+            print(f"quill: {exc.message}", file=sys.stderr)
+            return 1
     from engine.workers.layout import LayoutError, WorkerPlan, namespace, settle
 
     try:
@@ -70,24 +97,26 @@ def main(argv: list[str] | None = None) -> int:
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:
         runner = asyncio.Runner()
-    with runner:
-        if config.workers > 1 and args.worker_index is None:
-            from quill.supervisor import supervise, worker_argv
+    try:
+        with runner:
+            if config.workers > 1 and args.worker_index is None:
+                from quill.supervisor import supervise, worker_argv
 
-            return runner.run(supervise(config, worker_argv()))
-        from engine import QuillError
-        from quill.server import serve as run_server
+                return runner.run(supervise(config, worker_argv()))
+            from quill.server import serve as run_server
 
-        try:
             if args.worker_index is None:
-                runner.run(run_server(config))
+                runner.run(run_server(config, sockets=sockets))
             else:
                 plan = WorkerPlan(args.worker_index, config.workers, namespace(config.data_path))
                 runner.run(run_server(config, plan=plan, ready=_tell_supervisor))
-        except QuillError as exc:
-            # Refused at start (e.g. a NATS server too old for cluster mode): one line, no traceback.
-            print(f"quill: {exc.message}", file=sys.stderr)
-            return 1
+    except StartupError as exc:
+        print(f"quill: {exc.message}", file=sys.stderr)
+        return 1
+    except QuillError as exc:
+        # Refused at start (e.g. a NATS server too old for cluster mode): one line, no traceback.
+        print(f"quill: {exc.message}", file=sys.stderr)
+        return 1
     return 0
 
 

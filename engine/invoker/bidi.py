@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.invoker.attempt import NO_ENDING, AttemptResult, Interrupted, MessageReader, refused_answer
 from engine.invoker.http2 import Connection, ConnectionDrained, Http2Error, Stream, StreamRefused
@@ -40,6 +40,7 @@ class BidiAttempt:
         inactivity_timeout: float,
         abort_timeout: float,
         targets: Callable[[list[JournalEntry]], dict[str, InvocationSettings]],
+        draining: asyncio.Event,
     ) -> None:
         self._partition = partition
         self._targets = targets  # settings of the handlers journaled calls go to
@@ -49,6 +50,7 @@ class BidiAttempt:
         self._version = version
         self._inactivity_timeout = inactivity_timeout
         self._abort_timeout = abort_timeout
+        self._draining = draining  # a shutdown: close our side now, as after the inactivity timeout
         self._pushes: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
         self._journaled = False  # once something is journaled, the request body is out of date
 
@@ -59,6 +61,7 @@ class BidiAttempt:
         partition.open_stream(self._invocation_id, self._attempt, self._push)
         receiving: asyncio.Task[bytes | None] | None = None
         pushing: asyncio.Task[tuple[int, bytes]] | None = None
+        draining: asyncio.Task[bool] | None = None
         try:
             await stream.send(body)
             response = await asyncio.wait_for(stream.response_headers, self._abort_timeout)
@@ -69,8 +72,18 @@ class BidiAttempt:
             timeout = self._inactivity_timeout
             receiving = asyncio.ensure_future(stream.receive())
             pushing = asyncio.ensure_future(self._pushes.get())
+            draining = asyncio.ensure_future(self._draining.wait())
             while True:
-                done, _ = await asyncio.wait({receiving, pushing}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                waits: set[asyncio.Future[Any]] = {receiving, pushing}
+                if not closed:
+                    waits.add(draining)
+                done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if draining in done and not closed:
+                    # Shutdown: close our side so the SDK suspends once its current step is journaled.
+                    await stream.end()
+                    closed, timeout = True, self._abort_timeout
+                    if done == {draining}:
+                        continue
                 if not done:
                     if closed:
                         return AttemptResult(
@@ -109,7 +122,7 @@ class BidiAttempt:
             return AttemptResult(reader.take_entries(), AttemptEnding.ERROR, failure=f"stream failed: {exc!r}")
         finally:
             partition.close_stream(self._invocation_id, self._attempt)
-            for task in (receiving, pushing):
+            for task in (receiving, pushing, draining):
                 if task is not None:
                     task.cancel()
             stream.reset()

@@ -6,6 +6,13 @@ new commands and exactly one of End, Suspension or Error. Everything the attempt
 the partition as a single ``AttemptOutcome`` command. Failed attempts are retried with the retry
 policy of the handler, the service or the server (exponential backoff), tracked in memory as the
 real Restate invoker does: after a restart every running invocation simply starts a new attempt.
+
+A shutdown drains rather than cancels: no new attempt starts (the invocations stay durably
+running, and recovery starts them after the restart), attempts in flight finish their current
+step (a request/response attempt until its answer is journaled; a bidi attempt closes its side at
+once, as after the inactivity timeout, so the SDK suspends after the step it is in), and only what
+is still running after the shutdown timeout is cancelled. Cancelling an attempt mid-step would
+throw away a ``ctx.run`` result the SDK already computed, and the step would run again.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from engine.config import Config
 from engine.dapr.actors import call_actor
 from engine.dapr.apps import DaprApps
 from engine.dapr.targets import ACTOR_PREFIX, DEACTIVATE, is_actor
-from engine.errors import QuillError
+from engine.errors import QuillError, Unavailable
 from engine.invoker.attempt import (
     AttemptResult,
     Interrupted,
@@ -32,12 +39,13 @@ from engine.invoker.attempt import (
 from engine.invoker.bidi import BidiAttempt
 from engine.invoker.http2 import Http2Error, Http2Pool, StreamRefused
 from engine.invoker.http11 import Http11Client, HttpError
+from engine.invoker.identity import RequestSigner, invoke_path
 from engine.invoker.retry import RetryState, Verdict, after_failure
 from engine.partition.commands import AttemptEnding, AttemptOutcome, InvocationSettings, Pause, Terminate
 from engine.partition.processor import Partition
 from engine.partition.types import AttemptSnapshot
 from engine.protocol import service_protocol_pb2 as pb
-from engine.protocol.codec import content_type, encode_message, encode_raw
+from engine.protocol.codec import content_type, encode_message, frame_header
 from engine.records import Deployment, InvocationStatus
 from engine.schema.registry import Schema
 
@@ -52,6 +60,7 @@ class Invoker:
         http2: Http2Pool,
         dapr_apps: DaprApps,
         actor_turn: Callable[[str, str], None],
+        signer: RequestSigner | None = None,
     ) -> None:
         self._config = config
         self._schema = schema
@@ -60,16 +69,21 @@ class Invoker:
         # Measured at 32 concurrent keep-alive connections: httpx's pool spent ~3 ms of CPU per
         # request, aiohttp ~0.15 ms (a fifth of the no-op path), this client a fraction of that.
         self._http11 = Http11Client()
+        self._signer = signer
         self._http2 = http2
         self._slots = asyncio.Semaphore(config.concurrent_invocations)
         self._tasks: set[asyncio.Task[None]] = set()
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}
         self.retries: dict[str, RetryState] = {}
+        self._draining = asyncio.Event()  # set at shutdown: bidi attempts close their side
+        self._abandoned = asyncio.Event()  # set by a second signal: stop waiting for attempts
 
     def start(self, partition: Partition, invocation_id: str, attempt: int) -> None:
         timer = self._retry_timers.pop(invocation_id, None)
         if timer is not None:
             timer.cancel()
+        if self._draining.is_set():
+            return  # durably running: recovery starts it after the restart
         task = asyncio.get_running_loop().create_task(self._attempt(partition, invocation_id, attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -77,7 +91,31 @@ class Invoker:
     def reset_retries(self, invocation_id: str) -> None:
         self.retries.pop(invocation_id, None)
 
+    async def drain(self, timeout: float) -> None:
+        """Start no new attempt; wait up to ``timeout`` for those in flight to finish their step."""
+        self._draining.set()
+        for timer in self._retry_timers.values():
+            timer.cancel()
+        self._retry_timers.clear()
+        if not self._tasks or timeout <= 0:
+            return
+        log.info("waiting for %d attempts in flight to finish their current step", len(self._tasks))
+        finished = asyncio.ensure_future(asyncio.wait(set(self._tasks), timeout=timeout))
+        abandoned = asyncio.ensure_future(self._abandoned.wait())
+        await asyncio.wait({finished, abandoned}, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in (finished, abandoned):
+            waiting.cancel()
+        if self._tasks:
+            log.warning(
+                "%d attempts did not finish within the shutdown timeout; they start again after the restart",
+                len(self._tasks),
+            )
+
+    def abandon_drain(self) -> None:
+        self._abandoned.set()
+
     async def stop(self) -> None:
+        self._draining.set()
         for timer in self._retry_timers.values():
             timer.cancel()
         self._retry_timers.clear()
@@ -88,7 +126,21 @@ class Invoker:
 
     # -- one attempt -------------------------------------------------------------------------
     async def _attempt(self, partition: Partition, invocation_id: str, attempt: int) -> None:
+        try:
+            await self._run_attempt(partition, invocation_id, attempt)
+        except Unavailable as exc:
+            # A write failed (a full disk): what the attempt produced stays staged and becomes
+            # durable once the store's retry succeeds. Retry the attempt like any failure; if the
+            # partition moved on meanwhile, the retry finds its snapshot stale and does nothing.
+            snapshot = partition.reads.snapshot(invocation_id, attempt)
+            if snapshot is not None:
+                failed = AttemptResult([], AttemptEnding.ERROR, failure=str(exc))
+                self._schedule_retry(partition, invocation_id, attempt, snapshot.status, failed)
+
+    async def _run_attempt(self, partition: Partition, invocation_id: str, attempt: int) -> None:
         async with self._slots:
+            if self._draining.is_set():
+                return  # queued behind the concurrency limit when the shutdown began
             snapshot = partition.reads.snapshot(invocation_id, attempt)
             if snapshot is None:
                 return
@@ -162,7 +214,11 @@ class Invoker:
         }
         if status.target.key:
             headers["x-restate-service-key"] = status.target.key
-        url = f"{deployment.uri.rstrip('/')}/invoke/{status.target.service}/{status.target.handler}"
+        path = invoke_path(status.target.service, status.target.handler)
+        if self._signer is not None:
+            # Signed per attempt, as Restate signs every request (a retry gets a fresh token).
+            headers.update(self._signer.headers(path, status.target.key or None))
+        url = deployment.uri.rstrip("/") + path
         inactivity, abort = self._timeouts(status)
         if deployment.use_http_11:
             return await self._request_response_http11(url, headers, body, media_type, abort)
@@ -181,7 +237,15 @@ class Invoker:
                 result = await BidiAttempt.request_response(connection, stream, body, media_type, reader, abort)
             else:
                 bidi = BidiAttempt(
-                    partition, status.id, attempt, deployment.id, version, inactivity, abort, self.called_targets
+                    partition,
+                    status.id,
+                    attempt,
+                    deployment.id,
+                    version,
+                    inactivity,
+                    abort,
+                    self.called_targets,
+                    self._draining,
                 )
                 result = await bidi.run(connection, stream, body, media_type, reader)
             if result.ending is not Interrupted.REFUSED:
@@ -204,7 +268,13 @@ class Invoker:
         )
         if version >= 6:
             start.random_seed = _random_seed(snapshot.raw_id)
-        return b"".join([encode_message(start), *(encode_raw(t, p) for t, p in journal)])
+        # One join of headers and stored payloads: framing each entry first would copy every
+        # payload (up to the 32 MiB input) twice.
+        parts = [encode_message(start)]
+        for message_type, payload in journal:
+            parts.append(frame_header(message_type, len(payload)))
+            parts.append(payload)
+        return b"".join(parts)
 
     async def _request_response_http11(
         self, url: str, headers: dict[str, str], body: bytes, media_type: str, abort: float
@@ -226,6 +296,8 @@ class Invoker:
     def _schedule_retry(
         self, partition: Partition, invocation_id: str, attempt: int, status: InvocationStatus, result: AttemptResult
     ) -> None:
+        if self._draining.is_set():
+            return  # retried after the restart, with a fresh budget (retry state is in memory)
         retry = self.retries.setdefault(invocation_id, RetryState())
         settings = self._schema.settings(status.target.service, status.target.handler)
         policy = settings.retry_policy if settings is not None else self._config.retry_policy

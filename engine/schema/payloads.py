@@ -74,27 +74,27 @@ def _derive_rules(spec: dict[str, Any]) -> tuple[InputRule, ...]:
     return tuple(rules)
 
 
-def validate_input(spec: dict[str, Any] | None, content_type: str | None, body: bytes) -> None:
+def validate_input(spec: dict[str, Any] | None, content_type: str | None, has_body: bool) -> None:
     """Raise the 400 Restate answers when the request fits none of the handler's input rules."""
     rules = input_rules(spec)
     for rule in rules:
-        if _passes(rule, content_type, body):
+        if _passes(rule, content_type, has_body):
             return
-    problem = _problem(rules[-1], content_type, body) if rules else "Bad configuration of the input validation rules"
+    problem = _problem(rules[-1], content_type) if rules else "Bad configuration of the input validation rules"
     raise BadRequest(_PREFIX + problem)
 
 
-def _passes(rule: InputRule, content_type: str | None, body: bytes) -> bool:
+def _passes(rule: InputRule, content_type: str | None, has_body: bool) -> bool:
     if rule.kind is RuleKind.NO_BODY:
-        return not body and content_type is None
+        return not has_body and content_type is None
     return (
         content_type is not None
         and content_type_matches(content_type, rule.content_type)
-        and (bool(body) or rule.kind is not RuleKind.JSON_VALUE)
+        and (has_body or rule.kind is not RuleKind.JSON_VALUE)
     )
 
 
-def _problem(rule: InputRule, content_type: str | None, body: bytes) -> str:
+def _problem(rule: InputRule, content_type: str | None) -> str:
     """Why the request fails ``rule`` (the answer names the last rule tried, as the reference's)."""
     if rule.kind is RuleKind.NO_BODY:
         shown = "None" if content_type is None else f'Some("{_rust_escape(content_type)}")'
