@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +24,7 @@ from admin.routes_invocations import invocations_router
 from admin.routes_query import query_router
 from admin.routes_services import services_router
 from engine import BadRequest, Engine, PayloadTooLarge, QuillError, Unavailable
+from engine.telemetry.collector import build_registry
 
 __version__ = metadata.version("quill")
 MIN_ADMIN_API_VERSION = 2
@@ -152,6 +154,15 @@ def create_admin_app(engine: Engine) -> FastAPI:
             "ingress_endpoint": config.ingress_url,
             "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": False},
         }
+
+    if engine.metrics.enabled:
+        worker = {"worker": str(engine.plan.index)} if engine.plan is not None else None
+        registry = build_registry(engine.metrics, engine, worker)
+
+        # async: collected on the event loop, the only thread that writes the counters.
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(deployments_router(engine))
     app.include_router(services_router(engine))

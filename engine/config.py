@@ -18,6 +18,18 @@ import msgspec
 from engine.durations import parse_duration
 
 
+class TracingProtocol(StrEnum):
+    """OTLP transports, named as ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` names them."""
+
+    GRPC = "grpc"  # what Restate's tracing-endpoint speaks
+    HTTP_PROTOBUF = "http/protobuf"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"  # one object a line
+
+
 class OnMaxAttempts(StrEnum):
     """What happens to an invocation whose retries ran out."""
 
@@ -103,6 +115,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     # Restate's request identity: sign every request to a deployment with this ed25519 key.
     request_identity_private_key_pem_file: str | None = None
     request_identity_expiration: float = 60.0
+    metrics: bool = True  # GET /metrics on the admin port
+    tracing_endpoint: str | None = None  # OTLP collector; None: no tracing (nothing imported)
+    tracing_protocol: TracingProtocol = TracingProtocol.GRPC
 
     @property
     def data_path(self) -> Path:

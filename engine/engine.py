@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,6 +50,8 @@ from engine.schema.registry import Schema
 from engine.storage import keys
 from engine.storage.metadata import Metadata
 from engine.storage.store import StorageOptions, Store, is_disk_full
+from engine.telemetry.metrics import NO_METRICS, Metrics
+from engine.telemetry.traces import Tracer, input_headers, start_tracing
 from engine.workers.handles import LocalHandle, PartitionHandle, RemoteHandle, partition_ops
 from engine.workers.layout import WorkerPlan, store_path
 from engine.workers.node import WorkerNode
@@ -108,6 +111,8 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self.schema: Schema
         self.invoker: Invoker
+        self.metrics = Metrics() if config.metrics else NO_METRICS
+        self._tracer: Tracer | None = None
         self.dapr_apps: DaprApps  # Dapr apps and HTTP endpoints (service invocation, /v1.0/invoke)
         self._draining = False
 
@@ -128,7 +133,7 @@ class Engine:
         # Cluster mode: this store keeps only the node's metadata; each partition it leads has a
         # store of its own, a cache of the partition's log.
         where = self.config.data_path / "node" if cluster else store_path(self.config.data_path, self.plan)
-        store = self._store = Store(where, options)
+        store = self._store = Store(where, options, self.metrics)
         store.start()
         count = self._partition_count(store)
         await self._check_writable(store)
@@ -144,8 +149,20 @@ class Engine:
         self.dapr_apps.load()
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
-        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps, self.idle_actors.touch, signer)
-        executor = self._executor = EffectExecutor(store, self._timers, self.invoker, self._local_partition)
+        self._tracer = start_tracing(self.config, self._lineage)
+        self.invoker = Invoker(
+            self.config,
+            self.schema,
+            self._http2,
+            self.dapr_apps,
+            self.idle_actors.touch,
+            signer,
+            self.metrics,
+            self._tracer,
+        )
+        executor = self._executor = EffectExecutor(
+            store, self._timers, self.invoker, self._local_partition, self.metrics
+        )
         if cluster:
             await self._join_cluster(meta, count)
             return
@@ -154,7 +171,7 @@ class Engine:
         for p in self._local_ids:
             partition = Partition(p, store, executor, now_ms, self.config.log_retained_entries)
             self._partitions.append(partition)
-            local[p] = LocalHandle(partition, self.invoker)
+            local[p] = LocalHandle(partition, self.invoker, self.metrics)
         if plan is not None:
             node = self._node = WorkerNode(plan, meta, local, count, self._reload_metadata, self._gather_ops())
             executor.remote = lambda source, key, message: node.deliverer.send(
@@ -260,6 +277,8 @@ class Engine:
         await self.drain(0)
         if hasattr(self, "invoker"):
             await self.invoker.stop()
+        if self._tracer is not None:
+            await self._tracer.close()
         if self._client is not None:
             await self._client.aclose()
         if hasattr(self, "dapr_apps"):
@@ -426,8 +445,15 @@ class Engine:
         """Cancel or kill: DONE (completed at once), SIGNALLED (the handler sees the cancellation)."""
         self._require_storage()
         parsed = _parse_id(invocation_id)
+        partition = self._local_partition(parsed)
+        active = partition.state.active.get(parsed) if partition is not None else None
+        lineage = self._lineage(parsed) if active is not None and self._tracer is not None else None
         outcome: OperatorOutcome = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
         _check(outcome, invocation_id)
+        if outcome is OperatorOutcome.DONE and active is not None and self._tracer is not None:
+            # Completed here, not by an attempt: its trace ends here.
+            failure = "[409] killed" if kill else "[409] cancelled"
+            self._tracer.invocation_ended(active.status, failure, lineage[0] if lineage else None)
         return outcome
 
     def invocation_settings(self, service: str, handler: str) -> InvocationSettings | None:
@@ -477,6 +503,43 @@ class Engine:
         self.invocations += 1
         if not isinstance(handle, LocalHandle):
             self.forwarded += 1
+
+    # -- live views for /metrics (read at scrape time; see engine/telemetry/collector.py) -------
+    @property
+    def partition_count(self) -> int:
+        return len(self._handles)
+
+    def invocation_census(self) -> Counter[tuple[int, str, str]]:
+        """This process's unfinished invocations by (partition, service, status)."""
+        return Counter(
+            (partition.id, active.status.target.service, str(active.status.phase))
+            for partition in self._partitions
+            for active in partition.state.active.values()
+        )
+
+    def keyed_services(self) -> list[str]:
+        """Registered virtual objects and workflows: the services with an inbox."""
+        return [name for name, entry in self.schema.services.items() if entry.manifest.ty != "SERVICE"]
+
+    def timers_armed(self) -> int:
+        return self._timers.pending
+
+    def http2_usage(self) -> tuple[int, int]:
+        """(open connections, streams in use) to deployments."""
+        return self._http2.usage()
+
+    def invoker_load(self) -> tuple[int, int]:
+        return self.invoker.load
+
+    def _lineage(self, invocation_id: str) -> tuple[list[tuple[str, str]], str | None] | None:
+        """An unfinished invocation's input headers and caller, for its trace's parent (only
+        for partitions of this process: another worker's are not looked up)."""
+        partition = self._local_partition(invocation_id)
+        active = partition.state.active.get(invocation_id) if partition is not None else None
+        if active is None:
+            return None
+        caller = active.status.caller
+        return input_headers(active.journal), caller.invocation_id if caller is not None else None
 
     def _partition_id(self, invocation_id: str) -> int:
         return InvocationId(invocation_id).partition_key % len(self._handles)

@@ -7,6 +7,7 @@ and the routes are few and fixed. Status codes and messages follow the real Rest
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,6 +33,7 @@ from engine import (
 )
 from engine.records import timestamp_nanos
 from engine.schema.payloads import output_content_type, validate_input
+from engine.telemetry.metrics import IngressStatus, RpcType
 from ingress.cors import cors_headers, with_headers
 from ingress.dapr import DaprIngress
 from ingress.paths import (
@@ -42,6 +44,7 @@ from ingress.paths import (
     ServicePath,
     TargetInBodyPath,
     classify,
+    refused_invocation_labels,
 )
 from ingress.responses import (
     BodyLimitExceeded,
@@ -95,10 +98,21 @@ class IngressApp:
             await respond_error(send, QuillError("internal error, see the server log"))
 
     async def _route(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        route = classify(scope.get("raw_path") or scope["path"].encode(), self._engine.schema)
+        started = time.perf_counter()
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        try:
+            route = classify(raw_path, self._engine.schema)
+        except QuillError:
+            if (labels := refused_invocation_labels(raw_path, self._engine.schema)) is not None:
+                self._engine.metrics.ingress_admitted()
+                rpc_type = RpcType.SEND if labels[1] else RpcType.CALL
+                self._engine.metrics.ingress_finished(
+                    IngressStatus.REQUEST_ERROR, labels[0], rpc_type, time.perf_counter() - started
+                )
+            raise
         method = scope["method"]
         if isinstance(route, ServicePath):
-            await self._invoke(route, method, scope, receive, send)
+            await self._invocation(route, method, scope, receive, send, started)
         elif isinstance(route, HealthPath):
             _allow(method, "GET")
             if (failure := self._engine.storage_failure) is not None:
@@ -114,9 +128,22 @@ class IngressApp:
             _allow(method, "GET")
             await self._answer(send, route.action, route.invocation_id)
 
+    async def _invocation(
+        self, route: ServicePath, method: str, scope: dict[str, Any], receive: Receive, send: Send, started: float
+    ) -> None:
+        """A call or send, counted and timed as Restate counts them (restate_ingress_requests_total)."""
+        metrics = self._engine.metrics
+        metrics.ingress_admitted()
+        status = IngressStatus.REQUEST_ERROR
+        try:
+            status = await self._invoke(route, method, scope, receive, send)
+        finally:
+            rpc_type = RpcType.SEND if route.send else RpcType.CALL
+            metrics.ingress_finished(status, route.service, rpc_type, time.perf_counter() - started)
+
     async def _invoke(
         self, route: ServicePath, method: str, scope: dict[str, Any], receive: Receive, send: Send
-    ) -> None:
+    ) -> IngressStatus:
         """A call or a send."""
         _, handler = self._engine.schema.resolve(route.service, route.handler)
         _allow(method, "GET", "POST")
@@ -137,7 +164,7 @@ class IngressApp:
                 raise BadRequest(_WORKFLOW_IDEMPOTENCY)
         if (too_large := _declared_length(scope)) is not None and too_large > self._limit:
             await respond(send, 413, b"length limit exceeded", [(b"content-type", b"text/plain; charset=utf-8")])
-            return
+            return IngressStatus.REQUEST_ERROR
         chunks = await self._read_chunks(receive)
         validate_input(handler.input, _header(scope, b"content-type"), bool(chunks))
         request = InvocationRequest(
@@ -154,9 +181,10 @@ class IngressApp:
                 accepted["executionTime"] = timestamp_nanos(execution_time)
             accepted["status"] = "Accepted" if created else "PreviouslyAccepted"
             await respond_json(send, 202, accepted, [(b"x-restate-id", invocation_id.encode())])
-            return
+            return IngressStatus.COMPLETED
         invocation_id, outcome = await self._engine.call(request)
         await self._respond_outcome(send, invocation_id, outcome)
+        return IngressStatus.COMPLETED if outcome.completion.failure is None else IngressStatus.INVOCATION_ERROR
 
     async def _answer(self, send: Send, action: Action, invocation_id: InvocationId) -> None:
         """Attach, output or lookup of an existing invocation."""

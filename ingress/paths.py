@@ -112,6 +112,20 @@ def classify(raw_path: bytes, schema: Schema) -> Route:
     raise NotFound("not found")
 
 
+def refused_invocation_labels(raw_path: bytes, schema: Schema) -> tuple[str, bool] | None:
+    """(service, is a send) of a call or send path that did not classify, for the ingress request
+    counter; None for the other families. The service only when registered, so mistyped paths
+    cannot grow the label set."""
+    parts = raw_path.decode("latin-1").strip("/").split("/")
+    if parts[0] == "restate":
+        if len(parts) < 2 or parts[1] not in ("call", "send"):
+            return None
+        service, send = (parts[2] if len(parts) > 2 else ""), parts[1] == "send"
+    else:
+        service, send = parts[0], parts[-1] == "send"
+    return (service if service in schema.services else ""), send
+
+
 def decode_key(segment: str) -> str:
     """A percent-decoded key; Restate refuses one that is not UTF-8 and describes it as Rust would."""
     raw = unquote_to_bytes(segment)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import sys
 
-from engine.config import load_config
+from engine.config import LogFormat, TracingProtocol, load_config
 from engine.errors import QuillError, StartupError
+from engine.telemetry.logs import configure_logging
 from quill.listen import bind_all
 
 
@@ -41,6 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--partitions", type=int, help="number of partitions, fixed at first start (default 8)")
     serve.add_argument("--workers", type=int, help="processes sharing the partitions, fixed at first start (default 1)")
     serve.add_argument("--log-level", default=os.environ.get("QUILL_LOG_LEVEL", "info"))
+    serve.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        default=os.environ.get("QUILL_LOG_FORMAT", LogFormat.TEXT.value),
+        help="text (default) or json: one object a line",
+    )
+    serve.add_argument(
+        "--tracing-endpoint", help="export traces over OTLP to this collector, e.g. http://127.0.0.1:4317"
+    )
+    serve.add_argument(
+        "--tracing-protocol",
+        choices=[p.value for p in TracingProtocol],
+        help="OTLP transport (default grpc, as Restate; or http/protobuf)",
+    )
     serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     serve.add_argument("--cluster", help="cluster mode: NATS JetStream servers, nats://h:p,nats://h:p (default off)")
     serve.add_argument("--node-name", help="this node's name in the cluster (default n1)")
@@ -50,11 +66,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return devcluster.main((argv if argv is not None else sys.argv[1:])[1:])
     args = parser.parse_args(argv)
+    if args.log_format not in {f.value for f in LogFormat}:  # a QUILL_LOG_FORMAT argparse did not check
+        parser.error(f"argument --log-format: invalid choice: {args.log_format!r} (choose from 'text', 'json')")
 
-    worker = "" if args.worker_index is None else f"w{args.worker_index} "
+    process = None if args.worker_index is None else f"w{args.worker_index}"
     if args.cluster or os.environ.get("QUILL_CLUSTER"):
-        worker = f"{args.node_name or os.environ.get('QUILL_NODE_NAME', 'n1')} "
-    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s")
+        process = args.node_name or os.environ.get("QUILL_NODE_NAME", "n1")
+    configure_logging(args.log_level, LogFormat(args.log_format), process)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides = {
         "bind": args.bind,
@@ -68,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         "request_identity_private_key_pem_file": args.request_identity_private_key_pem_file,
         "data_dir": args.data_dir,
         "partitions": args.partitions,
+        "tracing_endpoint": args.tracing_endpoint,
+        "tracing_protocol": args.tracing_protocol,
         "workers": args.workers,
         "cluster": args.cluster,
         "node_name": args.node_name,
@@ -76,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(file=args.config, overrides=overrides)
     except (ValueError, OSError) as exc:
         print(f"quill: {exc}", file=sys.stderr)
+        return 2
+    if config.tracing_endpoint and importlib.util.find_spec("opentelemetry.sdk") is None:
+        print("quill: --tracing-endpoint needs OpenTelemetry: pip install 'quill[tracing]'", file=sys.stderr)
         return 2
     sockets = None
     if config.workers <= 1 and args.worker_index is None:

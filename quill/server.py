@@ -71,6 +71,7 @@ def _server(app: object, listener: Listener, config: Config, guard: ConnectionGu
             app,  # type: ignore[arg-type]
             lifespan="off",
             access_log=False,
+            log_config=None,  # uvicorn's records go to quill's one handler (text or JSON)
             log_level="warning",
             http=protocol,  # type: ignore[arg-type]
             ws="none",  # no WebSocket: an Upgrade request is served as plain HTTP, as Restate does
@@ -90,9 +91,10 @@ async def serve(
     sockets: list[socket.socket] | None = None,
     plan: WorkerPlan | None = None,
     ready: Callable[[], None] | None = None,
+    shutdown: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or cancellation); ``started`` is set once every port listens.
-    ``sockets`` are the listeners' sockets, in ``config.listeners()`` order, if already bound.
+    """Serve until SIGINT/SIGTERM, ``shutdown`` or cancellation; ``started`` is set once every port
+    listens. ``sockets`` are the listeners' sockets, in ``config.listeners()`` order, if already bound.
 
     As worker ``plan.index`` of several (``quill.supervisor``), every worker serves the ingress
     (and Dapr) port through its own SO_REUSEPORT socket, so the kernel spreads connections over
@@ -104,7 +106,7 @@ async def serve(
     if sockets is None:
         sockets = bind_all(listeners, shared=plan is not None)
     try:
-        await _serve(config, listeners, sockets, started, plan, ready)
+        await _serve(config, listeners, sockets, started, plan, ready, shutdown)
     finally:
         for sock in sockets:
             sock.close()
@@ -117,6 +119,7 @@ async def _serve(
     started: asyncio.Event | None,
     plan: WorkerPlan | None,
     ready: Callable[[], None] | None,
+    shutdown: asyncio.Event | None,
 ) -> None:
     file_limit = raise_file_limit()
     guard = ConnectionGuard(cap=connection_cap(config.max_connections, file_limit))
@@ -145,10 +148,15 @@ async def _serve(
             engine.abandon_drain()
         stopping.set()
 
-    with contextlib.suppress(NotImplementedError, RuntimeError):
+    # Not in the main thread (quill.testing serves in-process from a thread): ``shutdown`` stops it.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGINT, on_signal)
         loop.add_signal_handler(signal.SIGTERM, on_signal)
     tasks = [loop.create_task(server.serve(sockets=[sock])) for server, sock in zip(servers, sockets, strict=True)]
+    if shutdown is not None:
+        # Done when every server returned; not in ``tasks``, which end the service when one fails.
+        watcher = loop.create_task(shutdown.wait())
+        watcher.add_done_callback(lambda _: stopping.set())
     try:
         while not all(server.started for server in servers):
             if any(task.done() for task in tasks):
@@ -177,4 +185,6 @@ async def _serve(
         for server in servers:
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
+        if shutdown is not None:
+            watcher.cancel()
         await engine.stop()

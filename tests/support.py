@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -194,3 +196,11 @@ class TsService(Process):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+# /metrics and trace lineage cover the partitions of the process serving them (worker 0 with
+# --workers): their totals are per worker, so those tests run against one process.
+one_process = pytest.mark.skipif(
+    int(os.environ.get("QUILL_TEST_WORKERS", "1")) > 1,
+    reason="/metrics and trace lineage are per worker process (see README, Metrics: Workers)",
+)

@@ -22,6 +22,7 @@ from engine.partition.commands import AttemptEnding, AttemptOutcome, InvocationS
 from engine.partition.types import JournalEntry
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType, encode_message, encode_raw
+from engine.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from engine.partition.processor import Partition
@@ -41,9 +42,13 @@ class BidiAttempt:
         abort_timeout: float,
         targets: Callable[[list[JournalEntry]], dict[str, InvocationSettings]],
         draining: asyncio.Event,
+        metrics: Metrics,
+        on_journaled: Callable[[list[JournalEntry]], None],
     ) -> None:
         self._partition = partition
         self._targets = targets  # settings of the handlers journaled calls go to
+        self._metrics = metrics
+        self._on_journaled = on_journaled  # told about every batch the partition accepted
         self._invocation_id = invocation_id
         self._attempt = attempt
         self._deployment_id = deployment_id
@@ -175,7 +180,10 @@ class BidiAttempt:
             targets=self._targets(entries),
         )
         self._journaled = True
-        return bool(await self._partition.submit(outcome))
+        accepted = bool(await self._metrics.timed(self._partition.submit, outcome))
+        if accepted:
+            self._on_journaled(entries)
+        return accepted
 
     async def _answer_run_proposals(self, stream: Stream, reader: MessageReader) -> None:
         """Run results are durable now: acknowledge them (V7, when asked) or send them back."""
