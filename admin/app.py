@@ -9,10 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from admin.documented import without_parameter_validation
 from admin.routes_dapr import dapr_router
 from admin.routes_deployments import deployments_router
 from admin.routes_invocations import invocations_router
@@ -20,7 +24,7 @@ from admin.routes_query import query_router
 from admin.routes_services import services_router
 from admin.ui_routes import AnyAsgi, IngressMount, ui_router
 from admin.version import SERVER_VERSION
-from engine import Engine, PayloadTooLarge, QuillError, Unavailable
+from engine import BadRequest, Engine, PayloadTooLarge, QuillError, Unavailable
 
 __version__ = SERVER_VERSION
 MIN_ADMIN_API_VERSION = 2
@@ -95,7 +99,8 @@ def _too_large(limit: int) -> Response:
 def _error_response(error: QuillError) -> Response:
     # Past a too-large body, close: reading (and discarding) the rest would take as long as storing it.
     headers = {"connection": "close"} if error.status == 413 else None
-    return JSONResponse({"message": error.message, "restate_code": None}, status_code=error.status, headers=headers)
+    body = {"message": error.message, "restate_code": error.restate_code}
+    return JSONResponse(body, status_code=error.status, headers=headers)
 
 
 def create_admin_app(engine: Engine, ingress: AnyAsgi | None = None) -> FastAPI:
@@ -110,18 +115,38 @@ def create_admin_app(engine: Engine, ingress: AnyAsgi | None = None) -> FastAPI:
     async def quill_error(_: Request, error: QuillError) -> Response:
         return _error_response(error)
 
-    @app.get("/health")
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(_: Request, error: RequestValidationError) -> Response:
+        # A query or path parameter of the wrong type (e.g. ?force=maybe): a 400, in Restate's shape.
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in error.errors())
+        return _error_response(BadRequest(f"Failed to deserialize query string: {reasons}"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> Response:
+        # Unknown routes (404) and methods (405), in Restate's shape rather than FastAPI's.
+        body = {"message": str(error.detail), "restate_code": None}
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            generated = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            app.openapi_schema = without_parameter_validation(generated)
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
+
+    @app.get("/health", operation_id="health")
     async def health() -> dict[str, Any]:
         if (failure := engine.storage_failure) is not None:
             raise Unavailable(f"storage unavailable: {failure}")
         return {}
 
-    @app.get("/cluster")
+    @app.get("/cluster", operation_id="cluster")
     async def cluster() -> dict[str, Any]:
         """The partitions this node serves (and, in cluster mode, leads at which epoch)."""
         return engine.topology()
 
-    @app.get("/version")
+    @app.get("/version", operation_id="version")
     async def version() -> dict[str, Any]:
         config = engine.config
         return {

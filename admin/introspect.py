@@ -63,8 +63,8 @@ def status_word(status: InvocationStatus, retry: RetryState | None) -> str:
             return "paused"
         if retry.count > 0:
             return "backing-off"
-    if phase is Phase.SCHEDULED and status.execution_time is None:
-        return "pending"
+    if phase is Phase.INBOXED or (phase is Phase.SCHEDULED and status.execution_time is None):
+        return "pending"  # Restate's word for queued work in sys_invocation
     return phase
 
 

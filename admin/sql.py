@@ -16,6 +16,7 @@ import asyncio
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -29,6 +30,35 @@ from engine import BadRequest, Engine
 
 _WORD = re.compile(r"[a-z_]+")
 MEMORY_LIMIT = "512MB"
+_FIRST_VALUE = re.compile(r"\bfirst_value\s*\(", re.IGNORECASE)
+_OVER = re.compile(r"\s*over\b", re.IGNORECASE)
+
+
+def translate(query: str) -> str:
+    """Restate's SQL engine (DataFusion) in DuckDB's dialect: ``first_value(x [ORDER BY y])`` used
+    as an aggregate, as the CLI's `services status` does, is DuckDB's ``first``; as a window
+    function (followed by ``OVER``) it stays."""
+    parts: list[str] = []
+    done = 0
+    for match in _FIRST_VALUE.finditer(query):
+        close = _closing_paren(query, match.end() - 1)
+        if close is None or _OVER.match(query, close + 1):
+            continue
+        parts.append(query[done : match.start()] + "first(")
+        done = match.end()
+    return "".join(parts) + query[done:]
+
+
+def _closing_paren(text: str, opening: int) -> int | None:
+    depth = 0
+    for index in range(opening, len(text)):
+        if text[index] == "(":
+            depth += 1
+        elif text[index] == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+    return None
 
 
 class _Connections:
@@ -110,7 +140,7 @@ def execute(sources: dict[str, Source], query: str, loop: asyncio.AbstractEventL
             data: Any = source.table if source.table is not None else _stream(source, loop)
             con.register(name, data)
         try:
-            relation = con.sql(query)
+            relation = con.sql(translate(query))
         except duckdb.Error as exc:
             raise BadRequest(f"Error when executing the query: {exc}") from exc
         if relation is None:  # a statement that returns nothing
@@ -151,6 +181,9 @@ def _json_value(value: Any) -> Any:
         return _iso_seconds(value.days * 86400 + value.nanoseconds / 1e9)
     if isinstance(value, (bytes, bytearray)):
         return value.hex()
+    if isinstance(value, Decimal):
+        # DuckDB sums integers as HUGEINT, which Arrow carries as a decimal: a number still.
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, list):
         return [_json_value(v) for v in value]
     if isinstance(value, (str, int, float, bool, dict)):

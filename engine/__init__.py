@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         Unavailable,
     )
     from engine.ids import InvocationId, parse_awakeable_id
-    from engine.partition.types import Outcome
+    from engine.partition.types import OperatorOutcome, Outcome
     from engine.records import Completion, Deployment, Failure, InvocationStatus, Phase, Target, now_ms, timestamp
 
 _EXPORTS = {
@@ -57,7 +57,7 @@ _EXPORTS = {
         "Unavailable",
     ),
     "engine.ids": ("InvocationId", "parse_awakeable_id"),
-    "engine.partition.types": ("Outcome",),
+    "engine.partition.types": ("OperatorOutcome", "Outcome"),
     "engine.records": (
         "Completion",
         "Deployment",
@@ -91,6 +91,7 @@ __all__ = [
     "NotFound",
     "NotReady",
     "Phase",
+    "OperatorOutcome",
     "Outcome",
     "PayloadTooLarge",
     "QuillError",

@@ -23,7 +23,7 @@ from engine.dapr.apps import DaprApps
 from engine.dapr.own_listeners import OwnListeners
 from engine.dapr.targets import DEACTIVATE, actor_target
 from engine.errors import BadRequest, Conflict, NotFound, QuillError, StartupError, Unavailable
-from engine.ids import InvocationId, hashed_partition_key
+from engine.ids import InvalidInvocationId, InvocationId, hashed_partition_key
 from engine.invoker.http2 import Http2Pool
 from engine.invoker.identity import IdentityKeyError, RequestSigner
 from engine.invoker.invoker import Invoker
@@ -367,6 +367,10 @@ class Engine:
 
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return await self._object_partition(service, key).read_state(service, key, name)
+
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]:
+        """Every (name, value) of one object's state."""
+        return await self._object_partition(service, key).read_all_state(service, key)
 
     async def set_schedule(self, service: str, key: str, name: str, schedule: Schedule | None) -> bool:
         """Register (or, with None, delete) a recurring invocation of an object; whether one existed."""
@@ -808,5 +812,5 @@ def _check(outcome: OperatorOutcome, invocation_id: str) -> None:
 def _parse_id(invocation_id: str) -> InvocationId:
     try:
         return InvocationId.parse(invocation_id)
-    except ValueError as exc:
-        raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {exc}") from exc
+    except InvalidInvocationId as exc:
+        raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {exc.reason}") from exc

@@ -60,6 +60,14 @@ def hashed_partition_key(*parts: str) -> int:
     return int.from_bytes(digest, "big")
 
 
+class InvalidInvocationId(ValueError):
+    """Not an invocation id; ``reason`` words why as Restate does ("bad format", "bad length")."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"bad invocation id '{text}': {reason}")
+        self.reason = reason
+
+
 class InvocationId(str):
     """An invocation id string that also knows its partition key and raw bytes."""
 
@@ -117,15 +125,18 @@ class InvocationId(str):
 
     @classmethod
     def parse(cls, text: str) -> InvocationId:
-        """Validate ``text``; raises ValueError when it is not an invocation id."""
-        bad = ValueError(f"bad invocation id '{text}': bad format")
-        if len(text) != _INVOCATION_ID_LEN or not text.startswith(INVOCATION_PREFIX):
-            raise bad
+        """Validate ``text``; raises InvalidInvocationId (with Restate's reason) when it is not one."""
+        if not text.startswith("inv_"):
+            raise InvalidInvocationId(text, "bad format")
+        if not text.startswith(INVOCATION_PREFIX):
+            raise InvalidInvocationId(text, "unrecognized codec version")
+        if len(text) != _INVOCATION_ID_LEN:
+            raise InvalidInvocationId(text, "bad length")
         body = text[len(INVOCATION_PREFIX) :]
         if any(c not in _INDEX for c in body):
-            raise bad
+            raise InvalidInvocationId(text, "bad format")
         if _unb62(body[:_KEY_CHARS]) >= 1 << 64 or _unb62(body[_KEY_CHARS:]) >= 1 << 128:
-            raise bad
+            raise InvalidInvocationId(text, "bad format")
         return cls(text)
 
     @property

@@ -162,3 +162,6 @@ class Deployment(msgspec.Struct, kw_only=True):
     manifest: dict  # type: ignore[type-arg]  # the discovery manifest, as the SDK sent it
     created_at: int
     sdk_version: str | None = None
+    # The revision each service got when this deployment was registered (empty in records written
+    # before revisions were kept: those are counted from the registration order).
+    revisions: dict[str, int] = msgspec.field(default_factory=dict)

@@ -278,7 +278,8 @@ class Lifecycle:
         return OperatorOutcome.DONE
 
     def terminate(self, command: Terminate, step: Step) -> OperatorOutcome:
-        """DONE (completed now), SIGNALLED (cancel delivered), COMPLETED or NOT_FOUND."""
+        """DONE (completed now; forgotten if it had not started), SIGNALLED (cancel delivered),
+        COMPLETED or NOT_FOUND."""
         state = self._state
         active = state.active.get(command.invocation_id)
         if active is None:
@@ -292,8 +293,13 @@ class Lifecycle:
             # (a paused invocation sees it once resumed, as in Restate).
             self.signal(Signal(status.id, 1, None), step)
             return OperatorOutcome.SIGNALLED
-        if status.phase is Phase.INBOXED and active.object is not None:
-            state.objects.remove_from_inbox(active.object, status.id)
+        if not status.phase.started:
+            # As in Restate, what has not started is forgotten at once: its callers get the
+            # failure, but no result is kept (output is then 404, and its idempotency key or
+            # workflow id is free again).
+            status.retention = 0
+            if status.phase is Phase.INBOXED and active.object is not None:
+                state.objects.remove_from_inbox(active.object, status.id)
         status.completion = Completion(failure=Failure(409, "killed" if command.kill else "cancelled"))
         self.complete(active, step)
         return OperatorOutcome.DONE

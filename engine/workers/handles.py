@@ -21,6 +21,7 @@ from engine.partition.processor import Partition
 from engine.partition.reads import CompletedPage, InvocationFilter
 from engine.partition.types import InvocationView, InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.records import InvocationStatus, Schedule
+from engine.storage import keys
 from engine.telemetry.metrics import NO_METRICS, Metrics
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ class PartitionHandle(Protocol):
     async def view(self, invocation_id: str) -> InvocationView | None: ...
     async def inspect(self, invocation_id: str) -> Inspection | None: ...
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None: ...
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]: ...
     async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None: ...
     async def retry_state(self, invocation_id: str) -> RetryState | None: ...
     async def reset_retries(self, invocation_id: str) -> None: ...
@@ -95,6 +97,11 @@ class LocalHandle:
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return self.partition.reads.read_state(service, key, name)
 
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]:
+        """Every (name, value) of one object's state, staged writes included."""
+        prefix = keys.object_key(self.partition.id, service, key)
+        return [(name[len(prefix) :], value) for name, value in self.partition.store.scan_merged(keys.STATE, prefix)]
+
     async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
         return self.partition.read_schedule(service, key, name)
 
@@ -149,6 +156,12 @@ class _State(msgspec.Struct, array_like=True):
     service: str
     key: str
     name: bytes
+
+
+class _Object(msgspec.Struct, array_like=True):
+    partition: int
+    service: str
+    key: str
 
 
 class _Schedule(msgspec.Struct, array_like=True):
@@ -216,6 +229,9 @@ class RemoteHandle:
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return await self._peer.call("read_state", _State(self.id, service, key, name), bytes | None)  # type: ignore[arg-type]
 
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]:
+        return await self._peer.call("read_all_state", _Object(self.id, service, key), list[tuple[bytes, bytes]])
+
     async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
         args = _Schedule(self.id, service, key, name)
         return await self._peer.call("read_schedule", args, Schedule | None)  # type: ignore[arg-type]
@@ -262,6 +278,7 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
     lookup, unfinished = decoder(_Lookup), decoder(_Unfinished)
     completed_page, object_state = decoder(_CompletedPage), decoder(_ObjectState)
     state, schedule, deliver = decoder(_State), decoder(_Schedule), decoder(_Deliver)
+    obj = decoder(_Object)
 
     async def on_submit(raw: msgspec.Raw) -> Any:
         args = submit(raw)
@@ -281,6 +298,10 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
     async def on_read_state(raw: msgspec.Raw) -> Any:
         args = state(raw)
         return await owned(args.partition).read_state(args.service, args.key, args.name)
+
+    async def on_read_all_state(raw: msgspec.Raw) -> Any:
+        args = obj(raw)
+        return await owned(args.partition).read_all_state(args.service, args.key)
 
     async def on_read_schedule(raw: msgspec.Raw) -> Any:
         args = schedule(raw)
@@ -310,6 +331,7 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
         "deliver_to": on_deliver,
         "call": on_call,
         "read_state": on_read_state,
+        "read_all_state": on_read_all_state,
         "read_schedule": on_read_schedule,
         "lookup": on_lookup,
         "unfinished_matching": on_unfinished,

@@ -1,15 +1,7 @@
 // TypeScript-SDK services for quill's integration tests, served over HTTP/1.1 (request/response).
 "use strict";
 
-// SDK 1.16.9+ calls Promise.withResolvers, which Node 20 lacks: define the standard function.
-Promise.withResolvers ??= function () {
-  let resolve, reject;
-  const promise = new this((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-};
+require("./polyfill");
 
 const http = require("node:http");
 const restate = require("@restatedev/restate-sdk");
