@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from admin.routes_dapr import dapr_router
 from admin.routes_deployments import deployments_router
 from admin.routes_invocations import invocations_router
+from admin.routes_limits import OPENAPI_COMPONENTS, limits_router
 from admin.routes_query import query_router
 from admin.routes_services import services_router
 from engine import Engine, QuillError
@@ -73,7 +74,7 @@ def create_admin_app(engine: Engine) -> FastAPI:
             "min_admin_api_version": MIN_ADMIN_API_VERSION,
             "max_admin_api_version": MAX_ADMIN_API_VERSION,
             "ingress_endpoint": f"http://{config.bind}:{config.ingress_port}/",
-            "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": False},
+            "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": True},
         }
 
     app.include_router(deployments_router(engine))
@@ -81,4 +82,16 @@ def create_admin_app(engine: Engine) -> FastAPI:
     app.include_router(invocations_router(engine))
     app.include_router(query_router(engine))
     app.include_router(dapr_router(engine))
+    app.include_router(limits_router(engine))
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # Routes that read their own bodies name their schemas here (FastAPI only knows models).
+        if app.openapi_schema is None:
+            components = generated().setdefault("components", {})
+            for section, entries in OPENAPI_COMPONENTS.items():
+                components.setdefault(section, {}).update(entries)
+        return app.openapi_schema or generated()
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -73,6 +73,10 @@ def status_word(status: InvocationStatus, retry: RetryState | None) -> str:
             return "backing-off"
     if phase is Phase.SCHEDULED and status.execution_time is None:
         return "pending"
+    if phase is Phase.WAITING:
+        # Restate's words for an invocation waiting for a concurrency slot: "ready" once it ran
+        # (woken from a suspension), "pending" before.
+        return "ready" if status.has_run() else "pending"
     return phase
 
 
@@ -122,8 +126,8 @@ def invocation_row(engine: Engine, status: InvocationStatus) -> dict[str, Any]:
         "status": word,
         "completion_result": None if completion is None else ("failure" if failure is not None else "success"),
         "completion_failure": f"[{failure.code}] {failure.message}" if failure is not None else None,
-        "scope": None,
-        "limit_key": None,
+        "scope": status.scope,
+        "limit_key": status.limit_key,
     }
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from admin.bodies import BatchInvocations, decode_body
 from admin.introspect import INVOCATION_TIMES, invocation_row
-from engine import BadRequest, Engine, NotFound, QuillError, timestamp
+from engine import BadRequest, Engine, NotFound, OperatorOutcome, QuillError, timestamp
 
 _BATCH_LIMIT = 1000
 
@@ -27,8 +27,10 @@ def invocations_router(engine: Engine) -> APIRouter:
 
     @router.patch("/invocations/{invocation_id}/cancel", status_code=202)
     async def cancel(invocation_id: str) -> Response:
-        await engine.terminate(invocation_id, kill=False)
-        return Response(status_code=202)
+        # As Restate: 202 when the cancellation was delivered to a running handler, 200 when an
+        # invocation that had not started (scheduled, inboxed, waiting for a slot) is done with.
+        delivered = await engine.terminate(invocation_id, kill=False) is OperatorOutcome.SIGNALLED
+        return Response(status_code=202 if delivered else 200)
 
     @router.patch("/invocations/{invocation_id}/kill")
     async def kill(invocation_id: str) -> Response:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from admin.bodies import ModifyService, ModifyState, decode_body, duration_ms
 from admin.openapi import service_openapi
 from admin.views import handler_view, service_view
-from engine import BadRequest, Engine, NotFound
+from engine import BadRequest, Engine, InvalidName, NotFound, parse_scope
 from engine.schema.registry import ServiceEntry
 from engine.schema.settings import ServiceOverrides
 
@@ -59,15 +59,14 @@ def services_router(engine: Engine) -> APIRouter:
         if entry.manifest.ty not in ("VIRTUAL_OBJECT", "WORKFLOW"):
             raise BadRequest(f"Service '{name}' is not a virtual object: it has no state")
         body = decode_body(await request.body(), ModifyState, "modify state")
-        if body.scope is not None:
-            raise BadRequest("scoped state requires vqueues to be enabled")
+        scope = None if body.scope is None else _scope(body.scope)
         try:
             new_state = [
                 (k.encode(), v.encode() if isinstance(v, str) else bytes(v)) for k, v in sorted(body.new_state.items())
             ]
         except ValueError as exc:
             raise BadRequest(f"Invalid state value: {exc}") from exc
-        await engine.replace_state(name, body.object_key, new_state, body.version)
+        await engine.replace_state(name, body.object_key, new_state, body.version, scope)
         return Response(status_code=202)
 
     @router.get("/services/{name}/handlers")
@@ -88,3 +87,10 @@ def services_router(engine: Engine) -> APIRouter:
         return service_openapi(entry_of(name), f"http://{engine.config.bind}:{engine.config.ingress_port}/")
 
     return router
+
+
+def _scope(text: str) -> str:
+    try:
+        return parse_scope(text)
+    except InvalidName as exc:
+        raise BadRequest(f"Invalid scope '{text}': {exc}") from exc

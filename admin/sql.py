@@ -66,6 +66,7 @@ _SCHEMAS: dict[str, pa.Schema] = {
     "state": pa.schema(
         [
             ("partition_key", pa.int64()),
+            ("scope", pa.string()),
             ("service_name", pa.string()),
             ("service_key", pa.string()),
             ("key", pa.string()),
@@ -102,6 +103,30 @@ _SCHEMAS: dict[str, pa.Schema] = {
             ("deployment_id", pa.string()),
         ]
     ),
+    "sys_user_limits": pa.schema(
+        [
+            ("partition_key", pa.uint64()),
+            ("scope", pa.string()),
+            ("l1", pa.string()),
+            ("l2", pa.string()),
+            ("level", pa.string()),
+            ("usage", pa.uint32()),
+            ("concurrency_limit", pa.uint32()),
+            ("rule_pattern", pa.string()),
+            ("available", pa.uint32()),
+            ("num_waiters", pa.uint64()),
+        ]
+    ),
+    "sys_rules": pa.schema(
+        [
+            ("pattern", pa.string()),
+            ("concurrency", pa.uint32()),
+            ("description", pa.string()),
+            ("disabled", pa.bool_()),
+            ("version", pa.uint32()),
+            ("last_modified", _TIME),
+        ]
+    ),
 }
 # Views over another table: built whenever the query names them.
 _VIEWS = {"sys_invocation_status": "sys_invocation"}
@@ -110,7 +135,7 @@ _WORD = re.compile(r"[a-z_]+")
 
 def _state_rows(engine: Engine) -> list[dict[str, Any]]:
     rows = []
-    for partition, service, object_key, name, value in engine.all_state():
+    for partition, scope, service, object_key, name, value in engine.all_state():
         if name.endswith(TTL_SUFFIX):
             continue  # an actor state entry's expiry, shown with nothing of its own
         try:
@@ -123,6 +148,7 @@ def _state_rows(engine: Engine) -> list[dict[str, Any]]:
         rows.append(
             {
                 "partition_key": partition,
+                "scope": scope,
                 "service_name": service,
                 "service_key": object_key,
                 "key": label,
@@ -176,6 +202,20 @@ def _service_rows(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
+def _rule_rows(engine: Engine) -> list[dict[str, Any]]:
+    return [
+        {
+            "pattern": pattern,
+            "concurrency": rule.concurrency,
+            "description": rule.description,
+            "disabled": rule.disabled,
+            "version": rule.version,
+            "last_modified": rule.last_modified,
+        }
+        for pattern, rule in sorted(engine.limits.book.rules.items())
+    ]
+
+
 _BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
     "sys_invocation": lambda engine: [invocation_row(engine, s) for s in engine.all_invocations()],
     "sys_journal": journal_rows,
@@ -183,6 +223,8 @@ _BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
     "sys_inbox": _inbox_rows,
     "sys_deployment": _deployment_rows,
     "sys_service": _service_rows,
+    "sys_user_limits": lambda engine: [usage._asdict() for usage in engine.limit_usage()],
+    "sys_rules": _rule_rows,
 }
 
 

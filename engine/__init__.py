@@ -31,7 +31,8 @@ if TYPE_CHECKING:
         Unavailable,
     )
     from engine.ids import InvocationId, parse_awakeable_id
-    from engine.partition.types import Outcome
+    from engine.limits.names import SCOPED_VIRTUAL_OBJECT, InvalidName, parse_limit_key, parse_scope
+    from engine.partition.types import OperatorOutcome, Outcome
     from engine.records import Completion, Deployment, Failure, InvocationStatus, Phase, Target, now_ms, timestamp
 
 _EXPORTS = {
@@ -44,6 +45,7 @@ _EXPORTS = {
         "DaprError",
         "DeploymentError",
         "InvalidMethod",
+    "InvalidName",
         "InvocationFailure",
         "InvokeFailed",
         "MethodNotAllowed",
@@ -55,7 +57,8 @@ _EXPORTS = {
         "Unavailable",
     ),
     "engine.ids": ("InvocationId", "parse_awakeable_id"),
-    "engine.partition.types": ("Outcome",),
+    "engine.limits.names": ("InvalidName", "SCOPED_VIRTUAL_OBJECT", "parse_limit_key", "parse_scope"),
+    "engine.partition.types": ("OperatorOutcome", "Outcome"),
     "engine.records": (
         "Completion",
         "Deployment",
@@ -79,6 +82,7 @@ __all__ = [
     "Engine",
     "Failure",
     "InvalidMethod",
+    "InvalidName",
     "InvocationFailure",
     "InvocationId",
     "InvocationRequest",
@@ -89,10 +93,12 @@ __all__ = [
     "NotFound",
     "NotReady",
     "Phase",
+    "OperatorOutcome",
     "Outcome",
     "PayloadTooLarge",
     "QuillError",
     "RetryPolicy",
+    "SCOPED_VIRTUAL_OBJECT",
     "Target",
     "Unavailable",
     "format_duration",
@@ -100,6 +106,8 @@ __all__ = [
     "now_ms",
     "parse_awakeable_id",
     "parse_duration",
+    "parse_limit_key",
+    "parse_scope",
     "timestamp",
 ]
 

@@ -19,16 +19,20 @@ from engine.dapr.actors import IdleActors
 from engine.dapr.apps import DaprApps
 from engine.dapr.targets import DEACTIVATE, actor_target
 from engine.errors import BadRequest, Conflict, NotFound, QuillError
-from engine.ids import InvocationId, hashed_partition_key
+from engine.ids import InvocationId, hashed_partition_key, scope_partition_key
 from engine.invoker.http2 import Http2Pool
 from engine.invoker.invoker import Invoker
 from engine.invoker.retry import RetryState
+from engine.limits.book import Delete, RuleBook, RuleBookError, Upsert
+from engine.limits.registry import LimitRegistry
+from engine.partition.admission import LimitUsage
 from engine.partition.commands import (
     InvocationSettings,
     Invoke,
     Pause,
     Purge,
     ReplaceState,
+    SetLimits,
     SetSchedule,
     Signal,
     StateTransaction,
@@ -60,6 +64,8 @@ class InvocationRequest(msgspec.Struct, kw_only=True):
     exclusive: bool | None = None  # overrides the handler's kind (Dapr actors take the key's lock)
     reentrancy: str | None = None  # a reentrant call chain (Dapr-Reentrancy-Id)
     reentrancy_limit: int = 0  # how deep that chain may go on one object
+    scope: str | None = None  # flow control (validated by the caller); part of the id's identity
+    limit_key: str | None = None  # canonical, only with a scope
 
 
 class Engine:
@@ -88,6 +94,8 @@ class Engine:
         self.schema.load()
         self.dapr_apps = DaprApps(meta)
         self.dapr_apps.load()
+        self.limits = LimitRegistry(meta)
+        self.limits.load()
         await self.dapr_apps.start()
         self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps)
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
@@ -100,6 +108,7 @@ class Engine:
             partition.recover()
         for partition in self._partitions:
             partition.redeliver_outbox()
+        await self.enforce_limits()  # a crash may have come between a rule change and its delivery
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired(), name="quill-retention-sweeper")
         recovered = sum(p.reads.active_count for p in self._partitions)
         if recovered:
@@ -181,10 +190,16 @@ class Engine:
         await self._partition_of(invocation_id).submit(Signal(str(invocation_id), index, None, value, failure))
 
     async def replace_state(
-        self, service: str, key: str, new_state: list[tuple[bytes, bytes]], version: str | None
+        self,
+        service: str,
+        key: str,
+        new_state: list[tuple[bytes, bytes]],
+        version: str | None,
+        scope: str | None = None,
     ) -> None:
-        """Overwrite a virtual object's state between its invocations."""
-        outcome = await self._object_partition(service, key).submit(ReplaceState(service, key, new_state, version))
+        """Overwrite a virtual object's (or a scoped workflow's) state between its invocations."""
+        partition = self._object_partition(service, key, scope)
+        outcome = await partition.submit(ReplaceState(service, key, new_state, version, scope))
         if outcome is OperatorOutcome.LOCKED:
             raise Conflict(f"'{service}/{key}' is locked by a running invocation, retry when it is done")
         if outcome is OperatorOutcome.CONFLICT:
@@ -214,8 +229,9 @@ class Engine:
         )
         await self.send(request)
 
-    def _object_partition(self, service: str, key: str) -> Partition:
-        return self._partitions[hashed_partition_key(service, key) % len(self._partitions)]
+    def _object_partition(self, service: str, key: str, scope: str | None = None) -> Partition:
+        partition_key = hashed_partition_key(service, key) if scope is None else scope_partition_key(scope)
+        return self._partitions[partition_key % len(self._partitions)]
 
     async def purge(self, invocation_id: str) -> None:
         """Forget a completed invocation: its result, and so its idempotency key or workflow id."""
@@ -276,6 +292,8 @@ class Engine:
             body=entry.value.content,
             headers=[(h.key, h.value) for h in entry.headers],
             exclusive=retained.exclusive or None,
+            scope=retained.scope,
+            limit_key=retained.limit_key,
         )
         new_id, _ = await self.send(request)
         return new_id
@@ -298,14 +316,15 @@ class Engine:
             _UNKNOWN, retention_ms=int(self.config.idempotency_retention * 1000)
         )
         exclusive = settings.exclusive if request.exclusive is None else request.exclusive
+        scope = request.scope
         if settings.workflow_run:
-            invocation_id = InvocationId.for_workflow(target.service, target.key)
+            invocation_id = InvocationId.for_workflow(target.service, target.key, scope)
         elif request.idempotency_key is not None:
             invocation_id = InvocationId.for_idempotent(
-                target.service, target.key, target.handler, request.idempotency_key
+                target.service, target.key, target.handler, request.idempotency_key, scope
             )
         else:
-            invocation_id = InvocationId.for_target(target.service, target.key)
+            invocation_id = InvocationId.for_target(target.service, target.key, scope=scope)
         entry = pb.InputCommandMessage(
             headers=[pb.Header(key=k, value=v) for k, v in request.headers],
             value=pb.Value(content=request.body),
@@ -320,11 +339,38 @@ class Engine:
             idempotency_key=request.idempotency_key,
             reentrancy=request.reentrancy,
             reentrancy_limit=request.reentrancy_limit,
+            scope=scope,
+            limit_key=request.limit_key,
         )
         return invocation_id, self._partition_of(invocation_id), command
 
     def _partition_of(self, invocation_id: str) -> Partition:
         return self._partitions[InvocationId(invocation_id).partition_key % len(self._partitions)]
+
+    # -- flow control: the rule book -----------------------------------------------------------
+    async def change_limit_rules(self, changes: list[Upsert | Delete]) -> tuple[RuleBook, RuleBook]:
+        """Apply a batch to the rule book (atomically, durably) and have every partition enforce
+        it, the invocations already waiting included: the book before and after. 409 on a failed
+        precondition, 422 when the book would be over its cap."""
+        try:
+            books = await self.limits.change(changes, now_ms())
+        except RuleBookError as exc:
+            raise (Conflict(str(exc)) if exc.conflict else QuillError(str(exc), status=422)) from exc
+        await self.enforce_limits()
+        return books
+
+    async def enforce_limits(self) -> None:
+        """Send the stored rule book to every partition that enforces an older one (after a
+        change, at start, and after a replicated metadata change)."""
+        book = self.limits.book
+        command = SetLimits(book.version, book.enforced())
+        await asyncio.gather(
+            *(p.submit(command) for p in self._partitions if p.reads.limits_version < book.version)
+        )
+
+    def limit_usage(self) -> list[LimitUsage]:
+        """Every scope / limit-key node with usage or waiters, as ``sys_user_limits`` shows them."""
+        return [row for partition in self._partitions for row in partition.reads.limit_usage()]
 
     # -- helpers -----------------------------------------------------------------------------
     def _partition_count(self, store: Store) -> int:
@@ -355,8 +401,8 @@ class Engine:
     def all_journals(self) -> list[tuple[InvocationStatus, list[JournalEntry]]]:
         return [entry for partition in self._partitions for entry in partition.reads.journals()]
 
-    def all_state(self) -> list[tuple[int, str, str, bytes, bytes]]:
-        """(partition, service, object key, state name, value) of every object's state."""
+    def all_state(self) -> list[tuple[int, str | None, str, str, bytes, bytes]]:
+        """(partition, scope, service, object key, state name, value) of every object's state."""
         return [
             (p.id, *keys.parse_state_key(key), value)
             for p in self._partitions

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from engine import (
+    SCOPED_VIRTUAL_OBJECT,
     BadRequest,
     Engine,
     Failure,
@@ -32,7 +33,7 @@ from engine import (
 )
 from engine.records import timestamp_nanos
 from ingress.dapr import DaprIngress
-from ingress.paths import BAD_PATH, parse_invocation_path, split_path
+from ingress.paths import BAD_PATH, Route, parse_invocation_path, split_path
 from ingress.responses import (
     BodyLimitExceeded,
     ClientGone,
@@ -42,7 +43,8 @@ from ingress.responses import (
     respond_error,
     respond_json,
 )
-from ingress.results import SCOPES_DISABLED, target_from_body, target_from_path
+from ingress.results import target_from_body, target_from_path
+from ingress.scopes import LIMIT_KEY_WITHOUT_SCOPE, limit_key_of, scope_of
 from ingress.validation import validate_input
 
 log = logging.getLogger(__name__)
@@ -89,10 +91,16 @@ class IngressApp:
             return
         if method not in ("GET", "POST"):
             raise MethodNotAllowed("method not allowed")
-        route = parse_invocation_path(segments, self._engine.schema)
+        await self._invoke(parse_invocation_path(segments, self._engine.schema), None, scope, receive, send)
+
+    async def _invoke(
+        self, route: Route, flow_scope: str | None, scope: dict[str, Any], receive: Receive, send: Send
+    ) -> None:
+        """Call or send ``route`` (in ``flow_scope``, when scoped)."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        if "limit-key" in query or _header(scope, b"x-restate-limit-key") is not None:
-            raise BadRequest("limit-key requires a scope to be set")
+        limit_key = limit_key_of(scope)
+        if limit_key is not None and flow_scope is None:
+            raise BadRequest(LIMIT_KEY_WITHOUT_SCOPE)
         execution_time = _execution_time(query, route.send)
         idempotency_key = _header(scope, b"idempotency-key")
         if idempotency_key is not None:
@@ -111,6 +119,8 @@ class IngressApp:
             headers=self._input_headers(scope),
             execution_time=execution_time,
             idempotency_key=idempotency_key,
+            scope=flow_scope,
+            limit_key=limit_key,
         )
         if route.send:
             invocation_id, created = await self._engine.send(request)
@@ -135,8 +145,12 @@ class IngressApp:
                 raise MethodNotAllowed("method not allowed")
             if len(segments) < 4 or segments[3] not in ("call", "send"):
                 raise BadRequest(BAD_PATH)
-            parse_invocation_path(["restate", *segments[3:]], self._engine.schema)
-            raise BadRequest(SCOPES_DISABLED)
+            route = parse_invocation_path(["restate", *segments[3:]], self._engine.schema)
+            flow_scope = scope_of(segments[2])
+            if self._engine.schema.services[route.target.service].manifest.ty == "VIRTUAL_OBJECT":
+                raise BadRequest(SCOPED_VIRTUAL_OBJECT)
+            await self._invoke(route, flow_scope, scope, receive, send)
+            return
         if kind in ("attach", "output", "lookup") and len(segments) == 2:
             if method != "POST":
                 raise MethodNotAllowed("method not allowed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from engine import BadRequest, InvocationId, NotFound
+from ingress.scopes import scope_of
 
 
 class InvocationTarget(msgspec.Struct, rename="camel", kw_only=True):
@@ -21,10 +22,9 @@ class InvocationTarget(msgspec.Struct, rename="camel", kw_only=True):
     scope: str | None = None
 
 
-SCOPES_DISABLED = "scoped invocations require vqueues to be enabled"
 _TARGET_FORMS = (
-    '{"target":"invocation","invocationId"}, {"target":"workflow","workflowName","workflowKey"},'
-    ' {"target":"idempotentInvocation","service","key"?,"handler","idempotencyKey"}'
+    '{"target":"invocation","invocationId"}, {"target":"workflow","workflowName","workflowKey","scope"?},'
+    ' {"target":"idempotentInvocation","service","key"?,"handler","idempotencyKey","scope"?}'
 )
 
 
@@ -41,14 +41,15 @@ def target_from_body(body: bytes) -> InvocationId:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         # Restate answers 500 "cannot read body"; a malformed body is the client's error: 400.
         raise BadRequest(f"cannot read body: invalid request body: {exc}, expected one of {_TARGET_FORMS}") from exc
-    if parsed.scope is not None:
-        raise BadRequest(SCOPES_DISABLED)
+    scope = None if parsed.scope is None else scope_of(parsed.scope)
     if parsed.target == "invocation" and parsed.invocation_id:
         return parse_id(parsed.invocation_id)
     if parsed.target == "workflow" and parsed.workflow_name and parsed.workflow_key is not None:
-        return InvocationId.for_workflow(parsed.workflow_name, parsed.workflow_key)
+        return InvocationId.for_workflow(parsed.workflow_name, parsed.workflow_key, scope)
     if parsed.target == "idempotentInvocation" and parsed.service and parsed.handler and parsed.idempotency_key:
-        return InvocationId.for_idempotent(parsed.service, parsed.key or "", parsed.handler, parsed.idempotency_key)
+        return InvocationId.for_idempotent(
+            parsed.service, parsed.key or "", parsed.handler, parsed.idempotency_key, scope
+        )
     raise BadRequest(f"Invalid target, expected one of {_TARGET_FORMS}")
 
 

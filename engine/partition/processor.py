@@ -37,6 +37,7 @@ from engine.partition.commands import (
     Pause,
     Purge,
     ReplaceState,
+    SetLimits,
     SetSchedule,
     Signal,
     StateTransaction,
@@ -99,7 +100,7 @@ class Partition:
     def submit(self, command: SetSchedule) -> asyncio.Future[bool]: ...
     @overload
     def submit(
-        self, command: TimerFired | CallCompleted | Signal | Attach | StateTransaction | Delivered
+        self, command: TimerFired | CallCompleted | Signal | Attach | StateTransaction | Delivered | SetLimits
     ) -> asyncio.Future[None]: ...
 
     def submit(self, command: Command) -> asyncio.Future[Any]:
@@ -174,6 +175,8 @@ class Partition:
             return self._keyed.state_transaction(command)
         if isinstance(command, SetSchedule):
             return self._keyed.set_schedule(command, step)
+        if isinstance(command, SetLimits):
+            return self.state.set_limits(command, step)
         if isinstance(command, Delivered):
             if self.state.accept_delivery(command.source, command.sequence):
                 self._apply(command.message, step)
@@ -208,12 +211,15 @@ class Partition:
 
     # -- recovery ----------------------------------------------------------------------------
     def recover(self) -> None:
-        """Reload unfinished invocations, locks and inboxes; running invocations get a new
-        attempt, timers are re-armed and interrupted deliveries redone (after every partition
-        recovered, see :meth:`redeliver_outbox`)."""
+        """Reload unfinished invocations, locks and inboxes, the limits and the slots held and
+        waited for under them; running invocations get a new attempt, timers are re-armed and
+        interrupted deliveries redone (after every partition recovered, see
+        :meth:`redeliver_outbox`)."""
         state = self.state
         state.objects.load()
+        state.load_limits()
         step = Step(self._clock())
+        waiting: list[InvocationStatus] = []
         for key, _ in self.store.scan(keys.UNFINISHED, keys.partition_prefix(self.id)):
             raw = self.store.get(keys.STATUS, key)
             if raw is None:
@@ -223,6 +229,11 @@ class Partition:
             state.active[status.id] = active
             if status.phase is Phase.RUNNING:
                 state.next_attempt(active, step)
+                if status.scope is not None:
+                    state.admission.restore_running(status)
+            elif status.phase is Phase.WAITING:
+                waiting.append(status)
+        state.admission.restore_waiting(waiting)
         for _, value in self.store.scan(keys.TIMERS, keys.partition_prefix(self.id)):
             step.effects.append(ArmTimer(_decode_timer(value)))
         self._runtime.execute(self, step.effects)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from engine.ids import InvocationId
+from engine.partition.admission import LimitUsage
 from engine.partition.state import PartitionState
 from engine.partition.types import AttemptSnapshot, InvocationView, JournalEntry, Outcome
 from engine.records import InvocationStatus, Phase
@@ -89,3 +90,11 @@ class PartitionReads:
     @property
     def active_count(self) -> int:
         return len(self._state.active)
+
+    @property
+    def limits_version(self) -> int:
+        """The version of the rule book this partition enforces."""
+        return self._state.admission.version
+
+    def limit_usage(self) -> list[LimitUsage]:
+        return self._state.admission.usage()
