@@ -7,12 +7,12 @@ TS_STAMP := tests/ts/node_modules/.installed
 RESTATE_CLI_VERSION := 1.7.12
 CLI_STAMP := .tooling/restate-cli/.installed-$(RESTATE_CLI_VERSION)
 
-.PHONY: run test lint bench proto clean
+.PHONY: run test test-workers test-cluster lint bench proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,cluster]'
 	touch $(STAMP)
 
 # The TypeScript-SDK test services (Node and npm come with the machine).
@@ -35,7 +35,17 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 test: $(STAMP) $(TS_STAMP) $(CLI_STAMP) lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/cluster
+	$(MAKE) test-workers
+	$(MAKE) test-cluster
+
+# The integration suite again, every quill with two worker processes (--workers 2).
+test-workers: $(STAMP) $(TS_STAMP) $(CLI_STAMP)
+	QUILL_TEST_WORKERS=2 $(PY) -m pytest -q tests/integration
+
+# Cluster mode's log against real 3-server NATS JetStream clusters (nats-server from the cluster extra).
+test-cluster: $(STAMP)
+	$(PY) -m pytest -q tests/cluster
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run --target quill --handler noop --concurrency 32 --duration 15

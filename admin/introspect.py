@@ -80,8 +80,7 @@ def status_word(status: InvocationStatus, retry: RetryState | None) -> str:
     return phase
 
 
-def invocation_row(engine: Engine, status: InvocationStatus) -> dict[str, Any]:
-    retry = engine.retry_state(status.id)
+def invocation_row(engine: Engine, status: InvocationStatus, retry: RetryState | None) -> dict[str, Any]:
     target = status.target
     entry = engine.schema.services.get(target.service)
     deployment = engine.schema.deployments.get(status.deployment_id or "")
@@ -131,9 +130,9 @@ def invocation_row(engine: Engine, status: InvocationStatus) -> dict[str, Any]:
     }
 
 
-def journal_rows(engine: Engine) -> list[dict[str, Any]]:
+async def journal_rows(engine: Engine) -> list[dict[str, Any]]:
     rows = []
-    for status, journal in engine.all_journals():
+    for status, journal in await engine.all_journals():
         for index, (message_type, payload) in enumerate(journal):
             try:
                 kind = MessageType(message_type)

@@ -21,8 +21,8 @@ def invocations_router(engine: Engine) -> APIRouter:
 
     @router.get("/invocations/{invocation_id}")
     async def get_invocation(invocation_id: str) -> dict[str, Any]:
-        status, _ = engine.inspect_invocation(invocation_id)
-        row = invocation_row(engine, status)
+        status, _ = await engine.inspect_invocation(invocation_id)
+        row = invocation_row(engine, status, await engine.retry_state(status.id))
         return {k: timestamp(v) if k in INVOCATION_TIMES and v is not None else v for k, v in row.items()}
 
     @router.patch("/invocations/{invocation_id}/cancel", status_code=202)

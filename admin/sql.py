@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -133,9 +133,9 @@ _VIEWS = {"sys_invocation_status": "sys_invocation"}
 _WORD = re.compile(r"[a-z_]+")
 
 
-def _state_rows(engine: Engine) -> list[dict[str, Any]]:
+async def _state_rows(engine: Engine) -> list[dict[str, Any]]:
     rows = []
-    for partition, scope, service, object_key, name, value in engine.all_state():
+    for partition, scope, service, object_key, name, value in await engine.all_state():
         if name.endswith(TTL_SUFFIX):
             continue  # an actor state entry's expiry, shown with nothing of its own
         try:
@@ -159,8 +159,9 @@ def _state_rows(engine: Engine) -> list[dict[str, Any]]:
     return rows
 
 
-def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
-    inboxed = sorted((s for s in engine.all_invocations() if s.phase is Phase.INBOXED), key=lambda s: s.created_at)
+async def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
+    invocations = await engine.all_invocations()
+    inboxed = sorted((s for s, _ in invocations if s.phase is Phase.INBOXED), key=lambda s: s.created_at)
     return [
         {
             "service_name": s.target.service,
@@ -173,7 +174,7 @@ def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-def _deployment_rows(engine: Engine) -> list[dict[str, Any]]:
+async def _deployment_rows(engine: Engine) -> list[dict[str, Any]]:
     return [
         {
             "id": d.id,
@@ -188,7 +189,7 @@ def _deployment_rows(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-def _service_rows(engine: Engine) -> list[dict[str, Any]]:
+async def _service_rows(engine: Engine) -> list[dict[str, Any]]:
     types = {"SERVICE": "service", "VIRTUAL_OBJECT": "virtual_object", "WORKFLOW": "workflow"}
     return [
         {
@@ -202,7 +203,7 @@ def _service_rows(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-def _rule_rows(engine: Engine) -> list[dict[str, Any]]:
+async def _rule_rows(engine: Engine) -> list[dict[str, Any]]:
     return [
         {
             "pattern": pattern,
@@ -216,26 +217,34 @@ def _rule_rows(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-_BUILDERS: dict[str, Callable[[Engine], list[dict[str, Any]]]] = {
-    "sys_invocation": lambda engine: [invocation_row(engine, s) for s in engine.all_invocations()],
+async def _invocation_rows(engine: Engine) -> list[dict[str, Any]]:
+    return [invocation_row(engine, status, retry) for status, retry in await engine.all_invocations()]
+
+
+async def _usage_rows(engine: Engine) -> list[dict[str, Any]]:
+    return [usage._asdict() for usage in await engine.limit_usage()]
+
+
+_BUILDERS: dict[str, Callable[[Engine], Awaitable[list[dict[str, Any]]]]] = {
+    "sys_invocation": _invocation_rows,
     "sys_journal": journal_rows,
     "state": _state_rows,
     "sys_inbox": _inbox_rows,
     "sys_deployment": _deployment_rows,
     "sys_service": _service_rows,
-    "sys_user_limits": lambda engine: [usage._asdict() for usage in engine.limit_usage()],
+    "sys_user_limits": _usage_rows,
     "sys_rules": _rule_rows,
 }
 
 
-def snapshot(engine: Engine, query: str) -> dict[str, pa.Table]:
+async def snapshot(engine: Engine, query: str) -> dict[str, pa.Table]:
     """The tables ``query`` names, read now (on the event loop)."""
     words = set(_WORD.findall(query.lower()))
     wanted = {name for name in _SCHEMAS if name in words}
     wanted |= {base for view, base in _VIEWS.items() if view in words}
     if "information_schema" in words:
         wanted = set(_SCHEMAS)  # the CLI probes columns before it reads sys_journal
-    return {name: pa.Table.from_pylist(_BUILDERS[name](engine), schema=_SCHEMAS[name]) for name in wanted}
+    return {name: pa.Table.from_pylist(await _BUILDERS[name](engine), schema=_SCHEMAS[name]) for name in wanted}
 
 
 def execute(tables: dict[str, pa.Table], query: str) -> pa.Table:
@@ -267,7 +276,7 @@ def execute(tables: dict[str, pa.Table], query: str) -> pa.Table:
 
 
 async def run_query(engine: Engine, query: str) -> pa.Table:
-    tables = snapshot(engine, query)
+    tables = await snapshot(engine, query)
     return await asyncio.to_thread(execute, tables, query)
 
 

@@ -105,9 +105,9 @@ def percentile_ns(samples: list[int], q: float) -> float:
 # --------------------------------------------------------------------------- raw
 
 
-def _build_request(cfg: LoadConfig) -> bytes:
+def _build_request(cfg: LoadConfig, worker: int) -> bytes:
     head = (
-        f"POST {cfg.path} HTTP/1.1\r\n"
+        f"POST {cfg.path.format(worker=worker)} HTTP/1.1\r\n"
         f"Host: {cfg.host}:{cfg.port}\r\n"
         "Content-Type: application/json\r\n"
         "Accept: */*\r\n"
@@ -162,8 +162,8 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, close
 
 
-async def _raw_worker(cfg: LoadConfig, shared: _Shared) -> None:
-    request = _build_request(cfg)
+async def _raw_worker(cfg: LoadConfig, shared: _Shared, worker: int) -> None:
+    request = _build_request(cfg, worker)
     writer: asyncio.StreamWriter | None = None
     reader: asyncio.StreamReader | None = None
     try:
@@ -192,8 +192,8 @@ async def _raw_worker(cfg: LoadConfig, shared: _Shared) -> None:
 # ------------------------------------------------------------------------- httpx
 
 
-async def _httpx_worker(cfg: LoadConfig, shared: _Shared, client: httpx.AsyncClient) -> None:
-    url = f"http://{cfg.host}:{cfg.port}{cfg.path}"
+async def _httpx_worker(cfg: LoadConfig, shared: _Shared, client: httpx.AsyncClient, worker: int) -> None:
+    url = f"http://{cfg.host}:{cfg.port}{cfg.path.format(worker=worker)}"
     headers = {"content-type": "application/json"}
     while shared.may_send(cfg):
         started = time.perf_counter_ns()
@@ -246,9 +246,9 @@ async def run_load(
     client = _httpx_client(cfg) if cfg.client == "httpx" else None
     try:
         if client is not None:
-            workers = [asyncio.create_task(_httpx_worker(cfg, shared, client)) for _ in range(cfg.concurrency)]
+            workers = [asyncio.create_task(_httpx_worker(cfg, shared, client, i)) for i in range(cfg.concurrency)]
         else:
-            workers = [asyncio.create_task(_raw_worker(cfg, shared)) for _ in range(cfg.concurrency)]
+            workers = [asyncio.create_task(_raw_worker(cfg, shared, i)) for i in range(cfg.concurrency)]
         t0, t1 = await _clock(cfg, shared, on_window_start, on_window_end)
         await _drain(workers, cfg.request_timeout_s)
     finally:
@@ -269,7 +269,7 @@ async def wait_until_callable(cfg: LoadConfig, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     last = ""
     async with httpx.AsyncClient(timeout=5.0) as client:
-        url = f"http://{cfg.host}:{cfg.port}{cfg.path}"
+        url = f"http://{cfg.host}:{cfg.port}{cfg.path.format(worker=0)}"
         while time.monotonic() < deadline:
             try:
                 resp = await client.post(url, content=BODY, headers={"content-type": "application/json"})

@@ -81,10 +81,18 @@ def _int_list(text: str) -> list[int]:
     return [int(part) for part in _str_list(text)]
 
 
+# Per load worker ({worker}): objects get a key each, so no two requests wait for one lock.
+_PATHS = {
+    "noop": "/restate/call/Bench/noop",
+    "run": "/restate/call/Bench/run",
+    "object": "/restate/call/BenchObject/k{worker}/touch",
+}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     p.add_argument("--target", choices=["quill", "restate"], required=True)
-    p.add_argument("--handler", type=_str_list, default=["noop"], help="noop, run, or a list: noop,run")
+    p.add_argument("--handler", type=_str_list, default=["noop"], help="noop, run, object, or a list: noop,run")
     p.add_argument("--concurrency", type=_int_list, default=[1], help="in-flight requests, or a list: 1,32")
     p.add_argument("--duration", type=float, default=15.0, help="measured window, seconds")
     p.add_argument("--warmup", type=float, default=3.0, help="load before the window, seconds")
@@ -109,7 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     args = p.parse_args(argv)
     for h in args.handler:
-        if h not in ("noop", "run"):
+        if h not in _PATHS:
             p.error(f"unknown handler {h!r}")
     if args.duration <= 0 or args.duration > 3600 or args.warmup < 0 or args.max_requests <= 0:
         p.error("need 0 < duration <= 3600, warmup >= 0, max-requests > 0")
@@ -236,9 +244,7 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
         cfg = load.LoadConfig(
             host="127.0.0.1",
             port=server.ports.ingress,
-            path=f"/restate/scope/{args.scope}/call/Bench/{case.handler}"
-            if args.scope
-            else f"/restate/call/Bench/{case.handler}",
+            path=_PATHS[case.handler].replace("/restate/", f"/restate/scope/{args.scope}/", 1 if args.scope else 0),
             concurrency=case.concurrency,
             duration_s=args.duration,
             warmup_s=args.warmup,

@@ -28,4 +28,14 @@ async def run(ctx: restate.Context, req: str) -> str:
     return await ctx.run_typed("step", lambda: req, _STEP_OPTIONS)
 
 
-app = restate.app(services=[bench])
+bench_object = restate.VirtualObject("BenchObject")
+
+
+@bench_object.handler()
+async def touch(ctx: restate.ObjectContext, req: str) -> str:
+    # The key's lock, one state write: the per-key path (partition routing by key).
+    ctx.set("last", req)
+    return req
+
+
+app = restate.app(services=[bench, bench_object])

@@ -43,6 +43,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     admin_port: int = 9070
     data_dir: str = "quill-data"
     partitions: int = 8
+    workers: int = 1  # processes sharing the partitions (fixed at first start, like partitions)
     retry_policy: RetryPolicy = RetryPolicy()
     inactivity_timeout: float = 60.0
     abort_timeout: float = 600.0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
@@ -37,6 +39,7 @@ from engine.partition.commands import (
     Signal,
     StateTransaction,
     Terminate,
+    recipient,
 )
 from engine.partition.processor import Partition
 from engine.partition.types import InvokeResult, JournalEntry, OperatorOutcome, Outcome
@@ -48,6 +51,9 @@ from engine.schema.registry import Schema
 from engine.storage import keys
 from engine.storage.metadata import Metadata
 from engine.storage.store import Store
+from engine.workers.handles import LocalHandle, PartitionHandle, RemoteHandle
+from engine.workers.layout import WorkerPlan, store_path
+from engine.workers.node import WorkerNode
 
 log = logging.getLogger(__name__)
 
@@ -69,22 +75,35 @@ class InvocationRequest(msgspec.Struct, kw_only=True):
 
 
 class Engine:
-    def __init__(self, config: Config) -> None:
+    """``plan`` None: the one process serves every partition. Otherwise this is worker
+    ``plan.index`` of ``plan.count``, owning the partitions ``p % count == index``."""
+
+    def __init__(self, config: Config, plan: WorkerPlan | None = None) -> None:
         self.config = config
+        self.plan = plan
         self._store: Store | None = None
-        self._partitions: list[Partition] = []
+        self._partitions: list[Partition] = []  # the ones this process owns
+        self._handles: list[PartitionHandle] = []  # every partition, by id
+        self._local_ids: list[int] = []
+        self._node: WorkerNode | None = None
+        # Invocations this process received, and those of them another worker owns.
+        self.invocations = 0
+        self.forwarded = 0
         self._client: httpx.AsyncClient | None = None
         self._timers = TimerService()
         self._sweeper: asyncio.Task[None] | None = None
         self.schema: Schema
         self.invoker: Invoker
         self.dapr_apps: DaprApps  # Dapr apps and HTTP endpoints (service invocation, /v1.0/invoke)
+        self.limits: LimitRegistry  # the concurrency rule book (flow control)
+        self._recovered = False  # this process's partitions are recovered: rule changes may reach them
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        store = self._store = Store(self.config.data_path)
+        store = self._store = Store(store_path(self.config.data_path, self.plan))
         store.start()
         count = self._partition_count(store)
+        plan = self.plan
         await _index_unfinished(store)
         # Discovery and other control-plane calls; invocations use the invoker's own pool.
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
@@ -97,17 +116,32 @@ class Engine:
         self.limits = LimitRegistry(meta)
         self.limits.load()
         await self.dapr_apps.start()
-        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps)
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
-        executor = EffectExecutor(store, self._timers, self.invoker, self._partition_of)
-        self._partitions = [
-            Partition(p, store, executor, now_ms, self.config.log_retained_entries) for p in range(count)
-        ]
+        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps, self.idle_actors.touch)
+        self._local_ids = [p for p in range(count) if plan is None or plan.owns(p)]
+        local: dict[int, LocalHandle] = {}
+        executor = EffectExecutor(store, self._timers, self.invoker, self._local_partition)
+        for p in self._local_ids:
+            partition = Partition(p, store, executor, now_ms, self.config.log_retained_entries)
+            self._partitions.append(partition)
+            local[p] = LocalHandle(partition, self.invoker)
+        if plan is not None:
+            node = self._node = WorkerNode(plan, meta, local, count, self._reload_metadata, self._gather_ops())
+            executor.remote = lambda source, key, message: node.deliverer.send(
+                node.worker_of(self._partition_id(recipient(message))), source, key, message
+            )
+            await node.start()
+            self._handles = [
+                local[p] if p in local else RemoteHandle(p, node.peers[node.worker_of(p)]) for p in range(count)
+            ]
+        else:
+            self._handles = [local[p] for p in range(count)]
         for partition in self._partitions:
             partition.recover()
         for partition in self._partitions:
             partition.redeliver_outbox()
+        self._recovered = True
         await self.enforce_limits()  # a crash may have come between a rule change and its delivery
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired(), name="quill-retention-sweeper")
         recovered = sum(p.reads.active_count for p in self._partitions)
@@ -117,6 +151,9 @@ class Engine:
     async def stop(self) -> None:
         # Producers of new work first (timers, sweeper, idle scan), then the invoker, then I/O.
         self._timers.close()
+        if self._node is not None:
+            log.info("forwarded %d of the %d invocations received here", self.forwarded, self.invocations)
+            await self._node.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
@@ -141,44 +178,27 @@ class Engine:
     # -- invocations -------------------------------------------------------------------------
     async def send(self, request: InvocationRequest) -> tuple[InvocationId, bool]:
         """Accept a one-way invocation once durable; False when it repeats an earlier one."""
-        invocation_id, partition, command = self._prepare(request)
-        result = await partition.submit(command)
+        invocation_id, handle, command = self._prepare(request)
+        self._count(handle)
+        result: InvokeResult = await handle.submit(command)
         return invocation_id, result.created
 
     async def call(self, request: InvocationRequest) -> tuple[InvocationId, Outcome]:
         """Invoke and wait for the result; a repeated idempotent request gets the first one's."""
-        invocation_id, partition, command = self._prepare(request)
-        waiter = partition.waiters.wait(invocation_id)
-        try:
-            result: InvokeResult = await partition.submit(command)
-            if not result.created:
-                if command.idempotency_key is None:
-                    raise Conflict(
-                        "the workflow method was already invoked", invocation_id=invocation_id, source="invocation"
-                    )
-                if result.existing is not None:
-                    return invocation_id, result.existing
-            return invocation_id, await waiter
-        finally:
-            partition.waiters.forget(invocation_id, waiter)
+        invocation_id, handle, command = self._prepare(request)
+        self._count(handle)
+        _, outcome = await handle.call(command)
+        if outcome is None:
+            raise Conflict("the workflow method was already invoked", invocation_id=invocation_id, source="invocation")
+        return invocation_id, outcome
 
     async def attach(self, invocation_id: InvocationId) -> Outcome:
         """Wait for the result of a running or retained invocation."""
-        partition = self._partition_of(invocation_id)
-        view = partition.reads.view(invocation_id)
-        if view is None:
-            raise NotFound("not found", invocation_id=invocation_id, source="invocation")
-        if view.outcome is not None:
-            return view.outcome
-        waiter = partition.waiters.wait(invocation_id)
-        try:
-            return await waiter
-        finally:
-            partition.waiters.forget(invocation_id, waiter)
+        return await self._partition_of(invocation_id).attach(invocation_id)
 
-    def output(self, invocation_id: InvocationId) -> Outcome | None:
+    async def output(self, invocation_id: InvocationId) -> Outcome | None:
         """The result of a finished invocation, None while it runs."""
-        view = self._partition_of(invocation_id).reads.view(invocation_id)
+        view = await self._partition_of(invocation_id).view(invocation_id)
         if view is None:
             raise NotFound("invocation not found")
         return view.outcome
@@ -209,19 +229,16 @@ class Engine:
         """Apply state operations on one object atomically (Dapr actor state)."""
         await self._object_partition(service, key).submit(StateTransaction(service, key, operations))
 
-    def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
-        return self._object_partition(service, key).reads.read_state(service, key, name)
+    async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
+        return await self._object_partition(service, key).read_state(service, key, name)
 
     async def set_schedule(self, service: str, key: str, name: str, schedule: Schedule | None) -> bool:
         """Register (or, with None, delete) a recurring invocation of an object; whether one existed."""
-        return await self._object_partition(service, key).submit(SetSchedule(service, key, name, schedule))
+        existed: bool = await self._object_partition(service, key).submit(SetSchedule(service, key, name, schedule))
+        return existed
 
-    def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
-        return self._object_partition(service, key).read_schedule(service, key, name)
-
-    def actor_used(self, actor_type: str, actor_id: str) -> None:
-        """A Dapr actor took a turn: its idle timeout starts again."""
-        self.idle_actors.touch(actor_type, actor_id)
+    async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
+        return await self._object_partition(service, key).read_schedule(service, key, name)
 
     async def _deactivate_actor(self, actor_type: str, actor_id: str) -> None:
         request = InvocationRequest(
@@ -229,9 +246,9 @@ class Engine:
         )
         await self.send(request)
 
-    def _object_partition(self, service: str, key: str, scope: str | None = None) -> Partition:
+    def _object_partition(self, service: str, key: str, scope: str | None = None) -> PartitionHandle:
         partition_key = hashed_partition_key(service, key) if scope is None else scope_partition_key(scope)
-        return self._partitions[partition_key % len(self._partitions)]
+        return self._handles[partition_key % len(self._handles)]
 
     async def purge(self, invocation_id: str) -> None:
         """Forget a completed invocation: its result, and so its idempotency key or workflow id."""
@@ -263,24 +280,25 @@ class Engine:
     async def resume(self, invocation_id: str) -> None:
         """Run a paused invocation again, with a fresh retry budget."""
         parsed = _parse_id(invocation_id)
-        _check(await self._partition_of(parsed).submit(Pause(str(parsed), True)), invocation_id)
-        self.invoker.reset_retries(str(parsed))
+        handle = self._partition_of(parsed)
+        _check(await handle.submit(Pause(str(parsed), True)), invocation_id)
+        await handle.reset_retries(str(parsed))
 
-    def retry_state(self, invocation_id: str) -> RetryState | None:
+    async def retry_state(self, invocation_id: str) -> RetryState | None:
         """The invoker's retry bookkeeping for a running invocation (in memory, as Restate's)."""
-        return self.invoker.retries.get(invocation_id)
+        return await self._partition_of(invocation_id).retry_state(invocation_id)
 
     async def restart_as_new(self, invocation_id: str) -> InvocationId:
         """Run a completed invocation again from its input, under a new id (Restate's
         restart-as-new from the start; workflows cannot be restarted)."""
         parsed = _parse_id(invocation_id)
-        partition = self._partition_of(parsed)
-        phase = partition.reads.phase(parsed)
-        if phase is not None:
-            raise _refusal(OperatorOutcome.RUNNING if phase.started else OperatorOutcome.NOT_STARTED, invocation_id)
-        retained = partition.reads.retained(parsed)
-        if retained is None:
+        found = await self._partition_of(parsed).inspect(parsed)
+        if found is None:
             raise _refusal(OperatorOutcome.NOT_FOUND, invocation_id)
+        retained, _ = found
+        if retained.phase is not Phase.COMPLETED:
+            started = retained.phase.started
+            raise _refusal(OperatorOutcome.RUNNING if started else OperatorOutcome.NOT_STARTED, invocation_id)
         settings = self.schema.settings(retained.target.service, retained.target.handler)
         if settings is not None and settings.workflow_run:
             raise QuillError(f"Restarting the workflow invocation '{invocation_id}' is not supported.", status=422)
@@ -301,7 +319,7 @@ class Engine:
     async def terminate(self, invocation_id: str, *, kill: bool) -> OperatorOutcome:
         """Cancel or kill: DONE (completed at once), SIGNALLED (the handler sees the cancellation)."""
         parsed = _parse_id(invocation_id)
-        outcome = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
+        outcome: OperatorOutcome = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
         _check(outcome, invocation_id)
         return outcome
 
@@ -310,10 +328,10 @@ class Engine:
         settings = self.schema.settings(service, handler)
         return None if settings is None else settings.invocation
 
-    def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, Partition, Invoke]:
+    def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, PartitionHandle, Invoke]:
         target = request.target
-        settings = self.invocation_settings(target.service, target.handler) or msgspec.structs.replace(
-            _UNKNOWN, retention_ms=int(self.config.idempotency_retention * 1000)
+        settings = self.invocation_settings(target.service, target.handler) or InvocationSettings(
+            exclusive=False, workflow_run=False, retention_ms=int(self.config.idempotency_retention * 1000)
         )
         exclusive = settings.exclusive if request.exclusive is None else request.exclusive
         scope = request.scope
@@ -324,7 +342,11 @@ class Engine:
                 target.service, target.key, target.handler, request.idempotency_key, scope
             )
         else:
-            invocation_id = InvocationId.for_target(target.service, target.key, scope=scope)
+            # An unkeyed invocation may run anywhere: in a partition of this process (a scoped one
+            # in its scope's partition, wherever that is).
+            invocation_id = InvocationId.for_target(
+                target.service, target.key, self._local_ids, len(self._handles), scope=scope
+            )
         entry = pb.InputCommandMessage(
             headers=[pb.Header(key=k, value=v) for k, v in request.headers],
             value=pb.Value(content=request.body),
@@ -344,8 +366,20 @@ class Engine:
         )
         return invocation_id, self._partition_of(invocation_id), command
 
-    def _partition_of(self, invocation_id: str) -> Partition:
-        return self._partitions[InvocationId(invocation_id).partition_key % len(self._partitions)]
+    def _local_partition(self, invocation_id: str) -> Partition | None:
+        handle = self._handles[self._partition_id(invocation_id)] if self._handles else None
+        return handle.partition if isinstance(handle, LocalHandle) else None
+
+    def _count(self, handle: PartitionHandle) -> None:
+        self.invocations += 1
+        if not isinstance(handle, LocalHandle):
+            self.forwarded += 1
+
+    def _partition_id(self, invocation_id: str) -> int:
+        return InvocationId(invocation_id).partition_key % len(self._handles)
+
+    def _partition_of(self, invocation_id: str) -> PartitionHandle:
+        return self._handles[self._partition_id(invocation_id)]
 
     # -- flow control: the rule book -----------------------------------------------------------
     async def change_limit_rules(self, changes: list[Upsert | Delete]) -> tuple[RuleBook, RuleBook]:
@@ -360,16 +394,23 @@ class Engine:
         return books
 
     async def enforce_limits(self) -> None:
-        """Send the stored rule book to every partition that enforces an older one (after a
-        change, at start, and after a replicated metadata change)."""
-        book = self.limits.book
-        command = SetLimits(book.version, book.enforced())
-        await asyncio.gather(
-            *(p.submit(command) for p in self._partitions if p.reads.limits_version < book.version)
-        )
+        """Send the stored rule book to this worker's partitions that enforce an older one (after
+        a change, at start; other workers do the same when the change reaches them)."""
+        command = self._limits_command()
+        await asyncio.gather(*(p.submit(command) for p in self._outdated_limits()))
 
-    def limit_usage(self) -> list[LimitUsage]:
+    def _limits_command(self) -> SetLimits:
+        book = self.limits.book
+        return SetLimits(book.version, book.enforced())
+
+    def _outdated_limits(self) -> list[Partition]:
+        return [p for p in self._partitions if p.reads.limits_version < self.limits.book.version]
+
+    async def limit_usage(self) -> list[LimitUsage]:
         """Every scope / limit-key node with usage or waiters, as ``sys_user_limits`` shows them."""
+        return await self._everywhere("limits", self._local_limit_usage, _Usage)
+
+    async def _local_limit_usage(self) -> list[LimitUsage]:
         return [row for partition in self._partitions for row in partition.reads.limit_usage()]
 
     # -- helpers -----------------------------------------------------------------------------
@@ -387,27 +428,67 @@ class Engine:
         return self.config.partitions
 
     # -- admin queries (read-only views for the admin API and its SQL tables) -----------------
-    def inspect_invocation(self, invocation_id: str) -> tuple[InvocationStatus, list[JournalEntry]]:
+    async def inspect_invocation(self, invocation_id: str) -> tuple[InvocationStatus, list[JournalEntry]]:
         """Status and journal of one invocation; 400 for a malformed id, 404 when unknown."""
         parsed = _parse_id(invocation_id)
-        found = self._partition_of(parsed).reads.inspect(str(parsed))
+        found = await self._partition_of(parsed).inspect(str(parsed))
         if found is None:
             raise _refusal(OperatorOutcome.NOT_FOUND, invocation_id)
         return found
 
-    def all_invocations(self) -> list[InvocationStatus]:
-        return [status for partition in self._partitions for status in partition.reads.statuses()]
+    async def all_invocations(self) -> list[tuple[InvocationStatus, RetryState | None]]:
+        """Every invocation of every worker, with the invoker's retry bookkeeping of running ones."""
+        return await self._everywhere("invocations", self._local_invocations, _Invocations)
 
-    def all_journals(self) -> list[tuple[InvocationStatus, list[JournalEntry]]]:
+    async def all_journals(self) -> list[tuple[InvocationStatus, list[JournalEntry]]]:
+        return await self._everywhere("journals", self._local_journals, _Journals)
+
+    async def all_state(self) -> list[tuple[int, str | None, str, str, bytes, bytes]]:
+        """(partition, scope, service, object key, state name, value) of every object's state."""
+        entries = await self._everywhere("state", self._local_state, _State)
+        return [(partition, *keys.parse_state_key(key), value) for partition, key, value in entries]
+
+    async def _everywhere(self, op: str, local: Callable[[], Awaitable[list[T]]], kind: type[list[T]]) -> list[T]:
+        found = await local()
+        if self._node is not None:
+            for answer in await self._node.gather(op, kind):
+                found.extend(answer)
+        return found
+
+    async def _local_invocations(self) -> list[tuple[InvocationStatus, RetryState | None]]:
+        retries = self.invoker.retries
+        return [(status, retries.get(status.id)) for p in self._partitions for status in p.reads.statuses()]
+
+    async def _local_journals(self) -> list[tuple[InvocationStatus, list[JournalEntry]]]:
         return [entry for partition in self._partitions for entry in partition.reads.journals()]
 
-    def all_state(self) -> list[tuple[int, str | None, str, str, bytes, bytes]]:
-        """(partition, scope, service, object key, state name, value) of every object's state."""
-        return [
-            (p.id, *keys.parse_state_key(key), value)
-            for p in self._partitions
-            for key, value in p.reads.state_entries()
-        ]
+    async def _local_state(self) -> list[tuple[int, bytes, bytes]]:
+        return [(p.id, key, value) for p in self._partitions for key, value in p.reads.state_entries()]
+
+    def _gather_ops(self) -> dict[str, Callable[[], Awaitable[Any]]]:
+        """What peers gather from this worker for the admin API (see ``_everywhere``)."""
+        return {
+            "invocations": self._local_invocations,
+            "journals": self._local_journals,
+            "state": self._local_state,
+            "limits": self._local_limit_usage,
+        }
+
+    def _reload_metadata(self) -> None:
+        self.schema.load()
+        self.dapr_apps.load()
+        self.limits.load()
+        if self._recovered:  # else start() sends the rules once its partitions are recovered
+            # Applied at once (apply is synchronous), before the metadata owner's admin call answers.
+            for partition in self._outdated_limits():
+                partition.submit_detached(self._limits_command())
+
+
+_Invocations = list[tuple[InvocationStatus, RetryState | None]]
+_Journals = list[tuple[InvocationStatus, list[JournalEntry]]]
+_State = list[tuple[int, bytes, bytes]]
+_Usage = list[LimitUsage]
+T = TypeVar("T")
 
 
 async def _index_unfinished(store: Store) -> None:

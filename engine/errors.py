@@ -8,10 +8,18 @@ to a response in one place (``ingress.responses.error_response`` and the admin e
     ├── NotFound                404: unknown service, handler, deployment or invocation
     ├── MethodNotAllowed        405: HTTP method not served on that path
     ├── Conflict                409: the request clashes with stored state
+    │   └── RevisionMismatch    a compare-and-set on cluster metadata lost to another writer
     ├── PayloadTooLarge         413: request body over the configured limit
     ├── NotReady                470: the invocation exists but has no result yet (output)
     ├── DeploymentError         400: discovery of a deployment failed or its manifest is unusable
     ├── Unavailable             503: the engine cannot accept work right now (shutting down, disk)
+    │   └── LogError            cluster mode: the replicated log (engine.log) refused or failed an operation
+    │       ├── WrongLastSequence   a conditional append found the log's tail elsewhere than expected
+    │       │   └── Fenced          ... because another writer appended there: this writer is deposed
+    │       ├── LogUnavailable      no stream leader or quorum answered within the deadline (retry later)
+    │       ├── Trimmed             a read starts below the oldest retained record: restore a snapshot
+    │       ├── LeaseLost           a lease renewal found another holder (or none): step down
+    │       └── UnsupportedServer   the NATS server is older than cluster mode needs, or has no JetStream
     ├── InvocationFailure       the handler ended with a terminal error; status = its code
     └── DaprError               an error of the Dapr API, answered in daprd's ``{errorCode, message}``
         ├── NoAppId             404: no app id in the path or the dapr-app-id header
@@ -131,3 +139,57 @@ class InvokeFailed(DaprError):
 class BodyTooLarge(DaprError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body larger than {limit} bytes", status=413, error_code="ERR_BODY_TOO_LARGE")
+
+
+class RevisionMismatch(Conflict):
+    """A compare-and-set write named a revision that is no longer the current one."""
+
+    def __init__(self, key: str, expected: int, actual: int | None = None) -> None:
+        now = "absent" if actual is None else f"at revision {actual}"
+        super().__init__(f"{key!r} changed: expected revision {expected}, it is {now}")
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class LogError(Unavailable):
+    """The replicated log refused or failed an operation; a 503 if it ever reaches a client."""
+
+
+class WrongLastSequence(LogError):
+    """A conditional append expected the log to end at ``expected``; it ends at ``actual``."""
+
+    def __init__(self, partition: int, expected: int, actual: int, detail: str = "") -> None:
+        super().__init__(
+            f"partition {partition}: append expected the log to end at {expected}, it ends at {actual}"
+            + (f" ({detail})" if detail else "")
+        )
+        self.partition = partition
+        self.expected = expected
+        self.actual = actual
+
+
+class Fenced(WrongLastSequence):
+    """Another writer's record took the position: this writer lost the partition and must step down."""
+
+
+class LogUnavailable(LogError):
+    """No stream leader or quorum answered within the deadline; nothing is known to have been written."""
+
+
+class Trimmed(LogError):
+    """A read asked for records below the oldest one the log still keeps (they live in a snapshot)."""
+
+    def __init__(self, partition: int, requested: int, first: int) -> None:
+        super().__init__(f"partition {partition}: records below {first} were trimmed (asked from {requested})")
+        self.partition = partition
+        self.requested = requested
+        self.first = first
+
+
+class LeaseLost(LogError):
+    """Renewing a partition lease found that another node holds it now, or that it was released."""
+
+
+class UnsupportedServer(LogError):
+    """The NATS server cannot keep cluster mode's guarantees (too old, or JetStream disabled)."""

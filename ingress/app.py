@@ -167,7 +167,7 @@ class IngressApp:
         elif action == "attach":
             await self._respond_outcome(send, invocation_id, await self._engine.attach(invocation_id))
         else:
-            outcome = self._engine.output(invocation_id)
+            outcome = await self._engine.output(invocation_id)
             if outcome is None:
                 raise NotReady("the invocation exists but has not completed yet")
             await self._respond_outcome(send, invocation_id, outcome)

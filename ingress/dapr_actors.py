@@ -110,7 +110,6 @@ class DaprActors:
             reentrancy_limit=limit,
         )
         _, outcome = await self._engine.call(request)
-        self._engine.actor_used(actor_type, actor_id)
         completion = outcome.completion
         if completion.failure is not None:
             # The app's own error body and status pass through, as daprd passes them.
@@ -141,8 +140,8 @@ class DaprActors:
     async def _get_state(self, actor_type: str, actor_id: str, key: str, send: Send) -> None:
         self._hosted(actor_type)
         service = actor_target(actor_type, "", "").service
-        value = self._engine.read_state(service, actor_id, key.encode())
-        expires = self._engine.read_state(service, actor_id, key.encode() + TTL_SUFFIX)
+        value = await self._engine.read_state(service, actor_id, key.encode())
+        expires = await self._engine.read_state(service, actor_id, key.encode() + TTL_SUFFIX)
         if value is None or (expires is not None and int(expires) <= now_ms()):
             await respond(send, 204)
         else:
@@ -168,7 +167,7 @@ class DaprActors:
             await self._engine.set_schedule(service, actor_id, schedule_name(kind, name), None)
             await respond(send, 204)
         elif verb == "GET" and kind == "reminder":
-            found = self._engine.read_schedule(service, actor_id, schedule_name(kind, name))
+            found = await self._engine.read_schedule(service, actor_id, schedule_name(kind, name))
             if found is None:
                 raise _actor_error(f"reminder '{name}' not found", status=404, code="ERR_ACTOR_REMINDER_NON_EXISTENT")
             await respond(send, 200, _encode(registration(found).view()), _JSON)

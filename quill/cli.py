@@ -24,10 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--dapr-port", type=int, help="also serve the Dapr API (/v1.0/...) on this port, e.g. 3500")
     serve.add_argument("--data-dir", help="data directory (default ./quill-data)")
     serve.add_argument("--partitions", type=int, help="number of partitions, fixed at first start (default 8)")
+    serve.add_argument("--workers", type=int, help="processes sharing the partitions, fixed at first start (default 1)")
     serve.add_argument("--log-level", default=os.environ.get("QUILL_LOG_LEVEL", "info"))
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = "" if args.worker_index is None else f"w{args.worker_index} "
+    logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides = {
         "bind": args.bind,
@@ -36,14 +39,20 @@ def main(argv: list[str] | None = None) -> int:
         "dapr_port": args.dapr_port,
         "data_dir": args.data_dir,
         "partitions": args.partitions,
+        "workers": args.workers,
     }
     try:
         config = load_config(file=args.config, overrides=overrides)
     except (ValueError, OSError) as exc:
         print(f"quill: {exc}", file=sys.stderr)
         return 2
-    from quill.server import serve as run_server
+    from engine.workers.layout import LayoutError, WorkerPlan, namespace, settle
 
+    try:
+        settle(config.data_path, config.workers)
+    except LayoutError as exc:
+        print(f"quill: {exc}", file=sys.stderr)
+        return 2
     try:
         import uvloop
 
@@ -51,5 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         runner = asyncio.Runner()
     with runner:
-        runner.run(run_server(config))
+        if config.workers > 1 and args.worker_index is None:
+            from quill.supervisor import supervise, worker_argv
+
+            return runner.run(supervise(config, worker_argv()))
+        from quill.server import serve as run_server
+
+        if args.worker_index is None:
+            runner.run(run_server(config))
+        else:
+            plan = WorkerPlan(args.worker_index, config.workers, namespace(config.data_path))
+            runner.run(run_server(config, plan=plan, ready=_tell_supervisor))
     return 0
+
+
+def _tell_supervisor() -> None:
+    """The worker serves: one byte on the pipe the supervisor gave it."""
+    fd = os.environ.get("QUILL_READY_FD")
+    if fd is not None:
+        os.write(int(fd), b"1")
+        os.close(int(fd))

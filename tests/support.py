@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,6 +26,7 @@ class Process:
     def __init__(self, argv: list[str], ready_marker: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
         self.output: list[str] = []
         self._ready = threading.Event()
+        self._written = threading.Condition()
         self._marker = ready_marker
         self._proc = subprocess.Popen(
             argv,
@@ -47,10 +49,18 @@ class Process:
     def _drain(self) -> None:
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
-            self.output.append(line)
+            with self._written:
+                self.output.append(line)
+                self._written.notify_all()
             if self._marker in line:
                 self._ready.set()
         self._ready.set()  # exited: unblock the waiter, which then checks poll()
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float) -> None:
+        """Until ``condition()`` holds, re-checked whenever the process writes a line."""
+        with self._written:
+            if not self._written.wait_for(condition, timeout):
+                raise TimeoutError(f"not within {timeout}s; last output:\n" + "".join(self.output[-20:]))
 
     def kill(self) -> None:
         """SIGKILL, as a crash: nothing gets to clean up."""
@@ -82,8 +92,11 @@ class Quill(Process):
         env: dict[str, str] | None = None,
         partitions: int = 4,
         ports: tuple[int, int] | None = None,
+        workers: int | None = None,
     ) -> None:
         self.ingress_port, self.admin_port = ports or (free_port(), free_port())
+        # QUILL_TEST_WORKERS=2 runs the whole suite against two worker processes.
+        self.workers = workers if workers is not None else int(os.environ.get("QUILL_TEST_WORKERS", "1"))
         self.data_dir = data_dir
         super().__init__(
             [
@@ -101,6 +114,8 @@ class Quill(Process):
                 str(data_dir),
                 "--partitions",
                 str(partitions),
+                "--workers",
+                str(self.workers),
             ],
             ready_marker="quill serving",
             env=env,
@@ -109,6 +124,16 @@ class Quill(Process):
     @property
     def ingress(self) -> str:
         return f"http://127.0.0.1:{self.ingress_port}"
+
+    def worker_pid(self, index: int) -> int:
+        """The pid of worker ``index`` as it last announced itself (workers log their pid)."""
+        marker = f"worker {index} of {self.workers} serving (pid "
+        line = next(line for line in reversed(self.output) if marker in line)
+        return int(line.split(marker, 1)[1].split(")", 1)[0])
+
+    def wait_for_line(self, text: str, occurrences: int = 1, timeout: float = 30) -> None:
+        """Until ``text`` appeared ``occurrences`` times in the server's output."""
+        self.wait_for(lambda: sum(text in line for line in self.output) >= occurrences, timeout)
 
     @property
     def admin(self) -> str:

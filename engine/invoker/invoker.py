@@ -14,13 +14,14 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 
 import aiohttp
 
 from engine.config import Config
 from engine.dapr.actors import call_actor
 from engine.dapr.apps import DaprApps
-from engine.dapr.targets import is_actor
+from engine.dapr.targets import ACTOR_PREFIX, DEACTIVATE, is_actor
 from engine.invoker.attempt import AttemptResult, Interrupted, MessageReader, called_targets, read_messages
 from engine.invoker.bidi import BidiAttempt
 from engine.invoker.http2 import Http2Error, Http2Pool, StreamRefused
@@ -37,10 +38,18 @@ log = logging.getLogger(__name__)
 
 
 class Invoker:
-    def __init__(self, config: Config, schema: Schema, http2: Http2Pool, dapr_apps: DaprApps) -> None:
+    def __init__(
+        self,
+        config: Config,
+        schema: Schema,
+        http2: Http2Pool,
+        dapr_apps: DaprApps,
+        actor_turn: Callable[[str, str], None],
+    ) -> None:
         self._config = config
         self._schema = schema
         self._dapr_apps = dapr_apps
+        self._actor_turn = actor_turn  # a Dapr actor (type, id) took a turn: idle tracking
         # aiohttp rather than httpx on this path: measured at 32 concurrent keep-alive connections,
         # httpx's pool spent ~3 ms of CPU per request scanning its connections, aiohttp ~0.15 ms.
         self._session = aiohttp.ClientSession(
@@ -85,6 +94,8 @@ class Invoker:
             deployment = self._schema.deployment_for(status.target.service, status.deployment_id)
             if is_actor(status.target):
                 result = await call_actor(self._dapr_apps, status, snapshot.journal[0][1])
+                if status.target.handler != DEACTIVATE:
+                    self._actor_turn(status.target.service[len(ACTOR_PREFIX) :], status.target.key)
             elif deployment is None:
                 result = AttemptResult([], AttemptEnding.ERROR, failure=f"no deployment serves {status.target.service}")
             else:

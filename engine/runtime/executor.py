@@ -1,9 +1,10 @@
 """Executes what the partitions ask for, once it is durable (see ``engine.partition.effects``).
 
-In the embedded mode every partition shares one store, so delivering a message to another
-partition stages the target's command and the outbox delete in the same group commit: the
-hand-over is atomic and a message is applied exactly once. A message for a partition that
-stopped stays in the outbox and is delivered again when the process restarts.
+The partitions of one process share one store, so delivering a message to another of them stages
+the target's command and the outbox delete in the same group commit: the hand-over is atomic and
+a message is applied exactly once. A message for a partition that stopped stays in the outbox and
+is delivered again when the process restarts. A message for another worker's partition goes
+through ``engine.workers.delivery`` (deliver, dedup, truncate).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.partition.commands import TimerFired, recipient
+from engine.partition.commands import Message, TimerFired, recipient
 from engine.partition.effects import ArmTimer, Complete, Deliver, Effect, Push, StartAttempt
 from engine.runtime.timers import TimerService
 from engine.storage import keys
@@ -24,11 +25,15 @@ if TYPE_CHECKING:
 
 
 class EffectExecutor:
-    def __init__(self, store: Store, timers: TimerService, invoker: Invoker, route: Callable[[str], Partition]) -> None:
+    def __init__(
+        self, store: Store, timers: TimerService, invoker: Invoker, local: Callable[[str], Partition | None]
+    ) -> None:
         self._store = store
         self._timers = timers
         self._invoker = invoker
-        self._route = route  # the partition owning an invocation id
+        self._local = local  # the partition of an invocation id, when this process owns it
+        # Sends a message to another worker's partition (source partition, outbox key, message).
+        self.remote: Callable[[int, bytes, Message], None] | None = None
 
     def execute(self, partition: Partition, effects: Sequence[Effect]) -> None:
         for effect in effects:
@@ -39,12 +44,16 @@ class EffectExecutor:
             elif isinstance(effect, Complete):
                 partition.waiters.complete(effect.invocation_id, effect.outcome)
             elif isinstance(effect, Deliver):
-                self._deliver(effect)
+                self._deliver(partition, effect)
             elif isinstance(effect, ArmTimer):
                 self._arm(partition, effect)
 
-    def _deliver(self, effect: Deliver) -> None:
-        target = self._route(recipient(effect.message))
+    def _deliver(self, source: Partition, effect: Deliver) -> None:
+        target = self._local(recipient(effect.message))
+        if target is None:
+            assert self.remote is not None, "a partition no process owns"
+            self.remote(source.id, effect.outbox_key, effect.message)
+            return
         if target.failure is not None:
             return  # kept in the outbox: redelivered after a restart recovers the target
         accepted = target.submit(effect.message)

@@ -135,13 +135,13 @@ class RemoteHandle:
         return await self._peer.call("call", _Call(self.id, command), tuple[InvokeResult, Outcome | None])
 
     async def attach(self, invocation_id: str) -> Outcome:
-        return await self._peer.call("attach", _ById(self.id, invocation_id), Outcome)
+        return await self._peer.call("attach", _ById(self.id, str(invocation_id)), Outcome)
 
     async def view(self, invocation_id: str) -> InvocationView | None:
-        return await self._peer.call("view", _ById(self.id, invocation_id), InvocationView | None)  # type: ignore[arg-type]
+        return await self._peer.call("view", _ById(self.id, str(invocation_id)), InvocationView | None)  # type: ignore[arg-type]
 
     async def inspect(self, invocation_id: str) -> Inspection | None:
-        return await self._peer.call("inspect", _ById(self.id, invocation_id), Inspection | None)  # type: ignore[arg-type]
+        return await self._peer.call("inspect", _ById(self.id, str(invocation_id)), Inspection | None)  # type: ignore[arg-type]
 
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return await self._peer.call("read_state", _State(self.id, service, key, name), bytes | None)  # type: ignore[arg-type]
@@ -151,10 +151,10 @@ class RemoteHandle:
         return await self._peer.call("read_schedule", args, Schedule | None)  # type: ignore[arg-type]
 
     async def retry_state(self, invocation_id: str) -> RetryState | None:
-        return await self._peer.call("retry_state", _ById(self.id, invocation_id), RetryState | None)  # type: ignore[arg-type]
+        return await self._peer.call("retry_state", _ById(self.id, str(invocation_id)), RetryState | None)  # type: ignore[arg-type]
 
     async def reset_retries(self, invocation_id: str) -> None:
-        await self._peer.call("reset_retries", _ById(self.id, invocation_id), type(None))
+        await self._peer.call("reset_retries", _ById(self.id, str(invocation_id)), type(None))
 
 
 def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.Raw], Awaitable[Any]]]:

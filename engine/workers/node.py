@@ -49,9 +49,7 @@ class WorkerNode:
         self._local = local
         self._partitions = partition_count
         self._reload = reload  # re-read the registry and the Dapr apps from the store
-        self.peers = {
-            w: RpcClient(socket_name(plan.namespace, w), w) for w in range(plan.count) if w != plan.index
-        }
+        self.peers = {w: RpcClient(socket_name(plan.namespace, w), w) for w in range(plan.count) if w != plan.index}
         self.deliverer = Deliverer(meta.store, self.peers)
         handlers = {
             **partition_ops(local),

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -81,7 +82,10 @@ class RpcServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_unix_server(self._serve, path=self._name)
+        # Bound here rather than by the loop: uvloop refuses abstract socket names.
+        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listening.bind(self._name)
+        self._server = await asyncio.start_unix_server(self._serve, sock=listening)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -165,9 +169,12 @@ class RpcClient:
         async with self._connecting:
             if self._writer is not None and not self._writer.is_closing():
                 return self._writer
+            connecting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                reader, writer = await asyncio.open_unix_connection(self._name)
+                connecting.connect(self._name)  # a local socket: connecting does not block
+                reader, writer = await asyncio.open_unix_connection(sock=connecting)
             except OSError as exc:
+                connecting.close()
                 raise _down(self.worker) from exc
             self._writer = writer
             self._reading = asyncio.ensure_future(self._read(reader, writer))
