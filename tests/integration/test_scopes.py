@@ -388,7 +388,7 @@ async def test_the_rule_book_api(quill: Quill, client: httpx.AsyncClient) -> Non
         (b'{"pattern":"t1"}', 422,
          "Failed to deserialize the JSON body into the target type: invalid type: map, expected a sequence"
          " at line 1 column 0"),
-        (b"[", 400, "Failed to parse the request body as JSON: EOF while parsing a value at line 1 column 1"),
+        (b"[", 400, "Failed to parse the request body as JSON: EOF while parsing a list at line 1 column 1"),
     ],
 )  # fmt: skip
 async def test_rule_bodies_are_refused_in_restates_words(
