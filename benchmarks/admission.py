@@ -8,7 +8,9 @@ no sockets) gets a rule and N keys with one invocation running and one waiting e
 * ``arrive``: ``--ops`` new invocations of existing keys, each of which has to wait;
 * ``release``: ``--ops`` running invocations complete, each admitting its key's next one;
 * with ``--shape scope`` the rule is ``bench`` (one limit for the scope, ``N // 10`` slots) instead
-  of ``bench/*`` (one slot per key): every completion then picks the oldest waiter among N keys.
+  of ``bench/*`` (one slot per key): every completion then picks the oldest waiter among N keys;
+* with ``--shape none`` there is no rule: the apply cost of a scoped invocation against an
+  unscoped one (Invoke and completion).
 
 What is timed is the apply of each command (``Partition.submit``, which applies synchronously and
 stages the writes); group commits run in between, untimed. ``unscoped`` is the same completion
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import tempfile
 import time
@@ -124,6 +127,20 @@ async def _case(keys: int, ops: int, shape: str) -> dict[str, float]:
     }
 
 
+async def _lifecycle(scope: str | None, ops: int) -> float:
+    """µs of apply per invocation (its Invoke and its completion), no rule: what a scope costs."""
+    with tempfile.TemporaryDirectory(prefix="quill-admission-") as tmp:
+        bench = _Bench(Path(tmp), scope)
+        bench.store.start()
+        try:
+            invokes = iter([bench.invoke("k" if scope else None) for _ in range(ops)])
+            arrive = await bench.timed(lambda n: [next(invokes) for _ in range(n)], ops)
+            release = await bench.timed(bench.completions, ops)
+        finally:
+            await bench.store.close()
+    return statistics.median(arrive) + statistics.median(release)
+
+
 def _admission_only(keys: int, ops: int, shape: str) -> tuple[float, float]:
     """The admission structure alone (no store, no journal): µs per arrival that has to wait,
     and per release that hands the slot to the next waiter, with ``keys`` keys waiting."""
@@ -136,11 +153,13 @@ def _admission_only(keys: int, ops: int, shape: str) -> tuple[float, float]:
         for n in range(2 * keys + ops)
     ]
     running.extend(s.id for s in statuses[: 2 * keys] if admission.request(s, 1))
+    gc.collect()  # a full collection of the set-up's garbage must not land in the timed loop
     began = time.thread_time()
     for status in statuses[2 * keys :]:
         admission.request(status, 2)
     arrive = (time.thread_time() - began) * 1e6 / ops
     step = Step(0)
+    gc.collect()
     began = time.thread_time()
     for _ in range(ops):
         admission.release(running.popleft(), step)
@@ -152,8 +171,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.admission", description=__doc__.splitlines()[0])
     parser.add_argument("--keys", default="100,1000,10000", help="numbers of waiting limit keys")
     parser.add_argument("--ops", type=int, default=3000, help="timed commands per phase")
-    parser.add_argument("--shape", choices=["key", "scope"], default="key", help="bench/* (per key) or bench")
+    parser.add_argument(
+        "--shape", choices=["key", "scope", "none"], default="key",
+        help="rule bench/* (per key) or bench (the scope); none: scoped vs unscoped without rules",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.shape == "none":
+        for _ in range(3):
+            unscoped, scoped = asyncio.run(_lifecycle(None, args.ops)), asyncio.run(_lifecycle("bench", args.ops))
+            print(f"apply µs per invocation, no rule: unscoped {unscoped:.1f}, scoped {scoped:.1f}")
+        return
     print(
         "| waiting keys | rule | arrive: apply µs | arrive: admission µs | release: apply µs"
         " | release: admission µs | unscoped release: apply µs |"

@@ -118,8 +118,9 @@ class Admission:
         while walk is not None:
             walk.usage -= 1
             walk = walk.parent
-        self._offer(node)
-        self._pump(_root(node), step)
+        if self._waiting:  # else nobody could take the slot: the common case without rules
+            self._offer(node)
+            self._pump(_root(node), step)
         self._prune(node)
 
     def withdraw(self, invocation_id: str) -> None:
@@ -214,7 +215,7 @@ class Admission:
         if lsn != self._seq_lsn:
             self._seq_lsn, self._seq_count = lsn, 0
         self._seq_count += 1
-        return (lsn << 16) + self._seq_count
+        return (lsn << 32) + self._seq_count
 
     def _hold(self, invocation_id: str, node: Node) -> None:
         self._holding[invocation_id] = node

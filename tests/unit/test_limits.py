@@ -162,3 +162,12 @@ def test_bodies_ignore_unknown_fields_and_take_null_limits() -> None:
     assert [(u.pattern, u.concurrency) for u in upserts] == [("a", None), ("b", None)]
     deletes = read_deletes(b'[{"pattern":"t9","expected_version":1},{"pattern":"x"}]')
     assert deletes == [Delete("t9", Precondition(PreconditionKind.MATCHES, 1)), Delete("x")]
+
+
+def test_the_rule_book_holds_at_most_ten_thousand_rules() -> None:
+    full = RuleBook().apply([Upsert(f"s{n}", 1) for n in range(10_000)], now=1)
+    assert len(full.rules) == 10_000 and full.version == 1
+    with pytest.raises(RuleBookError) as refused:
+        full.apply([Upsert("s10", 2), Upsert("one-more", 1)], now=2)
+    assert (str(refused.value), refused.value.conflict) == ("rule book is full (10000 rules)", False)
+    assert full.apply([Delete("s0"), Upsert("one-more", 1)], now=3).rules.keys() >= {"one-more"}
