@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from engine.ids import scope_partition_key
-from engine.limits.rules import LEVELS, LimitRule, RuleIndex
+from engine.limits.rules import LEVELS, Level, LimitRule, RuleIndex
 from engine.partition.types import Step
 from engine.records import InvocationStatus
 
@@ -73,7 +73,7 @@ class LimitUsage(NamedTuple):
     scope: str
     l1: str | None
     l2: str | None
-    level: str
+    level: Level
     usage: int
     concurrency_limit: int | None
     rule_pattern: str | None
@@ -163,9 +163,6 @@ class Admission:
             self._park(status.id, status.queue_seq, self._node(status.scope, status.limit_key), False)
 
     # -- reading -------------------------------------------------------------------------------
-    def is_waiting(self, invocation_id: str) -> bool:
-        return invocation_id in self._waiting
-
     def usage(self) -> list[LimitUsage]:
         rows = []
         for root in self._scopes.values():
