@@ -7,7 +7,7 @@ TS_STAMP := tests/ts/node_modules/.installed
 RESTATE_CLI_VERSION := 1.7.12
 CLI_STAMP := .tooling/restate-cli/.installed-$(RESTATE_CLI_VERSION)
 
-.PHONY: run test test-workers test-cluster lint bench proto clean
+.PHONY: run dev-cluster test test-workers test-cluster lint bench proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ $(CLI_STAMP):
 
 run: $(STAMP)
 	$(PY) -m quill serve
+
+# A local 3-server NATS JetStream + 3-node quill cluster (cluster mode); Ctrl-C stops it all.
+dev-cluster: $(STAMP)
+	$(PY) -m quill dev-cluster
 
 # Lint and type gates: ruff (E,F,I,B,UP) and mypy strict, generated protobuf code excluded.
 lint: $(STAMP)

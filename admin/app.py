@@ -66,6 +66,11 @@ def create_admin_app(engine: Engine) -> FastAPI:
     async def health() -> dict[str, Any]:
         return {}
 
+    @app.get("/cluster")
+    async def cluster() -> dict[str, Any]:
+        """The partitions this node serves (and, in cluster mode, leads at which epoch)."""
+        return engine.topology()
+
     @app.get("/version")
     async def version() -> dict[str, Any]:
         config = engine.config

@@ -91,7 +91,7 @@ _PATHS = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    p.add_argument("--target", choices=["quill", "restate"], required=True)
+    p.add_argument("--target", choices=["quill", "quill-cluster", "restate"], required=True)
     p.add_argument("--handler", type=_str_list, default=["noop"], help="noop, run, object, or a list: noop,run")
     p.add_argument("--concurrency", type=_int_list, default=[1], help="in-flight requests, or a list: 1,32")
     p.add_argument("--duration", type=float, default=15.0, help="measured window, seconds")

@@ -19,7 +19,7 @@ RESTATE_VERSION = "1.7.12"
 RESTATE_PREFIX = REPO_ROOT / ".tooling" / "restate-server"
 RESTATE_BIN = RESTATE_PREFIX / "node_modules" / "@restatedev" / "restate-server-linux-x64" / "bin" / "restate-server"
 
-TargetName = Literal["quill", "restate"]
+TargetName = Literal["quill", "quill-cluster", "restate"]
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,24 @@ def start_quill(workdir: Path, extra_env: dict[str, str]) -> Server:
     return Server("quill", managed, ports, "repo")
 
 
+def start_quill_cluster(workdir: Path, extra_env: dict[str, str]) -> Server:
+    """``quill dev-cluster``: 3 NATS servers and 3 quill nodes, all children of one process, so the
+    server CPU measured is theirs together. The load goes to n1."""
+    base = procs.free_port()
+    ports = Ports(base, base + 10, 0)
+    argv = [
+        sys.executable, "-m", "quill", "dev-cluster", "--dir", str(workdir / "cluster"),
+        "--ingress-port", str(ports.ingress), "--admin-port", str(ports.admin), "--nats-port", str(base + 20),
+    ]  # fmt: skip
+    managed = procs.start("quill-cluster", argv, workdir / "quill.log", env={**os.environ, **extra_env}, cwd=REPO_ROOT)
+    return Server("quill-cluster", managed, ports, "repo")
+
+
 def start_server(target: TargetName, workdir: Path, extra_env: dict[str, str]) -> Server:
     if target == "restate":
         return start_restate(workdir, extra_env)
+    if target == "quill-cluster":
+        return start_quill_cluster(workdir, extra_env)
     return start_quill(workdir, extra_env)
 
 

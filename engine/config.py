@@ -44,6 +44,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: str = "quill-data"
     partitions: int = 8
     workers: int = 1  # processes sharing the partitions (fixed at first start, like partitions)
+    # Cluster mode: NATS JetStream servers ("nats://h:p,nats://h:p"); None = embedded, the default.
+    cluster: str | None = None
+    node_name: str = "n1"
+    cluster_request_deadline: float = 30.0  # how long a request waits for a partition's leader
+    snapshot_records: int = 10_000  # a leader snapshots its partition every this many records
+    snapshot_interval: float = 600.0  # ... or this often
     retry_policy: RetryPolicy = RetryPolicy()
     inactivity_timeout: float = 60.0
     abort_timeout: float = 600.0
@@ -68,6 +74,8 @@ _DURATION_FIELDS = {
     "idempotency_retention",
     "workflow_completion_retention",
     "cleanup_interval",
+    "cluster_request_deadline",
+    "snapshot_interval",
 }
 _RETRY_DURATION_FIELDS = {"initial_interval", "max_interval"}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import msgspec
@@ -51,9 +51,14 @@ from engine.schema.registry import Schema
 from engine.storage import keys
 from engine.storage.metadata import Metadata
 from engine.storage.store import Store
-from engine.workers.handles import LocalHandle, PartitionHandle, RemoteHandle
+from engine.workers.handles import LocalHandle, PartitionHandle, RemoteHandle, partition_ops
 from engine.workers.layout import WorkerPlan, store_path
 from engine.workers.node import WorkerNode
+from engine.workers.rpc import Handler
+
+if TYPE_CHECKING:
+    from engine.cluster.delivery import ClusterDeliverer
+    from engine.cluster.node import ClusterNode
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +91,8 @@ class Engine:
         self._handles: list[PartitionHandle] = []  # every partition, by id
         self._local_ids: list[int] = []
         self._node: WorkerNode | None = None
+        self._cluster: ClusterNode | None = None
+        self._cluster_deliverer: ClusterDeliverer
         # Invocations this process received, and those of them another worker owns.
         self.invocations = 0
         self.forwarded = 0
@@ -100,7 +107,11 @@ class Engine:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        store = self._store = Store(store_path(self.config.data_path, self.plan))
+        cluster = self.config.cluster is not None
+        # Cluster mode: this store keeps only the node's metadata; each partition it leads has a
+        # store of its own, a cache of the partition's log.
+        where = self.config.data_path / "node" if cluster else store_path(self.config.data_path, self.plan)
+        store = self._store = Store(where)
         store.start()
         count = self._partition_count(store)
         plan = self.plan
@@ -119,9 +130,12 @@ class Engine:
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
         self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps, self.idle_actors.touch)
+        executor = self._executor = EffectExecutor(store, self._timers, self.invoker, self._local_partition)
+        if cluster:
+            await self._join_cluster(meta, count)
+            return
         self._local_ids = [p for p in range(count) if plan is None or plan.owns(p)]
         local: dict[int, LocalHandle] = {}
-        executor = EffectExecutor(store, self._timers, self.invoker, self._local_partition)
         for p in self._local_ids:
             partition = Partition(p, store, executor, now_ms, self.config.log_retained_entries)
             self._partitions.append(partition)
@@ -148,9 +162,63 @@ class Engine:
         if recovered:
             log.info("recovered %d unfinished invocations", recovered)
 
+    async def _join_cluster(self, meta: Metadata, count: int) -> None:
+        # Imported here: the embedded mode never loads NATS.
+        from engine.cluster.delivery import ClusterDeliverer
+        from engine.cluster.node import ClusterNode
+
+        node = self._cluster = ClusterNode(self.config, meta, self._reload_metadata)
+        count = await node.connect(count)
+        # Every partition has a store of its own here: deliveries go through the leaders.
+        deliverer = self._cluster_deliverer = ClusterDeliverer(count, lambda p: self._handles[p])
+        self._executor.remote = deliverer.send
+        self._handles = [RemoteHandle(p, node.leader(p)) for p in range(count)]
+        self._recovered = True  # partitions join self._partitions recovered (adopt)
+        node.start(self)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired(), name="quill-retention-sweeper")
+
+    def topology(self) -> dict[str, Any]:
+        """Which partitions this process serves: all (embedded), its own (a worker), those it
+        leads (a cluster node)."""
+        view: dict[str, Any] = {"partitions": len(self._handles), "local": list(self._local_ids)}
+        if self.plan is not None:
+            view["worker"] = self.plan.index
+            view["workers"] = self.plan.count
+        if self._cluster is not None:
+            view["node"] = self._cluster.name
+            view["leading"] = {str(p): lease.epoch for p, lease in sorted(self._cluster.leading.items())}
+        return view
+
+    # -- cluster mode: partitions come and go with their leases (engine.cluster.node) ----------
+    def new_partition(self, partition_id: int, store: Store) -> Partition:
+        return Partition(partition_id, store, self._executor, now_ms, self.config.log_retained_entries)
+
+    def adopt(self, partition: Partition) -> dict[str, Handler]:
+        handle = LocalHandle(partition, self.invoker)
+        self._handles[partition.id] = handle
+        self._partitions.append(partition)
+        self._local_ids = sorted(p.id for p in self._partitions)
+        partition.recover()
+        partition.redeliver_outbox()
+        if partition.reads.limits_version < self.limits.book.version:
+            partition.submit_detached(self._limits_command())  # the book changed while nobody led it
+        return partition_ops({partition.id: handle})
+
+    async def release(self, partition_id: int) -> None:
+        assert self._cluster is not None
+        for partition in [p for p in self._partitions if p.id == partition_id]:
+            partition.stop(f"partition {partition_id} moved to another node; retry")
+            self._partitions.remove(partition)
+        self._local_ids = sorted(p.id for p in self._partitions)
+        self._handles[partition_id] = RemoteHandle(partition_id, self._cluster.leader(partition_id))
+        await self._cluster_deliverer.forget(partition_id)
+
     async def stop(self) -> None:
         # Producers of new work first (timers, sweeper, idle scan), then the invoker, then I/O.
         self._timers.close()
+        if self._cluster is not None:
+            await self._cluster_deliverer.stop()
+            await self._cluster.stop()
         if self._node is not None:
             log.info("forwarded %d of the %d invocations received here", self.forwarded, self.invocations)
             await self._node.stop()
@@ -367,6 +435,8 @@ class Engine:
         return invocation_id, self._partition_of(invocation_id), command
 
     def _local_partition(self, invocation_id: str) -> Partition | None:
+        if self._cluster is not None:
+            return None
         handle = self._handles[self._partition_id(invocation_id)] if self._handles else None
         return handle.partition if isinstance(handle, LocalHandle) else None
 

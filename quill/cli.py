@@ -27,9 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, help="processes sharing the partitions, fixed at first start (default 1)")
     serve.add_argument("--log-level", default=os.environ.get("QUILL_LOG_LEVEL", "info"))
     serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
+    serve.add_argument("--cluster", help="cluster mode: NATS JetStream servers, nats://h:p,nats://h:p (default off)")
+    serve.add_argument("--node-name", help="this node's name in the cluster (default n1)")
+    commands.add_parser("dev-cluster", help="start a local 3-server NATS + 3-node quill cluster", add_help=False)
+    if (argv if argv is not None else sys.argv[1:])[:1] == ["dev-cluster"]:
+        from quill import devcluster
+
+        return devcluster.main((argv if argv is not None else sys.argv[1:])[1:])
     args = parser.parse_args(argv)
 
     worker = "" if args.worker_index is None else f"w{args.worker_index} "
+    if args.cluster or os.environ.get("QUILL_CLUSTER"):
+        worker = f"{args.node_name or os.environ.get('QUILL_NODE_NAME', 'n1')} "
     logging.basicConfig(level=args.log_level.upper(), format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     overrides = {
@@ -40,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         "data_dir": args.data_dir,
         "partitions": args.partitions,
         "workers": args.workers,
+        "cluster": args.cluster,
+        "node_name": args.node_name,
     }
     try:
         config = load_config(file=args.config, overrides=overrides)
@@ -64,13 +75,19 @@ def main(argv: list[str] | None = None) -> int:
             from quill.supervisor import supervise, worker_argv
 
             return runner.run(supervise(config, worker_argv()))
+        from engine import QuillError
         from quill.server import serve as run_server
 
-        if args.worker_index is None:
-            runner.run(run_server(config))
-        else:
-            plan = WorkerPlan(args.worker_index, config.workers, namespace(config.data_path))
-            runner.run(run_server(config, plan=plan, ready=_tell_supervisor))
+        try:
+            if args.worker_index is None:
+                runner.run(run_server(config))
+            else:
+                plan = WorkerPlan(args.worker_index, config.workers, namespace(config.data_path))
+                runner.run(run_server(config, plan=plan, ready=_tell_supervisor))
+        except QuillError as exc:
+            # Refused at start (e.g. a NATS server too old for cluster mode): one line, no traceback.
+            print(f"quill: {exc.message}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -54,6 +54,8 @@ def _uvicorn(app: object, config: Config, port: int) -> _Server:
             log_level="warning",
             http="httptools",
             loop="none",
+            # X-Forwarded-* rewriting is for servers behind a proxy; it wrapped every request.
+            proxy_headers=False,
             timeout_keep_alive=30,
             # Callers blocked on /call or /attach must not hold up shutdown: their invocations
             # are durable and a retry (same idempotency key) or an attach picks them up again.

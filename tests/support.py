@@ -46,6 +46,10 @@ class Process:
     def pid(self) -> int:
         return self._proc.pid
 
+    @property
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
     def _drain(self) -> None:
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
@@ -93,6 +97,7 @@ class Quill(Process):
         partitions: int = 4,
         ports: tuple[int, int] | None = None,
         workers: int | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.ingress_port, self.admin_port = ports or (free_port(), free_port())
         # QUILL_TEST_WORKERS=2 runs the whole suite against two worker processes.
@@ -116,6 +121,7 @@ class Quill(Process):
                 str(partitions),
                 "--workers",
                 str(self.workers),
+                *(extra_args or []),
             ],
             ready_marker="quill serving",
             env=env,

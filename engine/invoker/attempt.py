@@ -6,7 +6,7 @@ settings of every handler they call or send to (``targets``), so apply never rea
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -113,6 +113,26 @@ def _flatten_awaited(message: pb.SuspensionMessage) -> tuple[list[int], list[int
         names.extend(future.waiting_named_signals)
         pending.extend(future.nested_futures)
     return completions, signals, names
+
+
+def refused_answer(
+    status: int, headers: Mapping[str, str], media_type: str, where: str, body: bytes = b""
+) -> AttemptResult | None:
+    """The failed attempt an answer that is not the service protocol's makes; None when it is."""
+    if status != 200:
+        retry_after = headers.get("retry-after")
+        detail = f": {body[:200]!r}" if body else ""
+        return AttemptResult(
+            [],
+            AttemptEnding.ERROR,
+            failure=f"unexpected status {status} from {where}{detail}",
+            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        )
+    if headers.get("content-type") != media_type:
+        return AttemptResult(
+            [], AttemptEnding.ERROR, failure=f"unexpected content-type {headers.get('content-type')!r} from {where}"
+        )
+    return None
 
 
 def called_targets(

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from engine.invoker.attempt import NO_ENDING, AttemptResult, Interrupted, MessageReader
+from engine.invoker.attempt import NO_ENDING, AttemptResult, Interrupted, MessageReader, refused_answer
 from engine.invoker.http2 import Connection, ConnectionDrained, Http2Error, Stream, StreamRefused
 from engine.partition.commands import AttemptEnding, AttemptOutcome, InvocationSettings
 from engine.partition.types import JournalEntry
@@ -62,13 +62,9 @@ class BidiAttempt:
         try:
             await stream.send(body)
             response = await asyncio.wait_for(stream.response_headers, self._abort_timeout)
-            status = int(response.get(":status", "0"))
-            if status != 200:
-                return AttemptResult([], AttemptEnding.ERROR, failure=f"unexpected status {status} from the deployment")
-            if response.get("content-type") != media_type:
-                return AttemptResult(
-                    [], AttemptEnding.ERROR, failure=f"unexpected content-type {response.get('content-type')!r}"
-                )
+            refused = refused_answer(int(response.get(":status", "0")), response, media_type, "the deployment")
+            if refused is not None:
+                return refused
             closed = False
             timeout = self._inactivity_timeout
             receiving = asyncio.ensure_future(stream.receive())
@@ -132,13 +128,9 @@ class BidiAttempt:
         try:
             await stream.send(body, end=True)
             response = await asyncio.wait_for(stream.response_headers, abort_timeout)
-            status = int(response.get(":status", "0"))
-            if status != 200:
-                return AttemptResult([], AttemptEnding.ERROR, failure=f"unexpected status {status} from the deployment")
-            if response.get("content-type") != media_type:
-                return AttemptResult(
-                    [], AttemptEnding.ERROR, failure=f"unexpected content-type {response.get('content-type')!r}"
-                )
+            refused = refused_answer(int(response.get(":status", "0")), response, media_type, "the deployment")
+            if refused is not None:
+                return refused
             while (chunk := await asyncio.wait_for(stream.receive(), abort_timeout)) is not None:
                 if (result := reader.feed(chunk)) is not None:
                     return result

@@ -167,9 +167,17 @@ class Delivered(msgspec.Struct, tag="delivered", array_like=True):
     message: Message
 
 
+class OutboxDone(msgspec.Struct, tag="outbox_done", array_like=True):
+    """Messages of this partition's outbox that their targets applied (by outbox sequence): a
+    command, so that every replica of the partition forgets them too."""
+
+    sequences: list[int]
+
+
 Command = (
     Invoke
     | Delivered
+    | OutboxDone
     | Pause
     | SetSchedule
     | AttemptOutcome

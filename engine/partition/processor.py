@@ -34,6 +34,7 @@ from engine.partition.commands import (
     Invoke,
     LogEntry,
     Message,
+    OutboxDone,
     Pause,
     Purge,
     ReplaceState,
@@ -100,7 +101,8 @@ class Partition:
     def submit(self, command: SetSchedule) -> asyncio.Future[bool]: ...
     @overload
     def submit(
-        self, command: TimerFired | CallCompleted | Signal | Attach | StateTransaction | Delivered | SetLimits
+        self,
+        command: TimerFired | CallCompleted | Signal | Attach | StateTransaction | Delivered | OutboxDone | SetLimits,
     ) -> asyncio.Future[None]: ...
 
     def submit(self, command: Command) -> asyncio.Future[Any]:
@@ -138,6 +140,13 @@ class Partition:
 
         self.store.after_commit(release)
         return done
+
+    def replay(self, entry: LogEntry) -> None:
+        """Apply a command of the replicated log again, as its leader applied it (same time);
+        what it asked of the world happened then, so its effects are dropped."""
+        step = Step(entry.ts)
+        self._apply(entry.command, step)
+        self._log(entry.command, step)
 
     def submit_detached(self, command: Command) -> None:
         """Apply ``command`` for nobody waiting on its answer; a failure is logged, never lost."""
@@ -181,6 +190,10 @@ class Partition:
             if self.state.accept_delivery(command.source, command.sequence):
                 self._apply(command.message, step)
             return None
+        if isinstance(command, OutboxDone):
+            for sequence in command.sequences:
+                self.store.delete(keys.OUTBOX, keys.outbox_key(self.id, sequence))
+            return None
         raise TypeError(f"unknown command {command!r}")
 
     def _log(self, command: Command, step: Step) -> None:
@@ -206,15 +219,28 @@ class Partition:
             log.critical("partition %d: the command was %r", self.id, command)
             self.waiters.fail_all(self._unavailable())
 
+    def stop(self, reason: str) -> None:
+        """Stop taking commands without a fault (this node no longer leads the partition)."""
+        if self.failure is None:
+            self.failure = Unavailable(reason)
+            self.waiters.fail_all(Unavailable(reason))
+
     def _unavailable(self) -> Unavailable:
+        if isinstance(self.failure, Unavailable):
+            return self.failure
         return Unavailable(f"partition {self.id} is unavailable after an internal error; restart quill to recover it")
 
     # -- recovery ----------------------------------------------------------------------------
     def recover(self) -> None:
-        """Reload unfinished invocations, locks and inboxes, the limits and the slots held and
-        waited for under them; running invocations get a new attempt, timers are re-armed and
-        interrupted deliveries redone (after every partition recovered, see
-        :meth:`redeliver_outbox`)."""
+        """Reload unfinished invocations, locks and inboxes; running invocations get a new
+        attempt, timers are re-armed and interrupted deliveries redone (after every partition
+        recovered, see :meth:`redeliver_outbox`)."""
+        self._runtime.execute(self, self.load())
+
+    def load(self) -> list[Effect]:
+        """Reload the partition's state from its store (a replay applies commands on top of it):
+        invocations, locks and inboxes, the limits and the slots held and waited for under them;
+        the effects that restart what it holds (attempts, timers), for :meth:`recover`."""
         state = self.state
         state.objects.load()
         state.load_limits()
@@ -236,7 +262,7 @@ class Partition:
         state.admission.restore_waiting(waiting)
         for _, value in self.store.scan(keys.TIMERS, keys.partition_prefix(self.id)):
             step.effects.append(ArmTimer(_decode_timer(value)))
-        self._runtime.execute(self, step.effects)
+        return step.effects
 
     def redeliver_outbox(self) -> None:
         """Deliver messages whose delivery a crash interrupted."""

@@ -186,3 +186,4 @@ def schedule_key(object_prefix: bytes, name: str) -> bytes:
 UNFINISHED_INDEX_KEY = b"unfinished_index"  # META: set once the UNFINISHED index covers the data dir
 LIMIT_RULES_PREFIX = b"limit_rules/"
 LIMIT_RULE_BOOK_KEY = LIMIT_RULES_PREFIX + b"book"  # META: the concurrency rule book (metadata)
+APPLIED_KEY = b"applied"  # META, cluster mode: (log sequence, epoch) of the last record applied

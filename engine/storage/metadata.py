@@ -1,9 +1,11 @@
 """Writes of metadata (deployments, service overrides, Dapr apps, the limit rule book): durable,
 then replicated.
 
-The registry and the Dapr apps write through this instead of the store, so that with several
-workers the metadata owner's change reaches every worker before the admin call answers: ``commit``
-waits for the local write and then for ``replicate`` (installed by the workers' runtime).
+The registry and the Dapr apps write through this instead of the store, so that the change reaches
+every process before the admin call answers. With several workers, ``commit`` waits for the local
+write and then for ``replicate`` (worker 0 sends it to the others). In cluster mode the cluster's
+metadata store is the truth: ``primary`` (a compare-and-set write there) comes first, and only a
+change it accepted is written here.
 """
 
 from __future__ import annotations
@@ -23,22 +25,27 @@ PREFIXES = (keys.DEPLOYMENT_PREFIX, keys.SERVICE_CONFIG_PREFIX, keys.DAPR_APP_PR
 class Metadata:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.primary: Replicate | None = None
         self.replicate: Replicate | None = None
         self._changes: list[Change] = []
 
     def put(self, key: bytes, value: bytes) -> None:
-        self.store.put(keys.META, key, value)
         self._changes.append((key, value))
 
     def delete(self, key: bytes) -> None:
-        self.store.delete(keys.META, key)
         self._changes.append((key, None))
 
     async def commit(self) -> None:
-        """Make the changes since the last commit durable here, then on every worker."""
+        """Make the changes since the last commit durable (first where the truth is), then on
+        every worker; a change the primary refused is not made anywhere."""
         changes, self._changes = self._changes, []
+        if not changes:
+            return
+        if self.primary is not None:
+            await self.primary(changes)
+        self.apply(changes)
         await self.store.flush()
-        if self.replicate is not None and changes:
+        if self.replicate is not None:
             await self.replicate(changes)
 
     def snapshot(self) -> list[Change]:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 import rocksdict
 
@@ -51,6 +52,14 @@ class Store:
         self._task: asyncio.Task[None] | None = None
         self._failure: Exception | None = None
         self.commits = 0  # group commits written, for tests and metrics
+        # Cluster mode: a partition's log entries are appended to the replicated log before the
+        # batch is written here; this RocksDB is then a cache of the log and needs no fsync.
+        self.appender: Appender | None = None
+
+    @property
+    def database(self) -> rocksdict.Rdict:
+        """The RocksDB itself, for a checkpoint (cluster snapshots)."""
+        return self._db
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, column: str, key: bytes) -> bytes | None:
@@ -195,8 +204,12 @@ class Store:
             if not batch.is_empty():
                 self.commits += 1
                 try:
-                    self._db.write(batch, self._unsynced)
-                    await loop.run_in_executor(self._thread, self._db.flush_wal, True)
+                    if self.appender is not None:
+                        await self._append(batch, staged, self.appender)
+                        self._db.write(batch, self._unsynced)
+                    else:
+                        self._db.write(batch, self._unsynced)
+                        await loop.run_in_executor(self._thread, self._db.flush_wal, True)
                 except Exception as exc:  # noqa: BLE001 - any storage failure stops all writes
                     log.critical("storage write failed, refusing further writes: %s", exc)
                     self._failure = exc
@@ -212,6 +225,25 @@ class Store:
                     callback(error)
                 except Exception:
                     log.exception("a commit callback failed")
+
+    async def _append(self, batch: rocksdict.WriteBatch, staged: list[_Op], appender: Appender) -> None:
+        """Append the batch's log entries as one record; the sequence it got is stored with it."""
+        entries = [value for kind, column, _, value, _ in staged if kind == _PUT and column == keys.LOG]
+        if entries:
+            sequence = await appender.append(entries)  # type: ignore[arg-type]  # puts carry bytes
+            batch.put(keys.APPLIED_KEY, appender.position(sequence), self._handles[keys.META])
+
+
+class Appender(Protocol):
+    """The replicated step of a group commit (``engine.cluster.appender``)."""
+
+    async def append(self, entries: list[bytes]) -> int:
+        """Append the entries as one record; its sequence once it is replicated."""
+        ...
+
+    def position(self, sequence: int) -> bytes:
+        """What the store keeps as its applied position after record ``sequence``."""
+        ...
 
 
 _MISSING = object()

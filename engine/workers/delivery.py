@@ -13,22 +13,15 @@ partition is what makes "last sequence" a complete dedup.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections import deque
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from engine.errors import QuillError
 from engine.partition.commands import Delivered, Message
 from engine.storage import keys
 from engine.storage.store import Store
 from engine.workers.rpc import RpcClient
-
-log = logging.getLogger(__name__)
-
-_BATCH = 256
-_RETRY_INITIAL, _RETRY_MAX = 0.05, 2.0
+from engine.workers.stream import OrderedStream
 
 
 class DeliverBatch(msgspec.Struct, array_like=True):
@@ -39,44 +32,24 @@ class Deliverer:
     def __init__(self, store: Store, peers: dict[int, RpcClient]) -> None:
         self._store = store
         self._peers = peers
-        self._queues: dict[int, deque[tuple[bytes, Delivered]]] = {w: deque() for w in peers}
-        self._wakeups: dict[int, asyncio.Event] = {w: asyncio.Event() for w in peers}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._streams: dict[int, OrderedStream[tuple[bytes, Delivered]]] = {}
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._stream(worker), name=f"quill-deliver-w{worker}") for worker in self._peers
-        ]
+        self._streams = {worker: OrderedStream(f"deliver-w{worker}", self._sender(worker)) for worker in self._peers}
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for stream in self._streams.values():
+            await stream.stop()
 
     def send(self, worker: int, source: int, outbox_key: bytes, message: Message) -> None:
-        delivered = Delivered(source, keys.outbox_sequence(outbox_key), message)
-        self._queues[worker].append((outbox_key, delivered))
-        self._wakeups[worker].set()
+        self._streams[worker].push((outbox_key, Delivered(source, keys.outbox_sequence(outbox_key), message)))
 
-    async def _stream(self, worker: int) -> None:
-        queue, wakeup, peer = self._queues[worker], self._wakeups[worker], self._peers[worker]
-        delay = _RETRY_INITIAL
-        while True:
-            if not queue:
-                wakeup.clear()
-                await wakeup.wait()
-                continue
-            batch = [queue[i] for i in range(min(len(queue), _BATCH))]
-            try:
-                await peer.call("deliver", DeliverBatch([d for _, d in batch]), type(None))
-            except QuillError as exc:
-                # The target is down or its partition stopped: keep the order, try again later.
-                log.debug("delivery to worker %d failed (%s), retrying in %.2fs", worker, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX)
-                continue
-            delay = _RETRY_INITIAL
-            for _ in batch:
-                outbox_key, _ = queue.popleft()
+    def _sender(self, worker: int) -> Callable[[list[tuple[bytes, Delivered]]], Awaitable[None]]:
+        peer = self._peers[worker]
+
+        async def transmit(batch: list[tuple[bytes, Delivered]]) -> None:
+            await peer.call("deliver", DeliverBatch([delivered for _, delivered in batch]), type(None))
+            for outbox_key, _ in batch:  # applied there: forget it here
                 self._store.delete(keys.OUTBOX, outbox_key)
+
+        return transmit

@@ -7,20 +7,21 @@ the same question to the owning worker, where ``serve_partition_ops`` answers it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from engine.errors import NotFound
 from engine.invoker.invoker import Invoker
 from engine.invoker.retry import RetryState
-from engine.partition.commands import Command, Invoke
+from engine.partition.commands import Command, Delivered, Invoke
 from engine.partition.processor import Partition
 from engine.partition.types import InvocationView, InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.records import InvocationStatus, Schedule
-from engine.workers.rpc import RpcClient
 
+T = TypeVar("T")
 SubmitResult = InvokeResult | bool | OperatorOutcome | None
 Inspection = tuple[InvocationStatus, list[JournalEntry]]
 
@@ -37,6 +38,7 @@ class PartitionHandle(Protocol):
     async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None: ...
     async def retry_state(self, invocation_id: str) -> RetryState | None: ...
     async def reset_retries(self, invocation_id: str) -> None: ...
+    async def deliver(self, messages: list[Delivered]) -> None: ...
 
 
 class LocalHandle:
@@ -92,6 +94,10 @@ class LocalHandle:
     async def reset_retries(self, invocation_id: str) -> None:
         self._invoker.reset_retries(invocation_id)
 
+    async def deliver(self, messages: list[Delivered]) -> None:
+        """Apply messages from other partitions (each once), answered when durable."""
+        await asyncio.gather(*(self.partition.submit(message) for message in messages))
+
 
 # -- over the wire -------------------------------------------------------------------------------
 class _Submit(msgspec.Struct, array_like=True):
@@ -123,8 +129,19 @@ class _Schedule(msgspec.Struct, array_like=True):
     name: str
 
 
+class _Deliver(msgspec.Struct, array_like=True):
+    partition: int
+    messages: list[Delivered]
+
+
+class Peer(Protocol):
+    """A transport to the process owning a partition (another worker, or its cluster leader)."""
+
+    async def call(self, op: str, args: Any, result_type: type[T]) -> T: ...
+
+
 class RemoteHandle:
-    def __init__(self, partition_id: int, peer: RpcClient) -> None:
+    def __init__(self, partition_id: int, peer: Peer) -> None:
         self.id = partition_id
         self._peer = peer
 
@@ -156,6 +173,9 @@ class RemoteHandle:
     async def reset_retries(self, invocation_id: str) -> None:
         await self._peer.call("reset_retries", _ById(self.id, str(invocation_id)), type(None))
 
+    async def deliver(self, messages: list[Delivered]) -> None:
+        await self._peer.call("deliver_to", _Deliver(self.id, messages), type(None))
+
 
 def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.Raw], Awaitable[Any]]]:
     """The handlers a worker serves for its own partitions (the other side of RemoteHandle)."""
@@ -170,7 +190,7 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
         return msgspec.msgpack.Decoder(kind).decode
 
     submit, call, by_id = decoder(_Submit), decoder(_Call), decoder(_ById)
-    state, schedule = decoder(_State), decoder(_Schedule)
+    state, schedule, deliver = decoder(_State), decoder(_Schedule), decoder(_Deliver)
 
     async def on_submit(raw: msgspec.Raw) -> Any:
         args = submit(raw)
@@ -195,8 +215,13 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
         args = schedule(raw)
         return await owned(args.partition).read_schedule(args.service, args.key, args.name)
 
+    async def on_deliver(raw: msgspec.Raw) -> None:
+        args = deliver(raw)
+        await owned(args.partition).deliver(args.messages)
+
     return {
         "submit": on_submit,
+        "deliver_to": on_deliver,
         "call": on_call,
         "read_state": on_read_state,
         "read_schedule": on_read_schedule,

@@ -116,21 +116,33 @@ class RpcServer:
             self._tasks.discard(task)
 
     async def _answer(self, request: Request, writer: asyncio.StreamWriter) -> None:
-        handler = self._handlers.get(request.op)
-        try:
-            if handler is None:
-                raise QuillError(f"unknown worker op {request.op!r}")
-            result = await handler(request.args)
-            response = Response(request.id, True, msgspec.Raw(_encode(result)))
-        except QuillError as error:
-            body = ErrorBody(error.status, error.message, error.invocation_id, error.source)
-            response = Response(request.id, False, msgspec.Raw(_encode(body)))
-        except Exception as exc:  # noqa: BLE001 - a bug must answer the peer, not hang it
-            log.exception("worker op %s failed", request.op)
-            body = ErrorBody(500, f"internal error in a worker: {exc}", None, "ingress")
-            response = Response(request.id, False, msgspec.Raw(_encode(body)))
+        response = await answer(self._handlers, request)
         with contextlib.suppress(ConnectionError):
             writer.write(_frame(_encode(response)))
+
+
+async def answer(handlers: dict[str, Handler], request: Request) -> Response:
+    """Run the op a request names; its result, or its error in Restate's terms (never raises)."""
+    handler = handlers.get(request.op)
+    try:
+        if handler is None:
+            raise QuillError(f"unknown op {request.op!r}")
+        result = await handler(request.args)
+        return Response(request.id, True, msgspec.Raw(_encode(result)))
+    except QuillError as error:
+        body = ErrorBody(error.status, error.message, error.invocation_id, error.source)
+    except Exception as exc:  # noqa: BLE001 - a bug must answer the peer, not hang it
+        log.exception("op %s failed", request.op)
+        body = ErrorBody(500, f"internal error: {exc}", None, "ingress")
+    return Response(request.id, False, msgspec.Raw(_encode(body)))
+
+
+def decode_result(response: Response, result_type: type[T]) -> T:
+    """An op's result, or its error raised again as the QuillError it was."""
+    if not response.ok:
+        error = _decode_error(response.result)
+        raise QuillError(error.message, status=error.status, invocation_id=error.invocation_id, source=error.source)
+    return msgspec.msgpack.decode(response.result, type=result_type)
 
 
 class RpcClient:
@@ -156,10 +168,7 @@ class RpcClient:
             response = await answer
         finally:
             self._waiting.pop(request_id, None)
-        if not response.ok:
-            error = _decode_error(response.result)
-            raise QuillError(error.message, status=error.status, invocation_id=error.invocation_id, source=error.source)
-        return msgspec.msgpack.decode(response.result, type=result_type)
+        return decode_result(response, result_type)
 
     async def _connection(self) -> asyncio.StreamWriter:
         if self._writer is not None and not self._writer.is_closing():

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import httpx
 
+from quill.devcluster import nats_config
 from tests.support import Process, free_port
 
 NATS_SERVER = str(Path(sys.executable).with_name("nats-server"))
 READY_DEADLINE = 30.0
 POLL_INTERVAL = 0.05
-CLUSTER_NAME = "quill-test"
 
 
 @dataclass
@@ -51,23 +51,9 @@ class NatsServer:
         return self.process is not None
 
     def write_config(self, peers: list[NatsServer]) -> None:
-        routes = ", ".join(f"nats-route://127.0.0.1:{peer.route_port}" for peer in peers if peer is not self)
+        routes = [peer.route_port for peer in peers if peer is not self]
         self.config_path.write_text(
-            f"""
-server_name: {self.name}
-listen: 127.0.0.1:{self.client_port}
-http: 127.0.0.1:{self.monitor_port}
-max_payload: 8MB
-jetstream {{
-  store_dir: "{self.store_dir}"
-  sync_interval: always
-}}
-cluster {{
-  name: {CLUSTER_NAME}
-  listen: 127.0.0.1:{self.route_port}
-  routes: [{routes}]
-}}
-"""
+            nats_config(self.name, self.client_port, self.route_port, self.monitor_port, self.store_dir, routes)
         )
 
     def start(self) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -95,3 +97,18 @@ async def test_the_cluster_servers_pass_the_check(nats_cluster: NatsCluster) -> 
     async with await JetStreamCluster.connect(settings_for(nats_cluster)) as cluster:
         version = cluster.client.connected_server_version
         assert parse_version(f"{version.major}.{version.minor}.{version.patch}") >= MINIMUM
+
+
+def test_quill_serve_refuses_a_server_without_jetstream_in_one_line(tmp_path: Path) -> None:
+    server, url = single_server()
+    try:
+        refused = subprocess.run(
+            [sys.executable, "-m", "quill", "serve", "--cluster", url, "--node-name", "n1",
+             "--ingress-port", str(free_port()), "--admin-port", str(free_port()), "--data-dir", str(tmp_path / "n1")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert refused.returncode == 1
+    assert "serves no JetStream" in refused.stderr
+    assert "Traceback" not in refused.stderr
