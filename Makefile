@@ -7,7 +7,7 @@ TS_STAMP := tests/ts/node_modules/.installed
 RESTATE_CLI_VERSION := 1.7.12
 CLI_STAMP := .tooling/restate-cli/.installed-$(RESTATE_CLI_VERSION)
 
-.PHONY: run dev-cluster test test-workers test-cluster lint bench proto clean
+.PHONY: run dev-cluster test test-workers test-cluster lint bench proto clean prometheus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ $(CLI_STAMP):
 	npm install --prefix .tooling/restate-cli --no-audit --no-fund --ignore-scripts --silent @restatedev/restate@$(RESTATE_CLI_VERSION)
 	touch $(CLI_STAMP)
 
+# A real Prometheus for tests/integration/test_metrics.py: Debian's package, when apt-get can install
+# it (the test skips, saying so, where it cannot).
+prometheus:
+	@command -v prometheus >/dev/null || { \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
+		>/dev/null 2>&1 || echo "prometheus could not be installed with apt-get: its metrics test will be skipped"; }
+
 run: $(STAMP)
 	$(PY) -m quill serve
 
@@ -38,13 +45,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: $(STAMP) $(TS_STAMP) $(CLI_STAMP) lint
+test: $(STAMP) $(TS_STAMP) $(CLI_STAMP) prometheus lint
 	$(PY) -m pytest -q --ignore=tests/cluster
 	$(MAKE) test-workers
 	$(MAKE) test-cluster
 
 # The integration suite again, every quill with two worker processes (--workers 2).
-test-workers: $(STAMP) $(TS_STAMP) $(CLI_STAMP)
+test-workers: $(STAMP) $(TS_STAMP) $(CLI_STAMP) prometheus
 	QUILL_TEST_WORKERS=2 $(PY) -m pytest -q tests/integration
 
 # Cluster mode's log against real 3-server NATS JetStream clusters (nats-server from the cluster extra).

@@ -11,7 +11,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin.routes_dapr import dapr_router
 from admin.routes_deployments import deployments_router
@@ -19,7 +20,8 @@ from admin.routes_invocations import invocations_router
 from admin.routes_limits import OPENAPI_COMPONENTS, limits_router
 from admin.routes_query import query_router
 from admin.routes_services import services_router
-from engine import Engine, QuillError
+from engine import Engine, PayloadTooLarge, QuillError, Unavailable
+from engine.telemetry.collector import build_registry
 
 __version__ = metadata.version("quill")
 MIN_ADMIN_API_VERSION = 2
@@ -53,17 +55,64 @@ class VersionPrefix:
         await self.app(scope, receive, send)
 
 
+class BodyLimit:
+    """Request bodies of at most ``limit`` bytes (Restate's admin API: 2 MB). A larger declared
+    content-length is refused before anything is read; a chunked body stops being read as soon as
+    it passes the limit. Either way 413, and the connection closes rather than reading the rest."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _too_large(self.limit)(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise PayloadTooLarge(_too_large_message(self.limit))
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _too_large_message(limit: int) -> str:
+    return f"Failed to buffer the request body: length limit of {limit} bytes exceeded"
+
+
+def _too_large(limit: int) -> Response:
+    return _error_response(PayloadTooLarge(_too_large_message(limit)))
+
+
+def _error_response(error: QuillError) -> Response:
+    # Past a too-large body, close: reading (and discarding) the rest would take as long as storing it.
+    headers = {"connection": "close"} if error.status == 413 else None
+    return JSONResponse({"message": error.message, "restate_code": None}, status_code=error.status, headers=headers)
+
+
 def create_admin_app(engine: Engine) -> FastAPI:
     # Restate serves the admin API document at /openapi.
     app = FastAPI(title="Admin API", version=__version__, openapi_url="/openapi")
     app.add_middleware(VersionPrefix)
+    app.add_middleware(BodyLimit, limit=engine.config.admin_request_size_limit)
 
     @app.exception_handler(QuillError)
     async def quill_error(_: Request, error: QuillError) -> Response:
-        return JSONResponse({"message": error.message, "restate_code": None}, status_code=error.status)
+        return _error_response(error)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
+        if (failure := engine.storage_failure) is not None:
+            raise Unavailable(f"storage unavailable: {failure}")
         return {}
 
     @app.get("/cluster")
@@ -78,9 +127,18 @@ def create_admin_app(engine: Engine) -> FastAPI:
             "version": __version__,
             "min_admin_api_version": MIN_ADMIN_API_VERSION,
             "max_admin_api_version": MAX_ADMIN_API_VERSION,
-            "ingress_endpoint": f"http://{config.bind}:{config.ingress_port}/",
+            "ingress_endpoint": config.ingress_url,
             "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": True},
         }
+
+    if engine.metrics.enabled:
+        worker = {"worker": str(engine.plan.index)} if engine.plan is not None else None
+        registry = build_registry(engine.metrics, engine, worker)
+
+        # async: collected on the event loop, the only thread that writes the counters.
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(deployments_router(engine))
     app.include_router(services_router(engine))

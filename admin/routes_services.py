@@ -84,7 +84,7 @@ def services_router(engine: Engine) -> APIRouter:
 
     @router.get("/services/{name}/openapi")
     async def get_service_openapi(name: str) -> dict[str, Any]:
-        return service_openapi(entry_of(name), f"http://{engine.config.bind}:{engine.config.ingress_port}/")
+        return service_openapi(entry_of(name), engine.config.ingress_url)
 
     return router
 

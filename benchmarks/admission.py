@@ -33,9 +33,8 @@ from engine.ids import InvocationId, scope_partition_key
 from engine.limits.rules import LimitRule
 from engine.partition.admission import Admission
 from engine.partition.commands import AttemptEnding, AttemptOutcome, Command, Invoke, SetLimits
-from engine.partition.effects import Effect, StartAttempt
+from engine.partition.effects import Effect, StartAttempt, Step
 from engine.partition.processor import Partition
-from engine.partition.types import Step
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import InvocationStatus, Phase, Target, now_ms

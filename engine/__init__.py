@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         NotReady,
         PayloadTooLarge,
         QuillError,
+        StartupError,
         Unavailable,
     )
     from engine.ids import InvocationId, parse_awakeable_id
@@ -54,6 +55,7 @@ _EXPORTS = {
         "NotReady",
         "PayloadTooLarge",
         "QuillError",
+        "StartupError",
         "Unavailable",
     ),
     "engine.ids": ("InvocationId", "parse_awakeable_id"),
@@ -99,6 +101,7 @@ __all__ = [
     "QuillError",
     "RetryPolicy",
     "SCOPED_VIRTUAL_OBJECT",
+    "StartupError",
     "Target",
     "Unavailable",
     "format_duration",

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import msgspec
 
 from engine.config import Config
 from engine.dapr.actors import IdleActors
 from engine.dapr.apps import DaprApps
+from engine.dapr.own_listeners import OwnListeners
 from engine.dapr.targets import DEACTIVATE, actor_target
-from engine.errors import BadRequest, Conflict, NotFound, QuillError
+from engine.errors import BadRequest, Conflict, NotFound, QuillError, StartupError, Unavailable
 from engine.ids import InvocationId, hashed_partition_key, scope_partition_key
 from engine.invoker.http2 import Http2Pool
+from engine.invoker.identity import IdentityKeyError, RequestSigner
 from engine.invoker.invoker import Invoker
 from engine.invoker.retry import RetryState
 from engine.limits.book import Delete, RuleBook, RuleBookError, Upsert
@@ -44,13 +46,16 @@ from engine.partition.commands import (
 from engine.partition.processor import Partition
 from engine.partition.types import InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.protocol import service_protocol_pb2 as pb
+from engine.protocol.codec import encode_input_command
 from engine.records import Failure, InvocationStatus, Phase, Schedule, Target, now_ms
 from engine.runtime.executor import EffectExecutor
 from engine.runtime.timers import TimerService
 from engine.schema.registry import Schema
 from engine.storage import keys
 from engine.storage.metadata import Metadata
-from engine.storage.store import Store
+from engine.storage.store import StorageOptions, Store, is_disk_full
+from engine.telemetry.metrics import NO_METRICS, Metrics
+from engine.telemetry.traces import Tracer, input_headers, start_tracing
 from engine.workers.handles import LocalHandle, PartitionHandle, RemoteHandle, partition_ops
 from engine.workers.layout import WorkerPlan, store_path
 from engine.workers.node import WorkerNode
@@ -60,15 +65,26 @@ if TYPE_CHECKING:
     from engine.cluster.delivery import ClusterDeliverer
     from engine.cluster.node import ClusterNode
 
+if TYPE_CHECKING:
+    import httpx
+
 log = logging.getLogger(__name__)
 
 # Settings of a target no deployment serves (yet): a plain handler, results kept as configured.
 _UNKNOWN = InvocationSettings(exclusive=False, workflow_run=False, retention_ms=0)
+_SHUTTING_DOWN = (
+    "quill is shutting down; the invocation is durable and continues after the restart:"
+    " attach to it by its id (x-restate-id) or repeat the request with the same idempotency key"
+)
 
 
 class InvocationRequest(msgspec.Struct, kw_only=True):
+    """An invocation to make. ``body`` may be the chunks the server read: they are joined once,
+    into the journaled input, and the list is emptied then (the chunks are not needed any more,
+    and a 32 MiB body should not stay alive twice while the partition stores it)."""
+
     target: Target
-    body: bytes
+    body: bytes | list[bytes]
     headers: list[tuple[str, str]]
     execution_time: int | None = None  # ms since epoch, for delayed sends
     idempotency_key: str | None = None
@@ -92,7 +108,7 @@ class Engine:
         self._local_ids: list[int] = []
         self._node: WorkerNode | None = None
         self._cluster: ClusterNode | None = None
-        self._cluster_deliverer: ClusterDeliverer
+        self._cluster_deliverer: ClusterDeliverer | None = None
         # Invocations this process received, and those of them another worker owns.
         self.invocations = 0
         self.forwarded = 0
@@ -101,36 +117,62 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self.schema: Schema
         self.invoker: Invoker
+        self.metrics = Metrics() if config.metrics else NO_METRICS
+        self._tracer: Tracer | None = None
         self.dapr_apps: DaprApps  # Dapr apps and HTTP endpoints (service invocation, /v1.0/invoke)
         self.limits: LimitRegistry  # the concurrency rule book (flow control)
         self._recovered = False  # this process's partitions are recovered: rule changes may reach them
+        self._draining = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        signer = self._load_signer()
+        options = StorageOptions(
+            memory_budget=self.config.rocksdb_memory_budget, max_total_wal_size=self.config.rocksdb_max_total_wal_size
+        )
         cluster = self.config.cluster is not None
         # Cluster mode: this store keeps only the node's metadata; each partition it leads has a
         # store of its own, a cache of the partition's log.
         where = self.config.data_path / "node" if cluster else store_path(self.config.data_path, self.plan)
-        store = self._store = Store(where)
+        store = self._store = Store(where, options, self.metrics)
         store.start()
         count = self._partition_count(store)
+        await self._check_writable(store)
         plan = self.plan
         await _index_unfinished(store)
-        # Discovery and other control-plane calls; invocations use the invoker's own pool.
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         self._http2 = Http2Pool()
         meta = Metadata(store)
-        self.schema = Schema(meta, self.config, self._http2)
+        self.schema = Schema(meta, self.config, self._http2, signer)
         self.schema.load()
-        self.dapr_apps = DaprApps(meta)
+        self.dapr_apps = DaprApps(
+            meta, OwnListeners(self.config.listeners()), allow_url_targets=self.config.dapr_allow_url_targets
+        )
         self.dapr_apps.load()
         self.limits = LimitRegistry(meta)
         self.limits.load()
-        await self.dapr_apps.start()
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
-        self.invoker = Invoker(self.config, self.schema, self._http2, self.dapr_apps, self.idle_actors.touch)
-        executor = self._executor = EffectExecutor(store, self._timers, self.invoker, self._local_partition)
+        self._tracer = start_tracing(self.config, self._lineage)
+        self.invoker = Invoker(
+            self.config,
+            self.schema,
+            self._http2,
+            self.dapr_apps,
+            self.idle_actors.touch,
+            signer,
+            self.metrics,
+            self._tracer,
+        )
+        executor = self._executor = EffectExecutor(
+            store, self._timers, self.invoker, self._local_partition, self.metrics
+        )
         if cluster:
             await self._join_cluster(meta, count)
             return
@@ -139,7 +181,7 @@ class Engine:
         for p in self._local_ids:
             partition = Partition(p, store, executor, now_ms, self.config.log_retained_entries)
             self._partitions.append(partition)
-            local[p] = LocalHandle(partition, self.invoker)
+            local[p] = LocalHandle(partition, self.invoker, self.metrics)
         if plan is not None:
             node = self._node = WorkerNode(plan, meta, local, count, self._reload_metadata, self._gather_ops())
             executor.remote = lambda source, key, message: node.deliverer.send(
@@ -211,36 +253,64 @@ class Engine:
             self._partitions.remove(partition)
         self._local_ids = sorted(p.id for p in self._partitions)
         self._handles[partition_id] = RemoteHandle(partition_id, self._cluster.leader(partition_id))
-        await self._cluster_deliverer.forget(partition_id)
+        if self._cluster_deliverer is not None:
+            await self._cluster_deliverer.forget(partition_id)
 
-    async def stop(self) -> None:
-        # Producers of new work first (timers, sweeper, idle scan), then the invoker, then I/O.
+    async def drain(self, timeout: float) -> None:
+        """The first half of a shutdown: producers of new work stop (timers, sweeper, idle scan,
+        new attempts), attempts in flight get ``timeout`` seconds to finish their current step, and
+        callers still waiting for a result get a retryable 503 with the invocation's id."""
+        if self._draining:
+            return
+        self._draining = True
         self._timers.close()
-        if self._cluster is not None:
-            await self._cluster_deliverer.stop()
-            await self._cluster.stop()
-        if self._node is not None:
-            log.info("forwarded %d of the %d invocations received here", self.forwarded, self.invocations)
-            await self._node.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
         if hasattr(self, "idle_actors"):
             await self.idle_actors.stop()
-        if self._partitions:
+        if hasattr(self, "invoker"):
+            await self.invoker.drain(timeout)
+        for partition in self._partitions:
+            partition.waiters.close(lambda invocation_id: Unavailable(_SHUTTING_DOWN, invocation_id=invocation_id))
+        # Then the peers: what the attempts' last steps sent on waits in outboxes, redelivered later.
+        if self._cluster_deliverer is not None:
+            await self._cluster_deliverer.stop()
+        if self._cluster is not None:
+            await self._cluster.stop()
+        if self._node is not None:
+            log.info("forwarded %d of the %d invocations received here", self.forwarded, self.invocations)
+            await self._node.stop()
+
+    def abandon_drain(self) -> None:
+        """Stop waiting for attempts in flight (a second signal)."""
+        if hasattr(self, "invoker"):
+            self.invoker.abandon_drain()
+
+    async def stop(self) -> None:
+        # Producers of new work first (timers, sweeper, idle scan), then the invoker, then I/O.
+        await self.drain(0)
+        if hasattr(self, "invoker"):
             await self.invoker.stop()
+        if self._tracer is not None:
+            await self._tracer.close()
         if self._client is not None:
             await self._client.aclose()
         if hasattr(self, "dapr_apps"):
             await self.dapr_apps.close()
-        if self._partitions:
+        if hasattr(self, "_http2"):
             await self._http2.close()
         if self._store is not None:
             await self._store.close()
 
     @property
     def http_client(self) -> httpx.AsyncClient:
-        assert self._client is not None
+        """For discovery and other control-plane calls (invocations use the invoker's own pool);
+        made on first use, so start-up does not import httpx."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         return self._client
 
     # -- invocations -------------------------------------------------------------------------
@@ -275,6 +345,7 @@ class Engine:
         self, invocation_id: InvocationId, index: int, value: bytes | None = None, failure: Failure | None = None
     ) -> None:
         """Complete awakeable ``index`` of ``invocation_id`` (resolve with value, reject with failure)."""
+        self._require_storage()
         await self._partition_of(invocation_id).submit(Signal(str(invocation_id), index, None, value, failure))
 
     async def replace_state(
@@ -286,6 +357,7 @@ class Engine:
         scope: str | None = None,
     ) -> None:
         """Overwrite a virtual object's (or a scoped workflow's) state between its invocations."""
+        self._require_storage()
         partition = self._object_partition(service, key, scope)
         outcome = await partition.submit(ReplaceState(service, key, new_state, version, scope))
         if outcome is OperatorOutcome.LOCKED:
@@ -295,6 +367,7 @@ class Engine:
 
     async def state_transaction(self, service: str, key: str, operations: list[tuple[bytes, bytes | None]]) -> None:
         """Apply state operations on one object atomically (Dapr actor state)."""
+        self._require_storage()
         await self._object_partition(service, key).submit(StateTransaction(service, key, operations))
 
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
@@ -302,6 +375,7 @@ class Engine:
 
     async def set_schedule(self, service: str, key: str, name: str, schedule: Schedule | None) -> bool:
         """Register (or, with None, delete) a recurring invocation of an object; whether one existed."""
+        self._require_storage()
         existed: bool = await self._object_partition(service, key).submit(SetSchedule(service, key, name, schedule))
         return existed
 
@@ -320,6 +394,7 @@ class Engine:
 
     async def purge(self, invocation_id: str) -> None:
         """Forget a completed invocation: its result, and so its idempotency key or workflow id."""
+        self._require_storage()
         parsed = _parse_id(invocation_id)
         _check(await self._partition_of(parsed).submit(Purge([str(parsed)], expired=False)), invocation_id)
 
@@ -342,11 +417,13 @@ class Engine:
                         break
 
     async def pause(self, invocation_id: str) -> None:
+        self._require_storage()
         parsed = _parse_id(invocation_id)
         _check(await self._partition_of(parsed).submit(Pause(str(parsed), False)), invocation_id)
 
     async def resume(self, invocation_id: str) -> None:
         """Run a paused invocation again, with a fresh retry budget."""
+        self._require_storage()
         parsed = _parse_id(invocation_id)
         handle = self._partition_of(parsed)
         _check(await handle.submit(Pause(str(parsed), True)), invocation_id)
@@ -386,9 +463,17 @@ class Engine:
 
     async def terminate(self, invocation_id: str, *, kill: bool) -> OperatorOutcome:
         """Cancel or kill: DONE (completed at once), SIGNALLED (the handler sees the cancellation)."""
+        self._require_storage()
         parsed = _parse_id(invocation_id)
+        partition = self._local_partition(parsed)
+        active = partition.state.active.get(parsed) if partition is not None else None
+        lineage = self._lineage(parsed) if active is not None and self._tracer is not None else None
         outcome: OperatorOutcome = await self._partition_of(parsed).submit(Terminate(str(parsed), kill))
         _check(outcome, invocation_id)
+        if outcome is OperatorOutcome.DONE and active is not None and self._tracer is not None:
+            # Completed here, not by an attempt: its trace ends here.
+            failure = "[409] killed" if kill else "[409] cancelled"
+            self._tracer.invocation_ended(active.status, failure, lineage[0] if lineage else None)
         return outcome
 
     def invocation_settings(self, service: str, handler: str) -> InvocationSettings | None:
@@ -397,6 +482,7 @@ class Engine:
         return None if settings is None else settings.invocation
 
     def _prepare(self, request: InvocationRequest) -> tuple[InvocationId, PartitionHandle, Invoke]:
+        self._require_storage()
         target = request.target
         settings = self.invocation_settings(target.service, target.handler) or InvocationSettings(
             exclusive=False, workflow_run=False, retention_ms=int(self.config.idempotency_retention * 1000)
@@ -415,14 +501,13 @@ class Engine:
             invocation_id = InvocationId.for_target(
                 target.service, target.key, self._local_ids, len(self._handles), scope=scope
             )
-        entry = pb.InputCommandMessage(
-            headers=[pb.Header(key=k, value=v) for k, v in request.headers],
-            value=pb.Value(content=request.body),
-        )
+        input_entry = encode_input_command(request.headers, request.body)
+        if isinstance(request.body, list):
+            request.body.clear()
         command = Invoke(
             invocation_id=str(invocation_id),
             target=target,
-            input_entry=entry.SerializeToString(),
+            input_entry=input_entry,
             execution_time=request.execution_time,
             exclusive=exclusive,
             retention=settings.retention_ms,
@@ -444,6 +529,43 @@ class Engine:
         self.invocations += 1
         if not isinstance(handle, LocalHandle):
             self.forwarded += 1
+
+    # -- live views for /metrics (read at scrape time; see engine/telemetry/collector.py) -------
+    @property
+    def partition_count(self) -> int:
+        return len(self._handles)
+
+    def invocation_census(self) -> Counter[tuple[int, str, str]]:
+        """This process's unfinished invocations by (partition, service, status)."""
+        return Counter(
+            (partition.id, active.status.target.service, str(active.status.phase))
+            for partition in self._partitions
+            for active in partition.state.active.values()
+        )
+
+    def keyed_services(self) -> list[str]:
+        """Registered virtual objects and workflows: the services with an inbox."""
+        return [name for name, entry in self.schema.services.items() if entry.manifest.ty != "SERVICE"]
+
+    def timers_armed(self) -> int:
+        return self._timers.pending
+
+    def http2_usage(self) -> tuple[int, int]:
+        """(open connections, streams in use) to deployments."""
+        return self._http2.usage()
+
+    def invoker_load(self) -> tuple[int, int]:
+        return self.invoker.load
+
+    def _lineage(self, invocation_id: str) -> tuple[list[tuple[str, str]], str | None] | None:
+        """An unfinished invocation's input headers and caller, for its trace's parent (only
+        for partitions of this process: another worker's are not looked up)."""
+        partition = self._local_partition(invocation_id)
+        active = partition.state.active.get(invocation_id) if partition is not None else None
+        if active is None:
+            return None
+        caller = active.status.caller
+        return input_headers(active.journal), caller.invocation_id if caller is not None else None
 
     def _partition_id(self, invocation_id: str) -> int:
         return InvocationId(invocation_id).partition_key % len(self._handles)
@@ -483,7 +605,40 @@ class Engine:
     async def _local_limit_usage(self) -> list[LimitUsage]:
         return [row for partition in self._partitions for row in partition.reads.limit_usage()]
 
+    # -- storage health ----------------------------------------------------------------------
+    @property
+    def storage_failure(self) -> Exception | None:
+        """Why writes fail right now (a full disk, say), or None; the health endpoints' answer."""
+        return self._store.failure if self._store is not None else None
+
+    def _require_storage(self) -> None:
+        """New work is refused while writes fail: it could not be made durable, and staging it
+        would only grow memory until the disk has room again."""
+        if self._store is not None and self._store.failure is not None:
+            raise Unavailable(f"storage unavailable, retry later: {self._store.failure}")
+
+    async def _check_writable(self, store: Store) -> None:
+        store.put(keys.META, keys.LAST_START_KEY, str(now_ms()).encode())
+        try:
+            await store.flush()
+        except Unavailable as exc:
+            cause = store.failure or exc
+            reason = "no space left on device" if is_disk_full(cause) else str(cause)
+            raise StartupError(f"data dir {self.config.data_path}: cannot write: {reason}") from exc
+
     # -- helpers -----------------------------------------------------------------------------
+    def _load_signer(self) -> RequestSigner | None:
+        path = self.config.request_identity_private_key_pem_file
+        if path is None:
+            return None
+        try:
+            signer = RequestSigner.from_pem_file(path, self.config.request_identity_expiration)
+        except IdentityKeyError as exc:
+            raise StartupError(str(exc)) from exc
+        # As restate-server logs it: the string to give the SDKs as identity key.
+        log.info("Loaded request identity key kid: %s path: %s", signer.public_key, path)
+        return signer
+
     def _partition_count(self, store: Store) -> int:
         """N is fixed at first start: ids and keys were routed with it."""
         stored = store.get(keys.META, keys.PARTITION_COUNT_KEY)

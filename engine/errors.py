@@ -20,6 +20,8 @@ to a response in one place (``ingress.responses.error_response`` and the admin e
     │       ├── Trimmed             a read starts below the oldest retained record: restore a snapshot
     │       ├── LeaseLost           a lease renewal found another holder (or none): step down
     │       └── UnsupportedServer   the NATS server is older than cluster mode needs, or has no JetStream
+    ├── StartupError            quill cannot start (port taken, data dir in use, disk full, bad key):
+    │                           the command line prints its message as one line and exits non-zero
     ├── InvocationFailure       the handler ended with a terminal error; status = its code
     └── DaprError               an error of the Dapr API, answered in daprd's ``{errorCode, message}``
         ├── NoAppId             404: no app id in the path or the dapr-app-id header
@@ -86,6 +88,10 @@ class DeploymentError(QuillError):
 
 class Unavailable(QuillError):
     status = 503
+
+
+class StartupError(QuillError):
+    """Start-up is impossible; the message says why in one line, for the operator."""
 
 
 class InvocationFailure(QuillError):

@@ -7,6 +7,7 @@ and the routes are few and fixed. Status codes and messages follow the real Rest
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,19 +27,21 @@ from engine import (
     PayloadTooLarge,
     QuillError,
     Target,
+    Unavailable,
     now_ms,
     parse_awakeable_id,
     parse_duration,
     timestamp,
 )
 from engine.records import timestamp_nanos
+from engine.telemetry.metrics import IngressStatus, RpcType
 from ingress.dapr import DaprIngress
-from ingress.paths import BAD_PATH, Route, parse_invocation_path, split_path
+from ingress.paths import BAD_PATH, Route, metric_labels, parse_invocation_path, split_path
 from ingress.responses import (
     BodyLimitExceeded,
     ClientGone,
     Send,
-    read_body,
+    read_chunks,
     respond,
     respond_error,
     respond_json,
@@ -84,6 +87,8 @@ class IngressApp:
         segments = split_path(scope.get("raw_path") or scope["path"].encode())
         method = scope["method"]
         if segments == ["restate", "health"]:
+            if (failure := self._engine.storage_failure) is not None:
+                raise Unavailable(f"storage unavailable: {failure}")
             await respond_json(send, 200, {"services": sorted(self._engine.schema.services)})
             return
         if len(segments) >= 2 and segments[0] == "restate" and segments[1] not in ("call", "send"):
@@ -91,11 +96,35 @@ class IngressApp:
             return
         if method not in ("GET", "POST"):
             raise MethodNotAllowed("method not allowed")
-        await self._invoke(parse_invocation_path(segments, self._engine.schema), None, scope, receive, send)
+        await self._invocation(segments, scope, receive, send)
+
+    async def _invocation(
+        self, segments: list[str], scope: dict[str, Any], receive: Receive, send: Send, flow_scope: str | None = None
+    ) -> None:
+        """A call or send (in the scope ``flow_scope`` names, when scoped), counted and timed as
+        Restate counts them (restate_ingress_requests_total)."""
+        metrics = self._engine.metrics
+        metrics.ingress_admitted()
+        started = time.perf_counter()
+        route: Route | None = None
+        status = IngressStatus.REQUEST_ERROR
+        try:
+            route = parse_invocation_path(segments, self._engine.schema)
+            if flow_scope is not None:
+                flow_scope = scope_of(flow_scope)
+                if self._engine.schema.services[route.target.service].manifest.ty == "VIRTUAL_OBJECT":
+                    raise BadRequest(SCOPED_VIRTUAL_OBJECT)
+            status = await self._invoke(route, flow_scope, scope, receive, send)
+        finally:
+            service, is_send = (
+                (route.target.service, route.send) if route else metric_labels(segments, self._engine.schema)
+            )
+            rpc_type = RpcType.SEND if is_send else RpcType.CALL
+            metrics.ingress_finished(status, service, rpc_type, time.perf_counter() - started)
 
     async def _invoke(
         self, route: Route, flow_scope: str | None, scope: dict[str, Any], receive: Receive, send: Send
-    ) -> None:
+    ) -> IngressStatus:
         """Call or send ``route`` (in ``flow_scope``, when scoped)."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         limit_key = limit_key_of(scope)
@@ -109,13 +138,13 @@ class IngressApp:
                 raise BadRequest(_WORKFLOW_IDEMPOTENCY)
         if (too_large := _declared_length(scope)) is not None and too_large > self._limit:
             await respond(send, 413, b"length limit exceeded", [(b"content-type", b"text/plain; charset=utf-8")])
-            return
-        body = await self._read_body(receive)
+            return IngressStatus.REQUEST_ERROR
+        chunks = await self._read_chunks(receive)
         _, handler = self._engine.schema.resolve(route.target.service, route.target.handler)
-        validate_input(handler.input, _header(scope, b"content-type"), body)
+        validate_input(handler.input, _header(scope, b"content-type"), bool(chunks))
         request = InvocationRequest(
             target=route.target,
-            body=body,
+            body=chunks,  # emptied by the engine once journaled
             headers=self._input_headers(scope),
             execution_time=execution_time,
             idempotency_key=idempotency_key,
@@ -128,9 +157,10 @@ class IngressApp:
             if execution_time is not None:
                 accepted["executionTime"] = timestamp_nanos(execution_time)
             await respond_json(send, 202, accepted, [(b"x-restate-id", invocation_id.encode())])
-            return
+            return IngressStatus.COMPLETED
         invocation_id, outcome = await self._engine.call(request)
         await self._respond_outcome(send, invocation_id, outcome)
+        return IngressStatus.COMPLETED if outcome.completion.failure is None else IngressStatus.INVOCATION_ERROR
 
     async def _restate_route(
         self, method: str, segments: list[str], scope: dict[str, Any], receive: Receive, send: Send
@@ -145,11 +175,7 @@ class IngressApp:
                 raise MethodNotAllowed("method not allowed")
             if len(segments) < 4 or segments[3] not in ("call", "send"):
                 raise BadRequest(BAD_PATH)
-            route = parse_invocation_path(["restate", *segments[3:]], self._engine.schema)
-            flow_scope = scope_of(segments[2])
-            if self._engine.schema.services[route.target.service].manifest.ty == "VIRTUAL_OBJECT":
-                raise BadRequest(SCOPED_VIRTUAL_OBJECT)
-            await self._invoke(route, flow_scope, scope, receive, send)
+            await self._invocation(["restate", *segments[3:]], scope, receive, send, flow_scope=segments[2])
             return
         if kind in ("attach", "output", "lookup") and len(segments) == 2:
             if method != "POST":
@@ -213,8 +239,12 @@ class IngressApp:
         return (handler.output if handler is not None else None) or {}
 
     async def _read_body(self, receive: Receive) -> bytes:
+        chunks = await self._read_chunks(receive)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _read_chunks(self, receive: Receive) -> list[bytes]:
         try:
-            return await read_body(receive, self._limit)
+            return await read_chunks(receive, self._limit)
         except ClientGone as exc:
             raise BadRequest("client disconnected") from exc
         except BodyLimitExceeded as exc:

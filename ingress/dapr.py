@@ -110,7 +110,7 @@ class DaprIngress:
         if verb not in _VERBS:
             await respond(send, 405, b"Method Not Allowed", [(b"content-type", b"text/plain; charset=utf-8")])
             return
-        target = self._apps.resolve(app_id)
+        target = await self._apps.resolve(app_id)
         self._apps.check_access(target, verb, method.split("?", 1)[0])
         body = await self._read_body(receive)
         answer = await proxy.invoke(
@@ -129,6 +129,12 @@ class DaprIngress:
 
 async def respond_dapr_error(send: Send, status: int, error_code: str, message: str) -> None:
     await respond(send, status, _encode({"errorCode": error_code, "message": message}), _JSON)
+
+
+def render_dapr_error(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """A refusal made before the app runs (connection limits), in daprd's shape."""
+    code = "ERR_MALFORMED_REQUEST" if status < 500 else "ERR_INTERNAL"
+    return _JSON, _encode({"errorCode": code, "message": message})
 
 
 def _header_app_id(scope: Scope) -> str | None:

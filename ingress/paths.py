@@ -28,9 +28,13 @@ def split_path(raw_path: bytes) -> list[str]:
     return [unquote(segment) for segment in text.strip("/").split("/")] if text.strip("/") else []
 
 
+def _versioned(segments: list[str]) -> bool:
+    return len(segments) >= 2 and segments[0] == "restate" and segments[1] in ("call", "send")
+
+
 def parse_invocation_path(segments: list[str], schema: Schema) -> Route:
     """Resolve ``/restate/call|send/...`` and the older unversioned forms against the schema."""
-    versioned = len(segments) >= 2 and segments[0] == "restate" and segments[1] in ("call", "send")
+    versioned = _versioned(segments)
     parts = segments[2:] if versioned else segments
     if len(parts) < 2 or any(not p for p in parts):
         raise BadRequest(BAD_PATH if versioned else f"bad path: /{'/'.join(segments)}")
@@ -54,3 +58,12 @@ def parse_invocation_path(segments: list[str], schema: Schema) -> Route:
     key, handler = (rest[0], rest[1]) if keyed else ("", rest[0])
     schema.resolve(service, handler)
     return Route(Target(service, handler, key), send)
+
+
+def metric_labels(segments: list[str], schema: Schema) -> tuple[str, bool]:
+    """(service, is a send) of a path that did not parse, for the ingress request counter: the
+    service only when registered, so mistyped paths cannot grow the label set."""
+    versioned = _versioned(segments)
+    parts = segments[2:] if versioned else segments
+    service = parts[0] if parts and parts[0] in schema.services else ""
+    return service, (segments[1] == "send") if versioned else (bool(segments) and segments[-1] == "send")

@@ -35,6 +35,12 @@ def error_body(error: QuillError) -> bytes:
     return _json.encode({"code": error.code, "message": error.message, "source": error.source})
 
 
+def render_ingress_error(status: int, message: str) -> tuple[Headers, bytes]:
+    """A refusal made before the app runs (connection limits), in Restate's ingress shape."""
+    error = QuillError(message, status=status)
+    return [(b"content-type", JSON), (b"x-restate-error-source", error.source.encode())], error_body(error)
+
+
 async def respond_error(send: Send, error: QuillError, headers: Headers | None = None) -> None:
     await respond(
         send,
@@ -54,6 +60,13 @@ class ClientGone(Exception):
 
 async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
     """The whole request body; each face maps the two failures to its own error shape."""
+    chunks = await read_chunks(receive, limit)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_chunks(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> list[bytes]:
+    """The request body as the server delivered it. An invocation's body goes into its journaled
+    input in one join: joining it here first would keep a second copy alive meanwhile."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -64,6 +77,7 @@ async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int
         size += len(chunk)
         if size > limit:
             raise BodyLimitExceeded()
-        chunks.append(chunk)
+        if chunk:
+            chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return chunks

@@ -10,19 +10,19 @@ from engine import BadRequest
 _DEFAULT_INPUT: dict[str, Any] = {"contentType": "*/*", "required": False}
 
 
-def validate_input(spec: dict[str, Any] | None, content_type: str | None, body: bytes) -> None:
+def validate_input(spec: dict[str, Any] | None, content_type: str | None, has_body: bool) -> None:
     spec = _DEFAULT_INPUT if spec is None else spec
     expected: str | None = spec.get("contentType")
     if expected is None:
         # The handler takes no input: body and content type must both be absent.
-        if body or content_type is not None:
+        if has_body or content_type is not None:
             shown = "None" if content_type is None else f'Some("{content_type}")'
             raise BadRequest(
                 "input validation error: Expected body and content-type to be empty,"
                 f" but wasn't with content-type '{shown}'"
             )
         return
-    if not body:
+    if not has_body:
         if content_type is not None or spec.get("required", False):
             raise BadRequest("input validation error: Empty body not allowed")
         return

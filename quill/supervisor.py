@@ -26,7 +26,7 @@ log = logging.getLogger("quill")
 
 _BACKOFF_INITIAL, _BACKOFF_MAX = 0.5, 10.0
 _STABLE = 30.0  # a worker up this long has its backoff reset
-_STOP_GRACE = 30.0
+_STOP_GRACE = 10.0  # beyond the workers' own drain (shutdown_timeout)
 
 
 class Worker:
@@ -108,7 +108,8 @@ async def supervise(config: Config, argv: list[str]) -> int:
         for task in (ready, stop, *exits):
             task.cancel()
         await asyncio.gather(ready, stop, *exits, return_exceptions=True)
-        await _stop_all(workers)
+        # Each worker drains for up to shutdown_timeout before it stops: wait that long, and a bit.
+        await _stop_all(workers, config.shutdown_timeout + _STOP_GRACE)
     return status
 
 
@@ -136,14 +137,14 @@ async def _keep_running(exits: dict[asyncio.Future[Any], Worker], stop: asyncio.
             exits[asyncio.ensure_future(worker.exited())] = worker
 
 
-async def _stop_all(workers: list[Worker]) -> None:
+async def _stop_all(workers: list[Worker], grace: float) -> None:
     running = [w.process for w in workers if w.process is not None and w.process.returncode is None]
     for process in running:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
     for process in running:
         try:
-            await asyncio.wait_for(process.wait(), _STOP_GRACE)
+            await asyncio.wait_for(process.wait(), grace)
         except TimeoutError:
             process.kill()
             await process.wait()

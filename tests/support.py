@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -23,7 +25,14 @@ def free_port() -> int:
 class Process:
     """A child process whose output is drained by a thread that signals a readiness line."""
 
-    def __init__(self, argv: list[str], ready_marker: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        ready_marker: str,
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.output: list[str] = []
         self._ready = threading.Event()
         self._written = threading.Condition()
@@ -35,6 +44,7 @@ class Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=preexec_fn,
         )
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
@@ -97,39 +107,52 @@ class Quill(Process):
         partitions: int = 4,
         ports: tuple[int, int] | None = None,
         workers: int | None = None,
-        extra_args: list[str] | None = None,
+        args: list[str] | None = None,
+        host: str = "127.0.0.1",
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.ingress_port, self.admin_port = ports or (free_port(), free_port())
         # QUILL_TEST_WORKERS=2 runs the whole suite against two worker processes.
         self.workers = workers if workers is not None else int(os.environ.get("QUILL_TEST_WORKERS", "1"))
         self.data_dir = data_dir
-        super().__init__(
-            [
-                sys.executable,
-                "-m",
-                "quill",
-                "serve",
-                "--bind",
-                "127.0.0.1",
-                "--ingress-port",
-                str(self.ingress_port),
-                "--admin-port",
-                str(self.admin_port),
-                "--data-dir",
-                str(data_dir),
-                "--partitions",
-                str(partitions),
-                "--workers",
-                str(self.workers),
-                *(extra_args or []),
-            ],
-            ready_marker="quill serving",
-            env=env,
-        )
+        self.host = host
+        argv = self.command(data_dir, (self.ingress_port, self.admin_port), partitions, host, self.workers)
+        # A short drain keeps teardown quick when a test leaves attempts parked at a gate.
+        env = {"QUILL_SHUTDOWN_TIMEOUT": "3s", **(env or {})}
+        super().__init__([*argv, *(args or [])], ready_marker="quill serving", env=env, preexec_fn=preexec_fn)
+
+    @staticmethod
+    def command(
+        data_dir: Path,
+        ports: tuple[int, int] | None = None,
+        partitions: int = 4,
+        host: str = "127.0.0.1",
+        workers: int = 1,
+    ) -> list[str]:
+        """The command line of ``quill serve`` on free (or the given) loopback ports."""
+        ingress, admin = ports or (free_port(), free_port())
+        return [
+            sys.executable,
+            "-m",
+            "quill",
+            "serve",
+            "--bind",
+            host,
+            "--ingress-port",
+            str(ingress),
+            "--admin-port",
+            str(admin),
+            "--data-dir",
+            str(data_dir),
+            "--partitions",
+            str(partitions),
+            "--workers",
+            str(workers),
+        ]
 
     @property
     def ingress(self) -> str:
-        return f"http://127.0.0.1:{self.ingress_port}"
+        return f"http://{self.host}:{self.ingress_port}"
 
     def worker_pid(self, index: int) -> int:
         """The pid of worker ``index`` as it last announced itself (workers log their pid)."""
@@ -143,17 +166,18 @@ class Quill(Process):
 
     @property
     def admin(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"http://{self.host}:{self.admin_port}"
 
 
 class SdkService(Process):
     """A real restate-sdk app under hypercorn (HTTP/1.1, so the SDK asks for request/response)."""
 
-    def __init__(self, app: str = "tests.services.app:app") -> None:
+    def __init__(self, app: str = "tests.services.app:app", env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         super().__init__(
             [sys.executable, "-m", "hypercorn", app, "--bind", f"127.0.0.1:{self.port}", "--workers", "1"],
             ready_marker="Running on",
+            env=env,
         )
 
     @property
@@ -172,3 +196,11 @@ class TsService(Process):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+# /metrics and trace lineage cover the partitions of the process serving them (worker 0 with
+# --workers): their totals are per worker, so those tests run against one process.
+one_process = pytest.mark.skipif(
+    int(os.environ.get("QUILL_TEST_WORKERS", "1")) > 1,
+    reason="/metrics and trace lineage are per worker process (see README, Metrics: Workers)",
+)

@@ -72,11 +72,14 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []
         self.leading: dict[int, Lease] = {}
         self.cluster: JetStreamCluster
+        self._connected = False
+        self._sync: MetadataSync | None = None
         self.partitions = 0
 
     async def connect(self, partitions: int) -> int:
         """Join the cluster; the partition count (the cluster's, fixed by its first node)."""
         self.cluster = await JetStreamCluster.connect(self._settings)
+        self._connected = True
         bucket = await self.cluster.metadata_store()
         stored = await bucket.get(PARTITIONS_KEY)
         if stored is None or stored.value is None:
@@ -104,8 +107,10 @@ class ClusterNode:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._sync.stop()
-        await self.cluster.close()
+        if self._sync is not None:
+            await self._sync.stop()
+        if self._connected:
+            await self.cluster.close()
 
     # -- leadership ----------------------------------------------------------------------------
     async def _lead_forever(self, engine: Engine, partition: int) -> None:
@@ -166,8 +171,8 @@ class ClusterNode:
         snapshot_at, snapshot_time = appender.last, time.monotonic()
         while True:
             await asyncio.sleep(_RENEW_EVERY)
-            if served.failure is not None:
-                raise QuillError(f"the partition stopped: {served.failure}")
+            if served.failure is not None or store.refused is not None:
+                raise QuillError(f"the partition stopped: {served.failure or store.refused}")
             lease = await self._leases.renew(lease)
             self.leading[partition] = lease
             due = appender.last - snapshot_at >= self._config.snapshot_records

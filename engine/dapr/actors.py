@@ -15,8 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from engine.dapr.reminders import parse_duration_ms
 from engine.dapr.targets import ACTOR_PREFIX, DEACTIVATE
 from engine.errors import QuillError
@@ -138,6 +136,8 @@ class IdleActors:
 
 async def call_actor(apps: DaprApps, status: InvocationStatus, input_entry: bytes) -> AttemptResult:
     """One turn: the app's answer becomes the invocation's output (2xx value, else a failure)."""
+    import aiohttp  # the apps' session imports it on first use: only the name is bound here
+
     actor_type = status.target.service[len(ACTOR_PREFIX) :]
     base = hosting_app(apps, actor_type)
     if base is None:

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aiohttp
 import msgspec
 
 from engine.dapr.access import AccessControl, decide
+from engine.dapr.own_listeners import OwnListeners
 from engine.durations import parse_duration
 from engine.errors import BadRequest, Conflict, DeploymentError, InvokeFailed, NotFound
 from engine.records import now_ms
 from engine.storage import keys
 from engine.storage.metadata import Metadata
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +92,11 @@ class Target:
 
 # -- the registry ----------------------------------------------------------------------------
 class DaprApps:
-    def __init__(self, meta: Metadata) -> None:
+    def __init__(self, meta: Metadata, own_listeners: OwnListeners, *, allow_url_targets: bool = False) -> None:
         self._meta = meta
         self._store = meta.store
+        self._own = own_listeners
+        self._allow_url_targets = allow_url_targets
         self.apps: dict[str, DaprApp] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -101,24 +107,24 @@ class DaprApps:
             app = _decode_app(value)
             self.apps[app.app_id] = app
 
-    async def start(self) -> None:
-        # aiohttp rather than httpx, as in the invoker (httpx's pool is slow with many
-        # connections). No auto-decompression and no automatic headers: bytes and headers pass
-        # through as the caller and the app wrote them.
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        )
-
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        assert self._session is not None, "DaprApps.start() was not called"
+        """Made on first use (start-up does not import aiohttp). aiohttp rather than httpx, as in
+        the invoker (httpx's pool is slow with many connections). No auto-decompression and no
+        automatic headers: bytes and headers pass through as the caller and the app wrote them."""
+        if self._session is None:
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            )
         return self._session
 
     # -- registration ------------------------------------------------------------------------
@@ -127,6 +133,11 @@ class DaprApps:
         the same settings answers the stored app (refreshing its ``/dapr/config``); different
         settings need ``force``."""
         app = _validated(registration)
+        if (listener := await self._own.reached_by(app.uri)) is not None:
+            raise BadRequest(
+                f"Invalid uri '{app.uri}': it is quill's own {listener.face} listener ({listener.url}),"
+                " which cannot be a Dapr app or HTTP endpoint"
+            )
         if app.kind == "dapr":
             app.healthz, app.config = await self._probe(app)
         existing = self.apps.get(app.app_id)
@@ -154,6 +165,8 @@ class DaprApps:
     async def _probe(self, app: DaprApp) -> tuple[bool, dict | None]:  # type: ignore[type-arg]
         """``GET /healthz`` (optional: 404/405 mean the app has none) and ``GET /dapr/config``
         (optional: only apps hosting actors serve it)."""
+        import aiohttp
+
         base = app.uri.rstrip("/")
         problem = f"Error when trying to reach the Dapr app '{app.app_id}' at '{app.uri}'"
         try:
@@ -176,15 +189,31 @@ class DaprApps:
         return 200 <= status < 300, config
 
     async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        import aiohttp
+
         timeout = aiohttp.ClientTimeout(total=10.0)
         async with self.session.get(url, headers=headers, timeout=timeout, allow_redirects=False) as response:
             return response.status, await response.read()
 
     # -- invocation --------------------------------------------------------------------------
-    def resolve(self, app_id: str) -> Target:
+    async def resolve(self, app_id: str) -> Target:
         """A registered app id or endpoint name (``id.namespace`` tolerated: quill has one
-        namespace), or a full ``http(s)://`` URL."""
+        namespace), or, when the operator allows URL targets, a full ``http(s)://`` URL that is
+        not one of quill's own listeners. Refusals are 403, as daprd refuses what its access
+        policy forbids: the request is well formed, the target is not allowed."""
         if app_id.startswith(("http://", "https://")):
+            if not self._allow_url_targets:
+                raise InvokeFailed(
+                    app_id,
+                    "invoking a URL is disabled: register the app or HTTP endpoint (POST /deployments with"
+                    ' "kind": "dapr" or "http_endpoint") and call it by name, or start quill with'
+                    " --dapr-allow-url-targets",
+                    status=403,
+                )
+            if (listener := await self._own.reached_by(app_id)) is not None:
+                raise InvokeFailed(
+                    app_id, f"the target is quill's own {listener.face} listener ({listener.url})", status=403
+                )
             return Target(app_id, app_id.rstrip("/"), None)
         app = self.apps.get(app_id)
         if app is None and "." in app_id:

@@ -12,12 +12,15 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aiohttp
 from yarl import URL
 
 from engine.dapr.apps import Target, describe
 from engine.errors import InvokeFailed
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ async def invoke(
     body: bytes,
 ) -> UpstreamResponse:
     """Forward one call; transport failures are retried by the app's policy."""
+    import aiohttp  # the session made it: only the name is bound here
+
     url = f"{target.base_url}/{raw_method}" + (f"?{query.decode('latin-1')}" if query else "")
     forwarded = [
         (name.decode("latin-1"), value.decode("latin-1"))

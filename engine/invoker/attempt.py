@@ -14,6 +14,7 @@ from engine.partition.commands import AttemptEnding, InvocationSettings
 from engine.partition.types import JournalEntry
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import REQUESTED_ACK, FrameDecoder, MessageType, ProtocolError
+from engine.records import Failure
 
 
 class Interrupted(StrEnum):
@@ -32,6 +33,7 @@ class AttemptResult:
     awaiting_signal_names: list[str] = field(default_factory=list)
     failure: str | None = None
     retry_after: float | None = None
+    error: Failure | None = None  # the SDK's ErrorMessage, what a kill after the last retry reports
 
 
 class MessageReader:
@@ -79,6 +81,7 @@ class MessageReader:
                     AttemptEnding.ERROR,
                     failure=f"[{error.code}] {error.message}",
                     retry_after=delay,
+                    error=Failure(error.code, error.message),
                 )
             # AwaitingOn and other hints need no answer.
         return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.invoker.attempt import NO_ENDING, AttemptResult, Interrupted, MessageReader, refused_answer
 from engine.invoker.http2 import Connection, ConnectionDrained, Http2Error, Stream, StreamRefused
@@ -22,6 +22,7 @@ from engine.partition.commands import AttemptEnding, AttemptOutcome, InvocationS
 from engine.partition.types import JournalEntry
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType, encode_message, encode_raw
+from engine.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from engine.partition.processor import Partition
@@ -40,15 +41,21 @@ class BidiAttempt:
         inactivity_timeout: float,
         abort_timeout: float,
         targets: Callable[[list[JournalEntry]], dict[str, InvocationSettings]],
+        draining: asyncio.Event,
+        metrics: Metrics,
+        on_journaled: Callable[[list[JournalEntry]], None],
     ) -> None:
         self._partition = partition
         self._targets = targets  # settings of the handlers journaled calls go to
+        self._metrics = metrics
+        self._on_journaled = on_journaled  # told about every batch the partition accepted
         self._invocation_id = invocation_id
         self._attempt = attempt
         self._deployment_id = deployment_id
         self._version = version
         self._inactivity_timeout = inactivity_timeout
         self._abort_timeout = abort_timeout
+        self._draining = draining  # a shutdown: close our side now, as after the inactivity timeout
         self._pushes: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
         self._journaled = False  # once something is journaled, the request body is out of date
 
@@ -59,6 +66,7 @@ class BidiAttempt:
         partition.open_stream(self._invocation_id, self._attempt, self._push)
         receiving: asyncio.Task[bytes | None] | None = None
         pushing: asyncio.Task[tuple[int, bytes]] | None = None
+        draining: asyncio.Task[bool] | None = None
         try:
             await stream.send(body)
             response = await asyncio.wait_for(stream.response_headers, self._abort_timeout)
@@ -69,8 +77,18 @@ class BidiAttempt:
             timeout = self._inactivity_timeout
             receiving = asyncio.ensure_future(stream.receive())
             pushing = asyncio.ensure_future(self._pushes.get())
+            draining = asyncio.ensure_future(self._draining.wait())
             while True:
-                done, _ = await asyncio.wait({receiving, pushing}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                waits: set[asyncio.Future[Any]] = {receiving, pushing}
+                if not closed:
+                    waits.add(draining)
+                done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if draining in done and not closed:
+                    # Shutdown: close our side so the SDK suspends once its current step is journaled.
+                    await stream.end()
+                    closed, timeout = True, self._abort_timeout
+                    if done == {draining}:
+                        continue
                 if not done:
                     if closed:
                         return AttemptResult(
@@ -109,7 +127,7 @@ class BidiAttempt:
             return AttemptResult(reader.take_entries(), AttemptEnding.ERROR, failure=f"stream failed: {exc!r}")
         finally:
             partition.close_stream(self._invocation_id, self._attempt)
-            for task in (receiving, pushing):
+            for task in (receiving, pushing, draining):
                 if task is not None:
                     task.cancel()
             stream.reset()
@@ -162,7 +180,10 @@ class BidiAttempt:
             targets=self._targets(entries),
         )
         self._journaled = True
-        return bool(await self._partition.submit(outcome))
+        accepted = bool(await self._metrics.timed(self._partition.submit, outcome))
+        if accepted:
+            self._on_journaled(entries)
+        return accepted
 
     async def _answer_run_proposals(self, stream: Stream, reader: MessageReader) -> None:
         """Run results are durable now: acknowledge them (V7, when asked) or send them back."""

@@ -92,6 +92,10 @@ class Connection:
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
 
     @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    @property
     def capacity(self) -> int:
         """How many more streams the peer lets us open now."""
         if self.going_away or self.broken is not None:
@@ -270,6 +274,11 @@ class Http2Pool:
             connection = Connection(reader, writer, authority)
             live.append(connection)
             return connection
+
+    def usage(self) -> tuple[int, int]:
+        """(live connections, streams open on them)."""
+        live = [c for connections in self._connections.values() for c in connections if c.broken is None]
+        return len(live), sum(connection.open_streams for connection in live)
 
     async def close(self) -> None:
         for connections in self._connections.values():

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from engine.ids import scope_partition_key
 from engine.limits.rules import LEVELS, Level, LimitRule, RuleIndex
-from engine.partition.types import Step
+from engine.partition.effects import Step
 from engine.records import InvocationStatus
 
 Run = Callable[[str, Step], None]  # start the admitted invocation, in the current step

@@ -53,3 +53,13 @@ class Push(NamedTuple):
 
 
 Effect = StartAttempt | ArmTimer | Deliver | Complete | Push
+
+
+class Step:
+    """One command being applied: its time (from the log entry) and the effects it asks for."""
+
+    __slots__ = ("now", "effects")
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+        self.effects: list[Effect] = []

@@ -17,8 +17,9 @@ from typing import Any
 from engine.ids import InvocationId, parse_awakeable_id
 from engine.limits.names import SCOPED_VIRTUAL_OBJECT, InvalidName, parse_limit_key, parse_scope
 from engine.partition.commands import Attach, CallCompleted, InvocationSettings, Invoke, Signal
+from engine.partition.effects import Step
 from engine.partition.state import PartitionState
-from engine.partition.types import Active, Step
+from engine.partition.types import Active
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import CallerRef, Completion, Failure, Target, Timer

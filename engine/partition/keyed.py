@@ -9,10 +9,11 @@ import msgspec
 
 from engine.ids import InvocationId
 from engine.partition.commands import Invoke, ReplaceState, SetSchedule, StateTransaction
+from engine.partition.effects import Step
 from engine.partition.lifecycle import Lifecycle
 from engine.partition.objects import state_version
 from engine.partition.state import PartitionState
-from engine.partition.types import OperatorOutcome, Step
+from engine.partition.types import OperatorOutcome
 from engine.records import Schedule, Timer
 from engine.storage import keys
 

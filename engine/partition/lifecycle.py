@@ -22,10 +22,10 @@ from engine.partition.commands import (
     Signal,
     Terminate,
 )
-from engine.partition.effects import Complete
+from engine.partition.effects import Complete, Step
 from engine.partition.journal import JournalApplier, set_completion
 from engine.partition.state import PartitionState, awaited_is_present
-from engine.partition.types import Active, InvokeResult, OperatorOutcome, Outcome, Step
+from engine.partition.types import Active, InvokeResult, OperatorOutcome, Outcome
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import Attachment, Completion, Failure, InvocationStatus, Phase, Timer

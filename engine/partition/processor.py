@@ -45,12 +45,12 @@ from engine.partition.commands import (
     Terminate,
     TimerFired,
 )
-from engine.partition.effects import ArmTimer, Deliver, Effect
+from engine.partition.effects import ArmTimer, Deliver, Effect, Step
 from engine.partition.keyed import KeyedCommands
 from engine.partition.lifecycle import Lifecycle
 from engine.partition.reads import PartitionReads
 from engine.partition.state import PartitionState, journal_of
-from engine.partition.types import Active, InvokeResult, OperatorOutcome, Step
+from engine.partition.types import Active, InvokeResult, OperatorOutcome
 from engine.records import InvocationStatus, Phase, Schedule, Timer
 from engine.runtime.waiters import Waiters
 from engine.storage import keys

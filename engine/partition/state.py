@@ -15,9 +15,9 @@ import msgspec
 from engine.ids import InvocationId
 from engine.partition.admission import Admission
 from engine.partition.commands import Message, SetLimits
-from engine.partition.effects import ArmTimer, Deliver, Push, StartAttempt
+from engine.partition.effects import ArmTimer, Deliver, Push, StartAttempt, Step
 from engine.partition.objects import ObjectTable
-from engine.partition.types import Active, JournalEntry, Step
+from engine.partition.types import Active, JournalEntry
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import MessageType
 from engine.records import Completion, Failure, InvocationStatus, Phase, Timer

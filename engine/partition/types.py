@@ -6,7 +6,6 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from engine.ids import InvocationId
-from engine.partition.effects import Effect
 from engine.records import Completion, InvocationStatus, Phase, Target
 from engine.storage import keys
 
@@ -66,13 +65,3 @@ class Active:
         self.key = keys.invocation_key(partition, self.raw_id)
         target = status.target
         self.object = keys.object_key(partition, target.service, target.key, status.scope) if target.key else None
-
-
-class Step:
-    """One command being applied: its time (from the log entry) and the effects it asks for."""
-
-    __slots__ = ("now", "effects")
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-        self.effects: list[Effect] = []

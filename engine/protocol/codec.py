@@ -168,6 +168,40 @@ def encode_raw(type_id: int, payload: bytes, flags: int = 0) -> bytes:
     return _HEADER.pack(type_id, flags, len(payload)) + payload
 
 
+def frame_header(type_id: int, length: int, flags: int = 0) -> bytes:
+    """The 8-byte header of a frame whose payload is sent (or joined) separately."""
+    return _HEADER.pack(type_id, flags, length)
+
+
+_COPY_MATTERS = 64 * 1024  # bodies from this size are copied once (see encode_input_command)
+
+
+def encode_input_command(headers: list[tuple[str, str]], body: bytes | list[bytes]) -> bytes:
+    """``InputCommandMessage(headers, value=Value(content=body))`` serialized exactly as protobuf
+    serializes it, with the body (or its chunks, as the server read them) copied once: building
+    the message and serializing it would copy a body of up to 32 MiB twice more. The headers are
+    protobuf's own serialization (faster than Python); the value field is appended to it, which
+    is what serializing the field would produce (tests pin the bytes against protobuf's)."""
+    chunks = [body] if isinstance(body, bytes) else body
+    size = sum(len(chunk) for chunk in chunks)
+    header_messages = [pb.Header(key=k, value=v) for k, v in headers]
+    if size < _COPY_MATTERS:  # small: protobuf alone is quicker than the Python around it
+        content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return pb.InputCommandMessage(headers=header_messages, value=pb.Value(content=content)).SerializeToString()
+    head = pb.InputCommandMessage(headers=header_messages).SerializeToString()
+    content = b"\x0a" + _varint(size) if size else b""
+    return b"".join([head, b"\x72" + _varint(len(content) + size) + content, *chunks])  # field 14: value
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 def encode_message(msg: Message, flags: int = 0) -> bytes:
     """Serialize and frame a message; its type id comes from its class."""
     try:

@@ -18,6 +18,7 @@ from engine.partition.effects import ArmTimer, Complete, Deliver, Effect, Push, 
 from engine.runtime.timers import TimerService
 from engine.storage import keys
 from engine.storage.store import Store
+from engine.telemetry.metrics import NO_METRICS, Metrics
 
 if TYPE_CHECKING:
     from engine.invoker.invoker import Invoker
@@ -26,9 +27,15 @@ if TYPE_CHECKING:
 
 class EffectExecutor:
     def __init__(
-        self, store: Store, timers: TimerService, invoker: Invoker, local: Callable[[str], Partition | None]
+        self,
+        store: Store,
+        timers: TimerService,
+        invoker: Invoker,
+        local: Callable[[str], Partition | None],
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self._store = store
+        self._metrics = metrics  # completions, and the apply latency of deliveries and timer firings
         self._timers = timers
         self._invoker = invoker
         self._local = local  # the partition of an invocation id, when this process owns it
@@ -43,6 +50,10 @@ class EffectExecutor:
                 self._invoker.start(partition, effect.invocation_id, effect.attempt)
             elif isinstance(effect, Complete):
                 partition.waiters.complete(effect.invocation_id, effect.outcome)
+                outcome = effect.outcome
+                self._metrics.invocation_completed(
+                    partition.id, outcome.target.service, outcome.completion.failure is None
+                )
             elif isinstance(effect, Deliver):
                 self._deliver(partition, effect)
             elif isinstance(effect, ArmTimer):
@@ -56,14 +67,15 @@ class EffectExecutor:
             return
         if target.failure is not None:
             return  # kept in the outbox: redelivered after a restart recovers the target
-        accepted = target.submit(effect.message)
+        submit: Callable[[Message], asyncio.Future[Any]] = target.submit
+        accepted = self._metrics.timed(submit, effect.message)
         accepted.add_done_callback(_retrieve)
         if not (accepted.done() and accepted.exception() is not None):
             self._store.delete(keys.OUTBOX, effect.outbox_key)
 
     def _arm(self, partition: Partition, effect: ArmTimer) -> None:
         timer = effect.timer
-        self._timers.schedule(timer.fire_at, lambda: partition.submit_detached(TimerFired(timer)))
+        self._timers.schedule(timer.fire_at, lambda: self._metrics.timed(partition.submit_detached, TimerFired(timer)))
 
 
 def _retrieve(done: asyncio.Future[Any]) -> None:

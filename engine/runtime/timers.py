@@ -31,6 +31,11 @@ class TimerService:
         if self._armed_for is None or fire_at_ms < self._armed_for:
             self._arm()
 
+    @property
+    def pending(self) -> int:
+        """Timers waiting to fire."""
+        return len(self._heap)
+
     def close(self) -> None:
         if self._handle is not None:
             self._handle.cancel()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import msgspec
 
 from engine.config import Config
@@ -13,12 +12,16 @@ from engine.errors import BadRequest, Conflict, DeploymentError, NotFound
 from engine.ids import new_deployment_id
 from engine.invoker import http2
 from engine.invoker.http2 import Http2Pool
+from engine.invoker.identity import DISCOVER_PATH, RequestSigner
 from engine.protocol.codec import DEFAULT_MAX_PROTOCOL_VERSION, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION
 from engine.records import Deployment, now_ms
 from engine.schema.manifest import MANIFEST_ACCEPT, EndpointManifest, HandlerManifest, ServiceManifest, decode_manifest
 from engine.schema.settings import ServiceOverrides, Settings, effective
 from engine.storage import keys
 from engine.storage.metadata import Metadata
+
+if TYPE_CHECKING:
+    import httpx
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_deployment = msgspec.msgpack.Decoder(Deployment).decode
@@ -35,10 +38,13 @@ class ServiceEntry:
 
 
 class Schema:
-    def __init__(self, meta: Metadata, config: Config, http2: Http2Pool | None = None) -> None:
+    def __init__(
+        self, meta: Metadata, config: Config, http2: Http2Pool | None = None, signer: RequestSigner | None = None
+    ) -> None:
         self._meta = meta
         self._store = meta.store
         self._http2 = http2
+        self._signer = signer
         self._config = config
         self._cluster_name = config.cluster_name
         self._max_version = MAX_PROTOCOL_VERSION if config.enable_protocol_v7 else DEFAULT_MAX_PROTOCOL_VERSION
@@ -147,8 +153,12 @@ class Schema:
     ) -> tuple[EndpointManifest, dict, str | None]:  # type: ignore[type-arg]
         url = uri.rstrip("/") + "/discover"
         request_headers = {"accept": MANIFEST_ACCEPT, "x-restate-cluster-name": self._cluster_name, **headers}
+        if self._signer is not None:
+            request_headers.update(self._signer.headers(DISCOVER_PATH))
         problem = f"Error when trying to discover the service endpoint '{uri}'"
         if use_http_11 or self._http2 is None:
+            import httpx  # the discovery client's errors; httpx is imported with the client
+
             try:
                 response = await client.get(url, headers=request_headers)
             except httpx.HTTPError as exc:
@@ -165,6 +175,14 @@ class Schema:
                 raise DeploymentError(
                     f"{problem}: {exc}. The server possibly supports only HTTP1.1, register it with use_http_11: true"
                 ) from exc
+        if status == 401:
+            # What an SDK checking request identity answers to a request it cannot verify.
+            hint = (
+                "check that its identity_keys include this server's key"
+                if self._signer is not None
+                else "if it checks request identity, configure request_identity_private_key_pem_file"
+            )
+            raise DeploymentError(f"{problem}: the deployment answered 401 Unauthorized to {url}; {hint}")
         if status != 200:
             raise DeploymentError(f"{problem}: bad status code {status} from {url}: {content[:200]!r}")
         try:

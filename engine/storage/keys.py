@@ -72,6 +72,7 @@ def applied_lsn_key(partition: int) -> bytes:
 
 
 PARTITION_COUNT_KEY = b"partitions"
+LAST_START_KEY = b"last_start"  # written at every start: proves the data dir is writable
 DEPLOYMENT_PREFIX = b"deployment/"
 
 

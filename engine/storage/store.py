@@ -2,41 +2,73 @@
 
 Writers stage puts and deletes; a single background task writes everything staged so far as one
 ``WriteBatch`` and then syncs the WAL once on a dedicated thread, so the event loop never waits
-for the disk. Callbacks
-registered with :meth:`Store.after_commit` run, in registration order, once the writes staged
-before them are durable. Until then staged values are visible to :meth:`Store.get` through an
-overlay, so the one writer of a partition reads its own writes.
+for the disk. Callbacks registered with :meth:`Store.after_commit` run, in registration order,
+once the writes staged before them are durable. Until then staged values are visible to
+:meth:`Store.get` through an overlay, so the one writer of a partition reads its own writes.
+
+**A failed write is retried, never dropped.** A full disk (or any I/O error) is environmental:
+the batch that failed stays staged (and readable through the overlay), its callbacks are told
+at once that it is not durable (``Unavailable``, a 503 for whoever waits), and the store reopens
+the database (RocksDB refuses every write after a WAL error until it is reopened) and writes the
+batch again, with backoff, together with whatever was staged meanwhile. Once it is durable every
+callback runs again with no error, so the effects of those commands (answering a caller,
+starting an attempt) happen then, and never before. :attr:`Store.failure` says whether writes
+fail right now (the health endpoints answer 503 while it is set).
+
+**One memory budget.** The block cache (shared by every column family) and the memtables (a
+write-buffer manager shared by every column family) split ``memory_budget``; the WAL is bounded
+by ``max_total_wal_size``, which makes RocksDB flush the column families that pin old WAL files
+(a rarely written one such as ``meta`` would otherwise keep every WAL file alive: issue 17 saw
+1.9 GB of WAL for 72 MB of data).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import shutil
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import rocksdict
 
-from engine.errors import Unavailable
+from engine.errors import StartupError, Unavailable
 from engine.storage import keys
+from engine.telemetry.metrics import NO_METRICS, Metrics
 
 log = logging.getLogger(__name__)
 
 CommitCallback = Callable[["Exception | None"], None]
 
+_RETRY_FIRST, _RETRY_MAX = 0.2, 5.0  # seconds between write retries while the disk fails
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    memory_budget: int = 256 * 1024 * 1024  # block cache + memtables
+    max_total_wal_size: int = 128 * 1024 * 1024
+    max_open_files: int = 512
+
 
 class Store:
-    def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        options = rocksdict.Options(raw_mode=True)
-        options.create_if_missing(True)
-        options.create_missing_column_families(True)
-        column_options = {name: rocksdict.Options(raw_mode=True) for name in keys.COLUMN_FAMILIES}
-        self._db = rocksdict.Rdict(str(path), options, column_families=column_options)
-        self._columns = {name: self._db.get_column_family(name) for name in keys.COLUMN_FAMILIES}
-        self._handles = {name: self._db.get_column_family_handle(name) for name in keys.COLUMN_FAMILIES}
+    def __init__(self, path: Path, options: StorageOptions | None = None, metrics: Metrics = NO_METRICS) -> None:
+        self._metrics = metrics
+        self._path = path
+        self._options = options or StorageOptions()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create data dir {path}: {exc.strerror}") from exc
+        # Shared by every open of the database (a reopen after a disk failure keeps the budget).
+        budget = self._options.memory_budget
+        self._cache = rocksdict.Cache(budget // 2)
+        self._write_buffers = rocksdict.WriteBufferManager(budget // 2, False)
+        self._open()
         # Writes go to the WAL unsynced; durability comes from flush_wal(sync=True) afterwards.
         # rocksdict holds the GIL for the whole of a synced write (fsync included), which would
         # stall the event loop, while flush_wal releases it.
@@ -44,22 +76,54 @@ class Store:
         self._unsynced.sync = False
         self._batch = rocksdict.WriteBatch(raw_mode=True)
         self._overlay: dict[tuple[str, bytes], bytes | None] = {}
-        # Every staged write, with the overlay value it replaced, so a savepoint can be undone.
+        # Every staged write, with the overlay value it replaced: a savepoint can be undone, and the
+        # batch rebuilt after a reopen.
         self._ops: list[_Op] = []
         self._callbacks: list[CommitCallback] = []
         self._wakeup = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quill-fsync")
         self._task: asyncio.Task[None] | None = None
-        self._failure: Exception | None = None
+        self.failure: Exception | None = None  # set while writes fail (a full disk, say)
         self.commits = 0  # group commits written, for tests and metrics
         # Cluster mode: a partition's log entries are appended to the replicated log before the
         # batch is written here; this RocksDB is then a cache of the log and needs no fsync.
         self.appender: Appender | None = None
+        self.refused: Exception | None = None  # cluster mode: the log refused a write (deposed)
 
     @property
     def database(self) -> rocksdict.Rdict:
         """The RocksDB itself, for a checkpoint (cluster snapshots)."""
         return self._db
+
+    def _open(self, *, read_only: bool = False) -> None:
+        access = rocksdict.AccessType.read_only() if read_only else rocksdict.AccessType.read_write()
+        try:
+            self._db = rocksdict.Rdict(
+                str(self._path),
+                self._db_options(),
+                column_families={name: self._db_options() for name in keys.COLUMN_FAMILIES},
+                access_type=access,
+            )
+        except Exception as exc:  # noqa: BLE001 - rocksdict raises a plain Exception for every failure
+            raise StartupError(_open_failure(self._path, exc)) from exc
+        self._columns = {name: self._db.get_column_family(name) for name in keys.COLUMN_FAMILIES}
+        self._handles = {name: self._db.get_column_family_handle(name) for name in keys.COLUMN_FAMILIES}
+
+    def _db_options(self) -> rocksdict.Options:
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.create_missing_column_families(True)
+        budget = self._options.memory_budget
+        options.set_write_buffer_manager(self._write_buffers)
+        options.set_db_write_buffer_size(budget // 2)
+        # Small memtables per column family: 13 of them share the write budget.
+        options.set_write_buffer_size(max(1 << 20, min(64 << 20, budget // 16)))
+        options.set_max_total_wal_size(self._options.max_total_wal_size)
+        options.set_max_open_files(self._options.max_open_files)
+        table = rocksdict.BlockBasedOptions()
+        table.set_block_cache(self._cache)
+        options.set_block_based_table_factory(table)
+        return options
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, column: str, key: bytes) -> bytes | None:
@@ -102,15 +166,16 @@ class Store:
         return None
 
     # -- writes ------------------------------------------------------------------------------
+    # Staging never fails: a write that cannot be made durable is retried by the commit task, and
+    # those who wait for it are told (see the module docstring). The facade refuses new work
+    # while :attr:`failure` is set, which bounds what accumulates meanwhile.
     def put(self, column: str, key: bytes, value: bytes) -> None:
-        self._check()
         self._batch.put(key, value, self._handles[column])
         self._ops.append((_PUT, column, key, value, self._overlay.get((column, key), _MISSING)))
         self._overlay[(column, key)] = value
         self._wakeup.set()
 
     def delete(self, column: str, key: bytes) -> None:
-        self._check()
         self._batch.delete(key, self._handles[column])
         self._ops.append((_DELETE, column, key, None, self._overlay.get((column, key), _MISSING)))
         self._overlay[(column, key)] = None
@@ -119,7 +184,6 @@ class Store:
     def delete_range(self, column: str, begin: bytes, end: bytes) -> None:
         """Range deletes bypass the overlay: use them only for data nobody reads back (log trim,
         a completed invocation's journal)."""
-        self._check()
         self._batch.delete_range(begin, end, self._handles[column])
         self._ops.append((_RANGE, column, begin, end, _MISSING))
         self._wakeup.set()
@@ -139,24 +203,14 @@ class Store:
                 self._overlay[(column, key)] = previous  # type: ignore[assignment]
         del self._ops[savepoint:]
         # WriteBatch has no savepoints in rocksdict: rebuild it from what stays staged.
-        self._batch = rocksdict.WriteBatch(raw_mode=True)
-        for kind, column, key, value, _ in self._ops:
-            handle = self._handles[column]
-            if kind == _PUT:
-                self._batch.put(key, value, handle)
-            elif kind == _DELETE:
-                self._batch.delete(key, handle)
-            else:
-                assert value is not None
-                self._batch.delete_range(key, value, handle)
+        self._batch = self._rebuild(self._ops)
 
     def after_commit(self, callback: CommitCallback) -> None:
+        """``callback(None)`` once everything staged so far is durable. If a write fails first,
+        ``callback(error)`` is called at once, and ``callback(None)`` still follows once the
+        retried write is durable."""
         self._callbacks.append(callback)
         self._wakeup.set()
-
-    def _check(self) -> None:
-        if self._failure is not None:
-            raise Unavailable(f"storage failed: {self._failure}")
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -164,7 +218,10 @@ class Store:
 
     async def close(self) -> None:
         if self._task is not None:
-            await self.flush()
+            if self.failure is None:
+                await self.flush()
+            else:
+                log.error("closing the store while writes fail: what was not yet durable is lost")
             self._task.cancel()
             try:
                 await self._task
@@ -172,13 +229,10 @@ class Store:
                 pass
             self._task = None
         self._thread.shutdown(wait=True)
-        # Column-family views keep the database open (and its lock held) until dropped.
-        self._columns.clear()
-        self._handles.clear()
-        self._db.close()
+        self._close_db()
 
     async def flush(self) -> None:
-        """Wait until everything staged so far is durable."""
+        """Wait until everything staged so far is durable (Unavailable if a write fails first)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def settle(error: Exception | None) -> None:
@@ -192,46 +246,160 @@ class Store:
         self.after_commit(settle)
         await done
 
+    # -- the commit task ---------------------------------------------------------------------
+    def _take(self) -> tuple[rocksdict.WriteBatch, list[_Op], list[CommitCallback]]:
+        taken = self._batch, self._ops, self._callbacks
+        self._batch = rocksdict.WriteBatch(raw_mode=True)
+        self._ops, self._callbacks = [], []
+        return taken
+
+    async def _write(self, batch: rocksdict.WriteBatch) -> Exception | None:
+        self.commits += 1
+        writes = batch.len()  # the write consumes the batch
+        try:
+            self._db.write(batch, self._unsynced)
+            fsync_seconds = 0.0
+            if self.appender is None:  # a cache of a replicated log needs no fsync
+                fsync_seconds = await asyncio.get_running_loop().run_in_executor(self._thread, self._sync_wal)
+        except Exception as exc:  # noqa: BLE001 - every storage failure is retried the same way
+            return exc
+        self._metrics.group_commit(writes, fsync_seconds)
+        return None
+
     async def _commit_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            batch, staged, callbacks = self._batch, self._ops, self._callbacks
-            self._batch = rocksdict.WriteBatch(raw_mode=True)
-            self._ops, self._callbacks = [], []
-            error: Exception | None = None
-            if not batch.is_empty():
-                self.commits += 1
+            # One call per commit, so nothing of this batch stays referenced while the task
+            # waits for the next one (a 32 MiB body would otherwise stay alive until then).
+            await self._commit()
+
+    async def _commit(self) -> None:
+        batch, staged, callbacks = self._take()
+        if self.appender is not None and (self.refused is not None or not batch.is_empty()):
+            try:
+                if self.refused is None:
+                    await self._append(batch, staged, self.appender)
+            except Exception as exc:  # noqa: BLE001 - fenced or unreachable: this leader is done
+                log.warning("the partition's log refused a write, so this node stops leading it: %s", exc)
+                self.refused = Unavailable(f"the partition's log refused the write: {exc}")
+            if self.refused is not None:
+                self._settle(staged, [])
+                for callback in callbacks:
+                    _call(callback, self.refused)
+                return
+        error = await self._write(batch) if not batch.is_empty() else None
+        if error is not None:
+            await self._retry_until_durable(staged, callbacks, error)
+        else:
+            self._settle(staged, callbacks)
+
+    async def _retry_until_durable(self, staged: list[_Op], callbacks: list[CommitCallback], error: Exception) -> None:
+        self.failure = error
+        log.error("storage write failed, retrying until it succeeds (new work is refused): %s", error)
+        told = 0
+        delay = _RETRY_FIRST
+        failures = 1
+        while True:
+            failed = Unavailable(f"storage write failed: {error}")
+            for callback in callbacks[told:]:
+                _call(callback, failed)
+            told = len(callbacks)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX)
+            _, more_staged, more_callbacks = self._take()  # staged meanwhile: written after, in order
+            staged += more_staged
+            callbacks += more_callbacks
+            if not self._room_for(staged):
+                error = OSError(28, "No space left on device (waiting for free space)")
+            else:
                 try:
-                    if self.appender is not None:
-                        await self._append(batch, staged, self.appender)
-                        self._db.write(batch, self._unsynced)
-                    else:
-                        self._db.write(batch, self._unsynced)
-                        await loop.run_in_executor(self._thread, self._db.flush_wal, True)
-                except Exception as exc:  # noqa: BLE001 - any storage failure stops all writes
-                    log.critical("storage write failed, refusing further writes: %s", exc)
-                    self._failure = exc
-                    error = Unavailable(f"storage write failed: {exc}")
-            for kind, column, key, value, _ in staged:
-                # Only drop overlay entries not overwritten by a later, still staged write.
-                if kind != _RANGE and self._overlay.get((column, key), _MISSING) is value:
-                    del self._overlay[(column, key)]
-            for callback in callbacks:
-                # A failing callback is a bug of its owner (which fails itself loudly); it must
-                # never end this loop, or every later write would wait forever.
-                try:
-                    callback(error)
-                except Exception:
-                    log.exception("a commit callback failed")
+                    self._reopen()
+                except StartupError as exc:
+                    error = exc
+                else:
+                    if (written := await self._write(self._rebuild(staged))) is None:
+                        break
+                    error = written
+            failures += 1
+            if failures % 10 == 0:
+                log.error("storage writes still fail after %d attempts: %s", failures, error)
+        self.failure = None
+        log.warning("storage writes succeed again after %d failed attempts", failures)
+        self._settle(staged, callbacks)
+
+    def _sync_wal(self) -> float:
+        """On the fsync thread: how long the sync took, without the hop to and from the thread."""
+        started = time.perf_counter()
+        self._db.flush_wal(True)
+        return time.perf_counter() - started
 
     async def _append(self, batch: rocksdict.WriteBatch, staged: list[_Op], appender: Appender) -> None:
         """Append the batch's log entries as one record; the sequence it got is stored with it."""
         entries = [value for kind, column, _, value, _ in staged if kind == _PUT and column == keys.LOG]
         if entries:
-            sequence = await appender.append(entries)  # type: ignore[arg-type]  # puts carry bytes
+            sequence = await appender.append(entries)
             batch.put(keys.APPLIED_KEY, appender.position(sequence), self._handles[keys.META])
+
+    def _room_for(self, staged: list[_Op]) -> bool:
+        """Whether the disk has room for the batch (and RocksDB's new WAL and MANIFEST): reopening
+        on a disk that is still full would fail, and leave nothing to read from meanwhile."""
+        needed = sum(len(key) + len(value) for kind, _, key, value, _ in staged if kind == _PUT and value)
+        try:
+            return shutil.disk_usage(self._path).free > 2 * needed + (4 << 20)
+        except OSError:
+            return False
+
+    def _reopen(self) -> None:
+        """RocksDB refuses all writes after a WAL error until the database is reopened."""
+        self._close_db()
+        try:
+            self._open()
+        except StartupError:
+            self._open(read_only=True)  # reads go on (from what is durable plus the overlay)
+            raise
+        # Staged puts made before the reopen used the old handles: rebuilt from ``_ops`` too.
+        self._batch = self._rebuild(self._ops)
+
+    def _rebuild(self, staged: list[_Op]) -> rocksdict.WriteBatch:
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for kind, column, key, value, _ in staged:
+            handle = self._handles[column]
+            if kind == _PUT:
+                batch.put(key, value, handle)
+            elif kind == _DELETE:
+                batch.delete(key, handle)
+            else:
+                batch.delete_range(key, value, handle)
+        return batch
+
+    def _close_db(self) -> None:
+        # Column-family views keep the database open (and its lock held) until dropped.
+        self._columns = {}
+        self._handles = {}
+        try:
+            self._db.close()
+        except Exception as exc:  # noqa: BLE001 - after a write error close() fails; dropping still closes
+            log.debug("closing the database after a failure: %s", exc)
+        del self._db
+        gc.collect()  # drop every remaining reference now, so the LOCK is free for the reopen
+
+    def _settle(self, staged: list[_Op], callbacks: list[CommitCallback]) -> None:
+        for kind, column, key, value, _ in staged:
+            # Only drop overlay entries not overwritten by a later, still staged write.
+            if kind != _RANGE and self._overlay.get((column, key), _MISSING) is value:
+                del self._overlay[(column, key)]
+        for callback in callbacks:
+            _call(callback, None)
+
+
+def _call(callback: CommitCallback, error: Exception | None) -> None:
+    # A failing callback is a bug of its owner (which fails itself loudly); it must never end the
+    # commit task, or every later write would wait forever.
+    try:
+        callback(error)
+    except Exception:
+        log.exception("a commit callback failed")
 
 
 class Appender(Protocol):
@@ -249,4 +417,19 @@ class Appender(Protocol):
 _MISSING = object()
 _PUT, _DELETE, _RANGE = 0, 1, 2
 # (kind, column, key, value — or the range end —, the overlay value it replaced or _MISSING)
-_Op = tuple[int, str, bytes, bytes | None, object]
+_Op = tuple[int, str, bytes, Any, object]
+
+
+def _open_failure(path: Path, exc: Exception) -> str:
+    """RocksDB's open error as one line an operator can act on."""
+    text = str(exc)
+    if "lock" in text.lower():
+        return f"data dir {path} is in use by another quill process (its LOCK file is held)"
+    if is_disk_full(exc):
+        return f"data dir {path}: no space left on device"
+    return f"cannot open data dir {path}: {text}"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "no space left" in text or "enospc" in text or getattr(exc, "errno", None) == 28

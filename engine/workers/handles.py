@@ -20,6 +20,7 @@ from engine.partition.commands import Command, Delivered, Invoke
 from engine.partition.processor import Partition
 from engine.partition.types import InvocationView, InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.records import InvocationStatus, Schedule
+from engine.telemetry.metrics import NO_METRICS, Metrics
 
 T = TypeVar("T")
 SubmitResult = InvokeResult | bool | OperatorOutcome | None
@@ -42,13 +43,14 @@ class PartitionHandle(Protocol):
 
 
 class LocalHandle:
-    def __init__(self, partition: Partition, invoker: Invoker) -> None:
+    def __init__(self, partition: Partition, invoker: Invoker, metrics: Metrics = NO_METRICS) -> None:
         self.id = partition.id
         self.partition = partition
         self._invoker = invoker
+        self._metrics = metrics  # apply latency, measured around the partition's submit
 
     async def submit(self, command: Command) -> Any:
-        return await self.partition.submit(command)
+        return await self._metrics.timed(self.partition.submit, command)
 
     async def call(self, command: Invoke) -> tuple[InvokeResult, Outcome | None]:
         """Invoke and wait for the result. Not created: a repeat (its retained result, or None for
@@ -56,7 +58,7 @@ class LocalHandle:
         waiters = self.partition.waiters
         waiter = waiters.wait(command.invocation_id)
         try:
-            result = await self.partition.submit(command)
+            result = await self._metrics.timed(self.partition.submit, command)
             if not result.created and (command.idempotency_key is None or result.existing is not None):
                 return result, result.existing
             return result, await waiter

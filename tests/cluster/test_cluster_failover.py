@@ -41,7 +41,7 @@ class Cluster:
             env=QUILL_TEST_ENV,
             partitions=PARTITIONS,
             workers=1,
-            extra_args=["--cluster", ",".join(self.nats.urls), "--node-name", name],
+            args=["--cluster", ",".join(self.nats.urls), "--node-name", name],
         )
         self.nodes[name] = node
         return node

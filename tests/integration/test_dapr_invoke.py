@@ -57,7 +57,8 @@ class DaprApp(Process):
 class DaprQuill(Quill):
     def __init__(self, data_dir: Path) -> None:
         self.dapr_port = free_port()
-        super().__init__(data_dir, env={**QUILL_TEST_ENV, "QUILL_DAPR_PORT": str(self.dapr_port)})
+        env = {**QUILL_TEST_ENV, "QUILL_DAPR_PORT": str(self.dapr_port), "QUILL_DAPR_ALLOW_URL_TARGETS": "true"}
+        super().__init__(data_dir, env=env)
 
     @property
     def dapr(self) -> str:

@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import REPO, Process, free_port
 
 
+@pytest.mark.timeout(400)  # a fresh venv with every dependency: minutes on a busy machine
 def test_the_wheel_installs_and_serves_without_extras(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     subprocess.run(

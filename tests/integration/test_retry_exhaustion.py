@@ -43,8 +43,9 @@ async def test_on_max_attempts_kill_kills_the_invocation(killing: Quill, sdk_ser
     async with httpx.AsyncClient(timeout=30) as client:
         # Would succeed at its third attempt; the policy allows two.
         response = await client.post(f"{killing.ingress}/restate/call/Greeter/flaky", json="killed-after-two")
-        assert response.status_code == 409, response.text
-        assert response.json()["message"] == "killed"
+        # As Restate 1.7.12 answers (observed, on-max-attempts = "kill"): the last failure, not "killed".
+        assert response.status_code == 500, response.text
+        assert response.json()["message"] == "ValueError('attempt 2 fails')"
         counters = await client.get(f"{sdk_service.url}/test/counters", params={"prefix": "flaky:killed-after-two"})
         assert counters.json() == {"flaky:killed-after-two": 2}
 

@@ -86,4 +86,19 @@ async def process(ctx: restate.Context, name: str) -> int:
     return count
 
 
+@durable.handler()
+async def slow_step(ctx: restate.Context, name: str) -> str:
+    """One side effect that is still running at shutdown: quill must let it finish, not run it twice."""
+
+    async def step() -> int:
+        count = await control.record(f"slow-run:{name}")
+        await control.gate(name.split("-")[0]).wait()  # "drain-3" waits until the test opens "drain"
+        return count
+
+    count = await ctx.run_typed("slow", step)
+    # A second step the attempt cannot finish at once: callers are still waiting at shutdown.
+    await ctx.sleep(timedelta(milliseconds=300))
+    return f"{name} ran {count}"
+
+
 app = control.with_control_routes(restate.app(services=[greeter, durable, *object_services]))

@@ -59,3 +59,22 @@ def test_retry_backoff_is_exponential_and_capped() -> None:
     policy = RetryPolicy()
     assert [policy.delay(n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
     assert policy.delay(20) == 60.0
+
+
+def test_each_listener_address_wins_over_bind(tmp_path: Path) -> None:
+    toml = tmp_path / "quill.toml"
+    toml.write_text('admin_bind = "127.0.0.2"\n')
+    config = load_config(
+        file=str(toml), env={"QUILL_INGRESS_BIND": "0.0.0.0"}, overrides={"bind": "127.0.0.9", "dapr_port": 3500}
+    )
+    # A listener's own address, from any source, wins over --bind; --bind fills in the rest.
+    assert (config.ingress_address, config.admin_address, config.dapr_address) == ("0.0.0.0", "127.0.0.2", "127.0.0.9")
+    assert [listener.url for listener in config.listeners()] == [
+        "http://0.0.0.0:8080/",
+        "http://127.0.0.2:9070/",
+        "http://127.0.0.9:3500/",
+    ]
+    defaults = load_config(env={})
+    assert (defaults.ingress_address, defaults.admin_address) == ("127.0.0.1", "127.0.0.1")
+    assert [listener.face for listener in defaults.listeners()] == ["ingress", "admin"]
+    assert load_config(env={"QUILL_INGRESS_BIND": "::1"}).ingress_url == "http://[::1]:8080/"

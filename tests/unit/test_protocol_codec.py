@@ -26,6 +26,7 @@ from engine.protocol import (
     parse_content_type,
     pb,
 )
+from engine.protocol.codec import encode_input_command
 
 T = MessageType
 
@@ -450,3 +451,21 @@ def test_enum_values_match_the_wire_facts() -> None:
     assert dict(pb.ErrorBehavior.items()) == {"RETRY": 0, "PAUSE": 1, "FAIL": 2}
     assert dict(pb.BuiltInSignal.items()) == {"SIGNAL_UNKNOWN": 0, "CANCEL": 1}
     assert pb.ServiceProtocolVersion.Value("V7") == 7
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ([], b""),
+        ([], b'"Mary"'),
+        ([("x-restate-ingress-path", "/Greeter/greet"), ("content-type", "application/json")], b"x" * 300),
+        ([("empty-value", ""), ("", "no-key"), ("unicode", "grüß")], b"\x00\x01" * 70_000),
+    ],
+)
+def test_input_commands_are_encoded_as_protobuf_encodes_them(headers: list[tuple[str, str]], body: bytes) -> None:
+    expected = pb.InputCommandMessage(
+        headers=[pb.Header(key=k, value=v) for k, v in headers], value=pb.Value(content=body)
+    ).SerializeToString()
+    assert encode_input_command(headers, body) == expected
+    middle = len(body) // 2
+    assert encode_input_command(headers, [body[:middle], body[middle:]]) == expected  # as the ingress read it

@@ -80,26 +80,39 @@ async def test_a_raising_commit_callback_does_not_stop_later_commits(tmp_path: P
     await reopened.close()
 
 
-async def test_flush_raises_when_the_write_failed(tmp_path: Path) -> None:
+async def test_a_failed_write_is_reported_then_retried_until_durable(tmp_path: Path) -> None:
     store = Store(tmp_path / "db")
     store.start()
-    store._db = _FailingWrites(store._db)  # type: ignore[assignment]  # an injected disk fault
+    faults = 3
+    real_write = store._write
+
+    async def failing_write(batch: Any) -> Exception | None:  # an injected disk fault, three times
+        nonlocal faults
+        if faults:
+            faults -= 1
+            return OSError(28, "No space left on device")
+        return await real_write(batch)
+
+    store._write = failing_write  # type: ignore[method-assign]
+    heard: list[Exception | None] = []
     store.put(keys.META, b"a", b"1")
+    store.after_commit(heard.append)
     with pytest.raises(Unavailable, match="storage write failed"):
-        await store.flush()
-    with pytest.raises(Unavailable):
-        store.put(keys.META, b"b", b"2")  # a failed store refuses further writes
+        await store.flush()  # not durable: those who wait hear it at once (a 503 for a caller)
+    assert store.failure is not None  # what the health endpoints report
+    assert store.get(keys.META, b"a") == b"1"  # still staged, still readable
+    store.put(keys.META, b"b", b"2")  # staging goes on meanwhile ...
+    for _ in range(faults + 1):  # ... each retry that fails tells the new waiters ...
+        try:
+            await asyncio.wait_for(store.flush(), 10)
+            break
+        except Unavailable:
+            continue
+    # ... and it is all written, in order, once the disk has room.
+    assert store.failure is None
+    assert [type(e) for e in heard] == [Unavailable, type(None)]  # told of the failure, then durable
     await store.close()
-
-
-class _FailingWrites:
-    """The real database, except that every batch write fails as a full disk would."""
-
-    def __init__(self, db: Any) -> None:
-        self._db = db
-
-    def write(self, *args: Any) -> None:
-        raise OSError(28, "No space left on device")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._db, name)
+    reopened = Store(tmp_path / "db")
+    assert (reopened.get(keys.META, b"a"), reopened.get(keys.META, b"b")) == (b"1", b"2")
+    reopened.start()
+    await reopened.close()

@@ -9,8 +9,8 @@ import pytest
 
 from engine.errors import Unavailable
 from engine.ids import InvocationId
+from engine.partition.effects import Step
 from engine.partition.lifecycle import Lifecycle
-from engine.partition.types import Step
 from engine.records import Target
 from engine.storage import keys
 from tests.unit.partition.env import Env, attempt, invoke, output

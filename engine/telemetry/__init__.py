@@ -1,0 +1,1 @@
+"""Observability: metrics (Prometheus), traces (OpenTelemetry, only when configured) and logs."""
