@@ -20,6 +20,7 @@ from admin.documented import without_parameter_validation
 from admin.routes_dapr import dapr_router
 from admin.routes_deployments import deployments_router
 from admin.routes_invocations import invocations_router
+from admin.routes_limits import OPENAPI_COMPONENTS, limits_router
 from admin.routes_query import query_router
 from admin.routes_services import services_router
 from admin.ui_routes import AnyAsgi, IngressMount, ui_router
@@ -130,6 +131,10 @@ def create_admin_app(engine: Engine, ingress: AnyAsgi | None = None) -> FastAPI:
     def document() -> dict[str, Any]:
         if app.openapi_schema is None:
             generated = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            # Routes that read their own bodies name their schemas here (FastAPI only knows models).
+            components = generated.setdefault("components", {})
+            for section, entries in OPENAPI_COMPONENTS.items():
+                components.setdefault(section, {}).update(entries)
             app.openapi_schema = without_parameter_validation(generated)
         return app.openapi_schema
 
@@ -154,7 +159,7 @@ def create_admin_app(engine: Engine, ingress: AnyAsgi | None = None) -> FastAPI:
             "min_admin_api_version": MIN_ADMIN_API_VERSION,
             "max_admin_api_version": MAX_ADMIN_API_VERSION,
             "ingress_endpoint": config.ingress_url,
-            "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": False},
+            "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": True},
         }
 
     if engine.metrics.enabled:
@@ -175,4 +180,5 @@ def create_admin_app(engine: Engine, ingress: AnyAsgi | None = None) -> FastAPI:
         return {"subscriptions": []}
 
     app.include_router(ui_router())
+    app.include_router(limits_router(engine))
     return app

@@ -65,6 +65,10 @@ def status_word(status: InvocationStatus, retry: RetryState | None) -> str:
             return "backing-off"
     if phase is Phase.INBOXED or (phase is Phase.SCHEDULED and status.execution_time is None):
         return "pending"  # Restate's word for queued work in sys_invocation
+    if phase is Phase.WAITING:
+        # Restate's words for an invocation waiting for a concurrency slot: "ready" once it ran
+        # (woken from a suspension), "pending" before.
+        return "ready" if status.has_run() else "pending"
     return phase
 
 
@@ -117,8 +121,8 @@ _STATUS_COLUMNS = (
     Column("target_service_key", _STR, lambda s, r, g: s.target.key or None),
     Column("target_handler_name", _STR, lambda s, r, g: s.target.handler),
     Column("target_service_ty", _STR, lambda s, r, g: g.service_types.get(s.target.service)),
-    Column("scope", _STR, _const(None)),
-    Column("limit_key", _STR, _const(None)),
+    Column("scope", _STR, lambda s, r, g: s.scope),
+    Column("limit_key", _STR, lambda s, r, g: s.limit_key),
     Column("idempotency_key", _STR, lambda s, r, g: s.idempotency_key),
     Column("invoked_by", _STR, lambda s, r, g: "service" if s.caller is not None else "ingress"),
     Column("invoked_by_service_name", _STR, _const(None)),

@@ -10,7 +10,7 @@ from admin.bodies import ModifyService, ModifyState, duration_ms, json_body
 from admin.documented import READ, errors
 from admin.openapi import service_openapi
 from admin.views import SERVICE_TYPES, handler_view, service_view
-from engine import BadRequest, Engine, NotFound
+from engine import BadRequest, Engine, InvalidName, NotFound, parse_scope
 from engine.schema.registry import ServiceEntry
 from engine.schema.settings import ServiceOverrides
 
@@ -66,12 +66,11 @@ def services_router(engine: Engine) -> APIRouter:
             ty = SERVICE_TYPES.get(entry.manifest.ty, entry.manifest.ty)
             raise BadRequest(f"Cannot modify state for service type {ty}")
         body = await json_body(request, ModifyState)
-        if body.scope is not None:
-            raise BadRequest("scoped state requires vqueues to be enabled")
+        scope = None if body.scope is None else _scope(body.scope)
         new_state = [
             (k.encode(), v.encode() if isinstance(v, str) else bytes(v)) for k, v in sorted(body.new_state.items())
         ]
-        await engine.replace_state(service, body.object_key, new_state, body.version)
+        await engine.replace_state(service, body.object_key, new_state, body.version, scope)
         return Response(status_code=202)
 
     @router.get("/services/{service}/handlers", operation_id="list_service_handlers", responses=READ)
@@ -91,3 +90,10 @@ def services_router(engine: Engine) -> APIRouter:
         return service_openapi(entry_of(service), engine.config.ingress_url)
 
     return router
+
+
+def _scope(text: str) -> str:
+    try:
+        return parse_scope(text)
+    except InvalidName as exc:
+        raise BadRequest(f"Invalid scope '{text}': {exc}") from exc

@@ -31,7 +31,7 @@ from admin.pushdown import Scan
 from engine import Engine, InvocationId, Phase, QuillError
 from engine.dapr.actors import TTL_SUFFIX, dapr_state_key
 from engine.dapr.targets import ACTOR_PREFIX
-from engine.ids import hashed_partition_key
+from engine.ids import hashed_partition_key, object_partition_key
 from engine.partition.reads import InvocationFilter
 
 PAGE = 2000  # completed invocations per page of a streamed scan
@@ -134,6 +134,30 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
     "sys_service": _schema(
         [("name", _STR), ("revision", _U64), ("public", _BOOL), ("ty", _STR), ("deployment_id", _STR)]
+    ),
+    "sys_user_limits": _schema(
+        [
+            ("partition_key", _U64),
+            ("scope", _STR),
+            ("l1", _STR),
+            ("l2", _STR),
+            ("level", _STR),
+            ("usage", _U32),
+            ("concurrency_limit", _U32),
+            ("rule_pattern", _STR),
+            ("available", _U32),
+            ("num_waiters", _U64),
+        ]
+    ),
+    "sys_rules": _schema(
+        [
+            ("pattern", _STR),
+            ("concurrency", _U32),
+            ("description", _STR),
+            ("disabled", _BOOL),
+            ("version", _U32),
+            ("last_modified", TIME),
+        ]
     ),
 }
 TABLES = frozenset(SCHEMAS)
@@ -312,7 +336,7 @@ async def _state(engine: Engine, scan: Scan) -> Rows:
     else:
         entries = [e for s in sorted(scan.services) for e in await engine.object_state(s, None)]
     rows = []
-    for _, service, object_key, name, value in entries:
+    for _, scope, service, object_key, name, value in entries:
         if name.endswith(TTL_SUFFIX):
             continue  # an actor state entry's expiry, shown with nothing of its own
         try:
@@ -324,8 +348,8 @@ async def _state(engine: Engine, scan: Scan) -> Rows:
             label = dapr_state_key(engine.dapr_apps, service, object_key, label)
         rows.append(
             {
-                "partition_key": hashed_partition_key(service, object_key),
-                "scope": None,
+                "partition_key": object_partition_key(service, object_key, scope),
+                "scope": scope,
                 "service_name": service,
                 "service_key": object_key,
                 "key": label,
@@ -423,6 +447,24 @@ async def _services(engine: Engine, scan: Scan) -> Rows:
     ]
 
 
+async def _limit_usage(engine: Engine, scan: Scan) -> Rows:
+    return [usage._asdict() for usage in await engine.limit_usage()]
+
+
+async def _rules(engine: Engine, scan: Scan) -> Rows:
+    return [
+        {
+            "pattern": pattern,
+            "concurrency": rule.concurrency,
+            "description": rule.description,
+            "disabled": rule.disabled,
+            "version": rule.version,
+            "last_modified": rule.last_modified,
+        }
+        for pattern, rule in sorted(engine.limits.book.rules.items())
+    ]
+
+
 _READERS: dict[str, Callable[[Engine, Scan], Any]] = {
     "sys_journal": _journal,
     "sys_journal_events": _journal_events,
@@ -432,4 +474,6 @@ _READERS: dict[str, Callable[[Engine, Scan], Any]] = {
     "sys_promise": _promises,
     "sys_deployment": _deployments,
     "sys_service": _services,
+    "sys_user_limits": _limit_usage,
+    "sys_rules": _rules,
 }

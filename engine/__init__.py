@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         Unavailable,
     )
     from engine.ids import InvocationId, parse_awakeable_id
+    from engine.limits.names import SCOPED_VIRTUAL_OBJECT, InvalidName, parse_limit_key, parse_scope
     from engine.partition.types import OperatorOutcome, Outcome
     from engine.records import Completion, Deployment, Failure, InvocationStatus, Phase, Target, now_ms, timestamp
 
@@ -45,6 +46,7 @@ _EXPORTS = {
         "DaprError",
         "DeploymentError",
         "InvalidMethod",
+    "InvalidName",
         "InvocationFailure",
         "InvokeFailed",
         "MethodNotAllowed",
@@ -57,6 +59,7 @@ _EXPORTS = {
         "Unavailable",
     ),
     "engine.ids": ("InvocationId", "parse_awakeable_id"),
+    "engine.limits.names": ("InvalidName", "SCOPED_VIRTUAL_OBJECT", "parse_limit_key", "parse_scope"),
     "engine.partition.types": ("OperatorOutcome", "Outcome"),
     "engine.records": (
         "Completion",
@@ -81,6 +84,7 @@ __all__ = [
     "Engine",
     "Failure",
     "InvalidMethod",
+    "InvalidName",
     "InvocationFailure",
     "InvocationId",
     "InvocationRequest",
@@ -96,6 +100,7 @@ __all__ = [
     "PayloadTooLarge",
     "QuillError",
     "RetryPolicy",
+    "SCOPED_VIRTUAL_OBJECT",
     "StartupError",
     "Target",
     "Unavailable",
@@ -104,6 +109,8 @@ __all__ = [
     "now_ms",
     "parse_awakeable_id",
     "parse_duration",
+    "parse_limit_key",
+    "parse_scope",
     "timestamp",
 ]
 

@@ -23,17 +23,21 @@ from engine.dapr.apps import DaprApps
 from engine.dapr.own_listeners import OwnListeners
 from engine.dapr.targets import DEACTIVATE, actor_target
 from engine.errors import BadRequest, Conflict, NotFound, QuillError, StartupError, Unavailable
-from engine.ids import InvalidInvocationId, InvocationId, hashed_partition_key
+from engine.ids import InvalidInvocationId, InvocationId, object_partition_key
 from engine.invoker.http2 import Http2Pool
 from engine.invoker.identity import IdentityKeyError, RequestSigner
 from engine.invoker.invoker import Invoker
 from engine.invoker.retry import RetryState
+from engine.limits.book import Delete, RuleBook, RuleBookError, Upsert
+from engine.limits.registry import LimitRegistry
+from engine.partition.admission import LimitUsage
 from engine.partition.commands import (
     InvocationSettings,
     Invoke,
     Pause,
     Purge,
     ReplaceState,
+    SetLimits,
     SetSchedule,
     Signal,
     StateTransaction,
@@ -90,6 +94,8 @@ class InvocationRequest(msgspec.Struct, kw_only=True):
     exclusive: bool | None = None  # overrides the handler's kind (Dapr actors take the key's lock)
     reentrancy: str | None = None  # a reentrant call chain (Dapr-Reentrancy-Id)
     reentrancy_limit: int = 0  # how deep that chain may go on one object
+    scope: str | None = None  # flow control (validated by the caller); part of the id's identity
+    limit_key: str | None = None  # canonical, only with a scope
 
 
 class Engine:
@@ -118,6 +124,8 @@ class Engine:
         self.metrics = Metrics() if config.metrics else NO_METRICS
         self._tracer: Tracer | None = None
         self.dapr_apps: DaprApps  # Dapr apps and HTTP endpoints (service invocation, /v1.0/invoke)
+        self.limits: LimitRegistry  # the concurrency rule book (flow control)
+        self._recovered = False  # this process's partitions are recovered: rule changes may reach them
         self._draining = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -152,6 +160,8 @@ class Engine:
             meta, OwnListeners(self.config.listeners()), allow_url_targets=self.config.dapr_allow_url_targets
         )
         self.dapr_apps.load()
+        self.limits = LimitRegistry(meta)
+        self.limits.load()
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
         self._tracer = start_tracing(self.config, self._lineage)
@@ -192,6 +202,8 @@ class Engine:
             partition.recover()
         for partition in self._partitions:
             partition.redeliver_outbox()
+        self._recovered = True
+        await self.enforce_limits()  # a crash may have come between a rule change and its delivery
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired(), name="quill-retention-sweeper")
         recovered = sum(p.reads.active_count for p in self._partitions)
         if recovered:
@@ -208,6 +220,7 @@ class Engine:
         deliverer = self._cluster_deliverer = ClusterDeliverer(count, lambda p: self._handles[p])
         self._executor.remote = deliverer.send
         self._handles = [RemoteHandle(p, node.leader(p)) for p in range(count)]
+        self._recovered = True  # partitions join self._partitions recovered (adopt)
         node.start(self)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired(), name="quill-retention-sweeper")
 
@@ -234,6 +247,8 @@ class Engine:
         self._local_ids = sorted(p.id for p in self._partitions)
         partition.recover()
         partition.redeliver_outbox()
+        if partition.reads.limits_version < self.limits.book.version:
+            partition.submit_detached(self._limits_command())  # the book changed while nobody led it
         return partition_ops({partition.id: handle})
 
     async def release(self, partition_id: int) -> None:
@@ -350,11 +365,17 @@ class Engine:
         await self._partition_of(invocation_id).submit(Signal(str(invocation_id), index, None, value, failure))
 
     async def replace_state(
-        self, service: str, key: str, new_state: list[tuple[bytes, bytes]], version: str | None
+        self,
+        service: str,
+        key: str,
+        new_state: list[tuple[bytes, bytes]],
+        version: str | None,
+        scope: str | None = None,
     ) -> None:
-        """Overwrite a virtual object's state between its invocations."""
+        """Overwrite a virtual object's (or a scoped workflow's) state between its invocations."""
         self._require_storage()
-        outcome = await self._object_partition(service, key).submit(ReplaceState(service, key, new_state, version))
+        partition = self._object_partition(service, key, scope)
+        outcome = await partition.submit(ReplaceState(service, key, new_state, version, scope))
         if outcome is OperatorOutcome.LOCKED:
             raise Conflict(f"'{service}/{key}' is locked by a running invocation, retry when it is done")
         if outcome is OperatorOutcome.CONFLICT:
@@ -387,8 +408,8 @@ class Engine:
         )
         await self.send(request)
 
-    def _object_partition(self, service: str, key: str) -> PartitionHandle:
-        return self._handles[hashed_partition_key(service, key) % len(self._handles)]
+    def _object_partition(self, service: str, key: str, scope: str | None = None) -> PartitionHandle:
+        return self._handles[object_partition_key(service, key, scope) % len(self._handles)]
 
     async def purge(self, invocation_id: str) -> None:
         """Forget a completed invocation: its result, and so its idempotency key or workflow id."""
@@ -453,6 +474,8 @@ class Engine:
             body=entry.value.content,
             headers=[(h.key, h.value) for h in entry.headers],
             exclusive=retained.exclusive or None,
+            scope=retained.scope,
+            limit_key=retained.limit_key,
         )
         new_id, _ = await self.send(request)
         return new_id
@@ -484,15 +507,19 @@ class Engine:
             exclusive=False, workflow_run=False, retention_ms=int(self.config.idempotency_retention * 1000)
         )
         exclusive = settings.exclusive if request.exclusive is None else request.exclusive
+        scope = request.scope
         if settings.workflow_run:
-            invocation_id = InvocationId.for_workflow(target.service, target.key)
+            invocation_id = InvocationId.for_workflow(target.service, target.key, scope)
         elif request.idempotency_key is not None:
             invocation_id = InvocationId.for_idempotent(
-                target.service, target.key, target.handler, request.idempotency_key
+                target.service, target.key, target.handler, request.idempotency_key, scope
             )
         else:
-            # An unkeyed invocation may run anywhere: in a partition of this process.
-            invocation_id = InvocationId.for_target(target.service, target.key, self._local_ids, len(self._handles))
+            # An unkeyed invocation may run anywhere: in a partition of this process (a scoped one
+            # in its scope's partition, wherever that is).
+            invocation_id = InvocationId.for_target(
+                target.service, target.key, self._local_ids, len(self._handles), scope=scope
+            )
         input_entry = encode_input_command(request.headers, request.body)
         if isinstance(request.body, list):
             request.body.clear()
@@ -506,6 +533,8 @@ class Engine:
             idempotency_key=request.idempotency_key,
             reentrancy=request.reentrancy,
             reentrancy_limit=request.reentrancy_limit,
+            scope=scope,
+            limit_key=request.limit_key,
         )
         return invocation_id, self._partition_of(invocation_id), command
 
@@ -582,6 +611,38 @@ class Engine:
 
     def _partition_of(self, invocation_id: str) -> PartitionHandle:
         return self._handles[self._partition_id(invocation_id)]
+
+    # -- flow control: the rule book -----------------------------------------------------------
+    async def change_limit_rules(self, changes: list[Upsert | Delete]) -> tuple[RuleBook, RuleBook]:
+        """Apply a batch to the rule book (atomically, durably) and have every partition enforce
+        it, the invocations already waiting included: the book before and after. 409 on a failed
+        precondition, 422 when the book would be over its cap."""
+        try:
+            books = await self.limits.change(changes, now_ms())
+        except RuleBookError as exc:
+            raise (Conflict(str(exc)) if exc.conflict else QuillError(str(exc), status=422)) from exc
+        await self.enforce_limits()
+        return books
+
+    async def enforce_limits(self) -> None:
+        """Send the stored rule book to this worker's partitions that enforce an older one (after
+        a change, at start; other workers do the same when the change reaches them)."""
+        command = self._limits_command()
+        await asyncio.gather(*(p.submit(command) for p in self._outdated_limits()))
+
+    def _limits_command(self) -> SetLimits:
+        book = self.limits.book
+        return SetLimits(book.version, book.enforced())
+
+    def _outdated_limits(self) -> list[Partition]:
+        return [p for p in self._partitions if p.reads.limits_version < self.limits.book.version]
+
+    async def limit_usage(self) -> list[LimitUsage]:
+        """Every scope / limit-key node with usage or waiters, as ``sys_user_limits`` shows them."""
+        return await self._everywhere("limits", self._local_limit_usage, _Usage)
+
+    async def _local_limit_usage(self) -> list[LimitUsage]:
+        return [row for partition in self._partitions for row in partition.reads.limit_usage()]
 
     # -- storage health ----------------------------------------------------------------------
     @property
@@ -697,9 +758,11 @@ class Engine:
                 if after is None:
                     break
 
-    async def object_state(self, service: str | None, key: str | None) -> list[tuple[int, str, str, bytes, bytes]]:
-        """(partition, service, object key, state name, value) of one object's, one service's, or
-        (neither given) every object's state."""
+    async def object_state(
+        self, service: str | None, key: str | None
+    ) -> list[tuple[int, str | None, str, str, bytes, bytes]]:
+        """(partition, scope, service, object key, state name, value) of one unscoped object's, one
+        service's, or (neither given) every object's state."""
         handles = [self._object_partition(service, key)] if service is not None and key is not None else self._handles
         answers = await asyncio.gather(*(handle.object_state(service, key) for handle in handles))
         return [
@@ -747,11 +810,17 @@ class Engine:
             "inbox": self._local_inbox,
             "promises": self._local_promises,
             "metrics": self._local_metrics,
+            "limits": self._local_limit_usage,
         }
 
     def _reload_metadata(self) -> None:
         self.schema.load()
         self.dapr_apps.load()
+        self.limits.load()
+        if self._recovered:  # else start() sends the rules once its partitions are recovered
+            # Applied at once (apply is synchronous), before the metadata owner's admin call answers.
+            for partition in self._outdated_limits():
+                partition.submit_detached(self._limits_command())
 
 
 _Invocations = list[tuple[InvocationStatus, RetryState | None]]
@@ -759,6 +828,7 @@ _Journals = list[tuple[InvocationStatus, list[JournalEntry]]]
 _Locks = list[tuple[int, str, str, str]]
 _Inbox = list[tuple[int, str, str, int, str]]
 _Promises = list[tuple[int, str, str, str, Promise]]
+_Usage = list[LimitUsage]
 T = TypeVar("T")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from engine import (
+    SCOPED_VIRTUAL_OBJECT,
     BadRequest,
     Engine,
     Failure,
@@ -55,7 +56,8 @@ from ingress.responses import (
     respond_error,
     respond_json,
 )
-from ingress.results import SCOPES_DISABLED, target_from_body
+from ingress.results import target_from_body
+from ingress.scopes import LIMIT_KEY_WITHOUT_SCOPE, limit_key_of, scope_of
 
 log = logging.getLogger(__name__)
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -145,17 +147,19 @@ class IngressApp:
         self, route: ServicePath, method: str, scope: dict[str, Any], receive: Receive, send: Send
     ) -> IngressStatus:
         """A call or a send."""
-        _, handler = self._engine.schema.resolve(route.service, route.handler)
+        entry, handler = self._engine.schema.resolve(route.service, route.handler)
         _allow(method, "GET", "POST")
-        if route.scope is not None:
-            raise BadRequest(SCOPES_DISABLED)
+        flow_scope = None if route.scope is None else scope_of(route.scope)
+        if flow_scope is not None and entry.manifest.ty == "VIRTUAL_OBJECT":
+            raise BadRequest(SCOPED_VIRTUAL_OBJECT)
         if route.key == "":
             # Restate accepts the empty object key; quill's partitions cannot tell it from "no key" yet.
             raise BadRequest("quill does not support the empty object key yet")
         target = Target(route.service, route.handler, route.key or "")
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        if "limit-key" in query or _header(scope, b"x-restate-limit-key") is not None:
-            raise BadRequest("limit-key requires a scope to be set")
+        limit_key = limit_key_of(scope)
+        if limit_key is not None and flow_scope is None:
+            raise BadRequest(LIMIT_KEY_WITHOUT_SCOPE)
         execution_time = _execution_time(query, route.send)
         idempotency_key = _header(scope, b"idempotency-key")
         if idempotency_key is not None:
@@ -173,6 +177,8 @@ class IngressApp:
             headers=self._input_headers(scope),
             execution_time=execution_time,
             idempotency_key=idempotency_key,
+            scope=flow_scope,
+            limit_key=limit_key,
         )
         if route.send:
             invocation_id, created = await self._engine.send(request)

@@ -10,6 +10,7 @@ import msgspec
 
 from engine import BadRequest, InvocationId
 from ingress.paths import Action, parse_id
+from ingress.scopes import scope_of
 
 
 class InvocationTarget(msgspec.Struct, rename="camel", kw_only=True):
@@ -24,10 +25,9 @@ class InvocationTarget(msgspec.Struct, rename="camel", kw_only=True):
     scope: str | None = None
 
 
-SCOPES_DISABLED = "scoped invocations require vqueues to be enabled"
 _TARGET_FORMS = (
-    '{"target":"invocation","invocationId"}, {"target":"workflow","workflowName","workflowKey"},'
-    ' {"target":"idempotentInvocation","service","key"?,"handler","idempotencyKey"}'
+    '{"target":"invocation","invocationId"}, {"target":"workflow","workflowName","workflowKey","scope"?},'
+    ' {"target":"idempotentInvocation","service","key"?,"handler","idempotencyKey","scope"?}'
 )
 # The fields each target needs (wire name, struct field).
 _REQUIRED = {
@@ -45,19 +45,20 @@ def target_from_body(action: Action, body: bytes) -> InvocationId:
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise BadRequest(f"cannot read body: invalid {what} body: {reason}; expected one of {_TARGET_FORMS}") from exc
-    if parsed.scope is not None:
-        raise BadRequest(SCOPES_DISABLED)
+    scope = None if parsed.scope is None else scope_of(parsed.scope)
     if parsed.target == "invocation" and parsed.invocation_id is not None:
         return parse_id(parsed.invocation_id)
     if parsed.target == "workflow" and parsed.workflow_name is not None and parsed.workflow_key is not None:
-        return InvocationId.for_workflow(parsed.workflow_name, parsed.workflow_key)
+        return InvocationId.for_workflow(parsed.workflow_name, parsed.workflow_key, scope)
     if (
         parsed.target == "idempotentInvocation"
         and parsed.service is not None
         and parsed.handler is not None
         and parsed.idempotency_key is not None
     ):
-        return InvocationId.for_idempotent(parsed.service, parsed.key or "", parsed.handler, parsed.idempotency_key)
+        return InvocationId.for_idempotent(
+            parsed.service, parsed.key or "", parsed.handler, parsed.idempotency_key, scope
+        )
     required = _REQUIRED.get(parsed.target)
     if required is None:
         problem = f"unknown target '{parsed.target}'"

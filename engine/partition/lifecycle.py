@@ -1,4 +1,6 @@
-"""The invocation lifecycle: scheduled → inboxed → running ⇄ suspended (⇄ paused) → completed.
+"""The invocation lifecycle: scheduled → inboxed → (waiting →) running ⇄ suspended (⇄ paused) →
+completed; a scoped invocation waits for a slot of its limits before it runs, and again after
+a suspension or a pause (see ``admission``).
 
 Creation (deterministic ids latch repeats onto the first invocation), the object lock hand-over,
 what an attempt's outcome does, results for callers and attached handlers, cancel / kill / pause
@@ -59,6 +61,8 @@ class Lifecycle:
             retention=command.retention,
             idempotency_key=command.idempotency_key,
             reentrancy=command.reentrancy,
+            scope=command.scope,
+            limit_key=command.limit_key,
         )
         active = Active(state.id, status, [])
         state.active[invocation_id] = active
@@ -107,7 +111,7 @@ class Lifecycle:
             status.phase = Phase.INBOXED
             state.put_status(active, step)
         else:
-            state.run(active, step)
+            state.start(active, step)
 
     def _reentrant_depth(self, active: Active) -> int:
         """For a call made from within the turn holding its object's lock (same reentrancy
@@ -154,6 +158,7 @@ class Lifecycle:
                 state.next_attempt(active, step)
             else:
                 status.phase = Phase.SUSPENDED
+                state.release_slot(active, step)
         state.put_status(active, step)
         return True
 
@@ -169,10 +174,12 @@ class Lifecycle:
             state.send(CallCompleted(status.caller, completion), step)
         for attachment in status.attached:
             state.send(CallCompleted(attachment.caller, completion, attachment.notification_type), step)
+        if status.scope is not None:
+            state.admission.forget(status.id, step)
         if status.exclusive and active.object is not None:
             next_id = state.objects.release(active.object, status.id)
             if next_id is not None:
-                state.run(state.active[next_id], step)  # it holds the lock already
+                state.start(state.active[next_id], step)  # it holds the lock already
         if status.retention:
             # Kept so repeats of the request (idempotency key, workflow id) find the result.
             expires = step.now + status.retention
@@ -267,11 +274,13 @@ class Lifecycle:
         status = active.status
         if command.resume:
             if status.phase is not Phase.PAUSED:
-                return OperatorOutcome.DONE if status.phase.started else OperatorOutcome.NOT_STARTED
-            state.run(active, step)
+                return OperatorOutcome.DONE if status.has_run() else OperatorOutcome.NOT_STARTED
+            state.start(active, step)
             return OperatorOutcome.DONE
         if status.phase not in (Phase.RUNNING, Phase.SUSPENDED):
             return OperatorOutcome.DONE if status.phase is Phase.PAUSED else OperatorOutcome.NOT_RUNNING
+        if status.phase is Phase.RUNNING:
+            state.release_slot(active, step)
         status.phase = Phase.PAUSED
         active.attempt += 1  # whatever attempt is in flight is stale from now on
         state.put_status(active, step)
@@ -288,9 +297,10 @@ class Lifecycle:
         for callee in _pending_callees(active):
             # As in Restate, cancelling or killing a caller does the same to the calls it awaits.
             state.send(Terminate(callee, command.kill), step)
-        if not command.kill and status.phase.started:
+        if not command.kill and status.has_run():
             # The SDK turns the built-in CANCEL signal into a terminal error at its next await
-            # (a paused invocation sees it once resumed, as in Restate).
+            # (a paused invocation sees it once resumed, one waiting for a slot once it runs,
+            # as in Restate).
             self.signal(Signal(status.id, 1, None), step)
             return OperatorOutcome.SIGNALLED
         if not status.phase.started:

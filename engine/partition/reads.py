@@ -11,6 +11,7 @@ from collections import Counter
 import msgspec
 
 from engine.ids import InvocationId
+from engine.partition.admission import LimitUsage
 from engine.partition.state import PartitionState
 from engine.partition.types import AttemptSnapshot, InvocationView, JournalEntry, Outcome
 from engine.records import InvocationStatus, Phase, Promise
@@ -214,7 +215,7 @@ class PartitionReads:
         prefix = keys.partition_prefix(self._state.id)
         found = []
         for raw_key, invocation_id in self._state.store.scan_merged(keys.INBOX, prefix):
-            service, object_key, _ = keys.parse_state_key(raw_key[:-8])
+            _, service, object_key, _ = keys.parse_state_key(raw_key[:-8])
             found.append((service, object_key, int.from_bytes(raw_key[-8:], "big"), invocation_id.decode()))
         return found
 
@@ -233,6 +234,13 @@ class PartitionReads:
     def active_count(self) -> int:
         return len(self._state.active)
 
+    @property
+    def limits_version(self) -> int:
+        """The version of the rule book this partition enforces."""
+        return self._state.admission.version
+
+    def limit_usage(self) -> list[LimitUsage]:
+        return self._state.admission.usage()
 
 def first_with_ties(statuses: list[InvocationStatus], limit: int) -> list[InvocationStatus]:
     """The first ``limit`` of ``statuses`` (sorted by creation time) and those created at the
@@ -255,6 +263,7 @@ def _succeeded(status: InvocationStatus) -> bool | None:
 
 
 def _object_of(raw_key: bytes) -> tuple[str, str, str]:
-    """(service, object key, rest) of a key that starts with an object prefix."""
-    service, object_key, rest = keys.parse_state_key(raw_key)
+    """(service, object key, rest) of a key that starts with an object prefix (its scope, if any,
+    left out)."""
+    _, service, object_key, rest = keys.parse_state_key(raw_key)
     return service, object_key, rest.decode(errors="replace")

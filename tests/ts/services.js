@@ -30,6 +30,18 @@ const greeter = restate.service({
       await ctx.sleep(millis);
       return "rested";
     },
+    // What StartMessage told the SDK (protocol v7): the request's scope, limit key, idempotency key.
+    whoami: async (ctx) => {
+      const request = ctx.request();
+      return {
+        scope: request.scope ?? null,
+        limitKey: request.limitKey ?? null,
+        idempotencyKey: request.idempotencyKey ?? null,
+      };
+    },
+    // A call from a handler into a scope with a limit key (CallCommandMessage.scope / limit_key).
+    callScoped: async (ctx, { scope, limitKey }) =>
+      ctx.scope(scope).serviceClient({ name: "TsGreeter" }).whoami(restate.rpc.opts({ limitKey })),
   },
 });
 
