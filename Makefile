@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 TS_STAMP := tests/ts/node_modules/.installed
 RESTATE_CLI_VERSION := 1.7.12
 CLI_STAMP := .tooling/restate-cli/.installed-$(RESTATE_CLI_VERSION)
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run dev-cluster test test-workers test-cluster lint bench proto clean prometheus
 
@@ -26,6 +27,10 @@ $(CLI_STAMP):
 	npm install --prefix .tooling/restate-cli --no-audit --no-fund --ignore-scripts --silent @restatedev/restate@$(RESTATE_CLI_VERSION)
 	touch $(CLI_STAMP)
 
+# Debian's Chromium for the web UI's browser tests (Playwright drives it; it never downloads one).
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 # A real Prometheus for tests/integration/test_metrics.py: Debian's package, when apt-get can install
 # it (the test skips, saying so, where it cannot).
 prometheus:
@@ -45,13 +50,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: $(STAMP) $(TS_STAMP) $(CLI_STAMP) prometheus lint
+test: $(STAMP) $(TS_STAMP) $(CLI_STAMP) $(CHROMIUM) prometheus lint
 	$(PY) -m pytest -q --ignore=tests/cluster
 	$(MAKE) test-workers
 	$(MAKE) test-cluster
 
 # The integration suite again, every quill with two worker processes (--workers 2).
-test-workers: $(STAMP) $(TS_STAMP) $(CLI_STAMP) prometheus
+test-workers: $(STAMP) $(TS_STAMP) $(CLI_STAMP) $(CHROMIUM) prometheus
 	QUILL_TEST_WORKERS=2 $(PY) -m pytest -q tests/integration
 
 # Cluster mode's log against real 3-server NATS JetStream clusters (nats-server from the cluster extra).

@@ -6,22 +6,28 @@ error body, and serves every route under the versioned prefixes the CLI uses as 
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from admin.documented import without_parameter_validation
 from admin.routes_dapr import dapr_router
 from admin.routes_deployments import deployments_router
 from admin.routes_invocations import invocations_router
+from admin.routes_limits import OPENAPI_COMPONENTS, limits_router
 from admin.routes_query import query_router
 from admin.routes_services import services_router
-from engine import Engine, PayloadTooLarge, QuillError, Unavailable
+from admin.ui_routes import AnyAsgi, IngressMount, ui_router
+from admin.version import SERVER_VERSION
+from engine import BadRequest, Engine, PayloadTooLarge, QuillError, Unavailable
 
-__version__ = metadata.version("quill")
+__version__ = SERVER_VERSION
 MIN_ADMIN_API_VERSION = 2
 MAX_ADMIN_API_VERSION = 4
 
@@ -94,31 +100,58 @@ def _too_large(limit: int) -> Response:
 def _error_response(error: QuillError) -> Response:
     # Past a too-large body, close: reading (and discarding) the rest would take as long as storing it.
     headers = {"connection": "close"} if error.status == 413 else None
-    return JSONResponse({"message": error.message, "restate_code": None}, status_code=error.status, headers=headers)
+    body = {"message": error.message, "restate_code": error.restate_code}
+    return JSONResponse(body, status_code=error.status, headers=headers)
 
 
-def create_admin_app(engine: Engine) -> FastAPI:
+def create_admin_app(engine: Engine, ingress: AnyAsgi | None = None) -> FastAPI:
+    """``ingress``: the ingress application, also served under ``/ui/ingress/`` for the web UI."""
     # Restate serves the admin API document at /openapi.
     app = FastAPI(title="Admin API", version=__version__, openapi_url="/openapi")
     app.add_middleware(VersionPrefix)
     app.add_middleware(BodyLimit, limit=engine.config.admin_request_size_limit)
+    app.add_middleware(IngressMount, ingress=ingress)
 
     @app.exception_handler(QuillError)
     async def quill_error(_: Request, error: QuillError) -> Response:
         return _error_response(error)
 
-    @app.get("/health")
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(_: Request, error: RequestValidationError) -> Response:
+        # A query or path parameter of the wrong type (e.g. ?force=maybe): a 400, in Restate's shape.
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in error.errors())
+        return _error_response(BadRequest(f"Failed to deserialize query string: {reasons}"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> Response:
+        # Unknown routes (404) and methods (405), in Restate's shape rather than FastAPI's.
+        body = {"message": str(error.detail), "restate_code": None}
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            generated = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            # Routes that read their own bodies name their schemas here (FastAPI only knows models).
+            components = generated.setdefault("components", {})
+            for section, entries in OPENAPI_COMPONENTS.items():
+                components.setdefault(section, {}).update(entries)
+            app.openapi_schema = without_parameter_validation(generated)
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
+
+    @app.get("/health", operation_id="health")
     async def health() -> dict[str, Any]:
         if (failure := engine.storage_failure) is not None:
             raise Unavailable(f"storage unavailable: {failure}")
         return {}
 
-    @app.get("/cluster")
+    @app.get("/cluster", operation_id="cluster")
     async def cluster() -> dict[str, Any]:
         """The partitions this node serves (and, in cluster mode, leads at which epoch)."""
         return engine.topology()
 
-    @app.get("/version")
+    @app.get("/version", operation_id="version")
     async def version() -> dict[str, Any]:
         config = engine.config
         return {
@@ -126,7 +159,7 @@ def create_admin_app(engine: Engine) -> FastAPI:
             "min_admin_api_version": MIN_ADMIN_API_VERSION,
             "max_admin_api_version": MAX_ADMIN_API_VERSION,
             "ingress_endpoint": config.ingress_url,
-            "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": False},
+            "features": {"protocol_v7": config.enable_protocol_v7, "vqueues": True},
         }
 
     if engine.metrics.enabled:
@@ -140,4 +173,12 @@ def create_admin_app(engine: Engine) -> FastAPI:
     app.include_router(invocations_router(engine))
     app.include_router(query_router(engine))
     app.include_router(dapr_router(engine))
+
+    @app.get("/subscriptions")
+    async def subscriptions() -> dict[str, Any]:
+        # Kafka subscriptions are not supported: the list is always empty (Restate's shape).
+        return {"subscriptions": []}
+
+    app.include_router(ui_router())
+    app.include_router(limits_router(engine))
     return app

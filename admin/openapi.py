@@ -97,9 +97,13 @@ def _handler_paths(service: ServiceManifest, handler: HandlerManifest, schemas: 
         "tags": [_SEND_TAG],
         "parameters": [*call_params, _ref("parameters", "delay")],
         **({"requestBody": request_body} if request_body else {}),
-        # Only 202, what the ingress answers. The real server also lists 200 with the same response
-        # and inlines its schema, which makes openapi-python-client drop both as duplicate models.
-        "responses": {"202": _ref("responses", "Send"), "default": _ref("responses", "GenericError")},
+        # 200 and 202, as the real server lists them (the same response: its schema is a named
+        # component, so generators make one model of it).
+        "responses": {
+            "200": _ref("responses", "Send"),
+            "202": _ref("responses", "Send"),
+            "default": _ref("responses", "GenericError"),
+        },
     }
     paths: JsonObject = {
         f"/restate/call/{target}": {"post": call},

@@ -8,7 +8,8 @@ import msgspec
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from admin.bodies import RegisterDeployment, UpdateDeployment, check_uri, decode_body
+from admin.bodies import RegisterDeployment, UpdateDeployment, check_uri, convert, json_body, json_value
+from admin.documented import READ, errors
 from admin.routes_dapr import is_dapr_registration, register_dapr_app
 from admin.views import deployment_view, service_view
 from engine import Deployment, Engine, NotFound, QuillError
@@ -20,6 +21,9 @@ class NotImplementedYet(QuillError):
     status = 501
 
 
+_REGISTRATION_SHAPE = "data did not match any variant of untagged enum RegisterDeploymentRequest"
+
+
 def deployments_router(engine: Engine) -> APIRouter:
     router = APIRouter()
 
@@ -28,18 +32,21 @@ def deployments_router(engine: Engine) -> APIRouter:
         manifest = msgspec.convert(deployment.manifest, EndpointManifest)
         views = []
         for service in manifest.services:
-            previous = engine.schema.services.get(service.name)
-            revision = 1 if previous is None else previous.revision + (previous.deployment_id != deployment.id)
-            entry = ServiceEntry(service, deployment.id, revision)
-            views.append(service_view(entry, engine.schema))
+            revision = deployment.revisions.get(service.name, 1)
+            views.append(service_view(ServiceEntry(service, deployment.id, revision), engine.schema))
         return views
 
-    @router.post("/deployments", status_code=201)
+    @router.post(
+        "/deployments",
+        status_code=201,
+        operation_id="create_deployment",
+        responses={200: {"description": "Already registered"}, **errors(400, 404, 405, 409, 415, 422, 500)},
+    )
     async def register(request: Request) -> Response:
-        raw = await request.body()
-        if is_dapr_registration(raw):  # a plain-HTTP Dapr app: no Restate discovery
-            return await register_dapr_app(engine, raw)
-        body = decode_body(raw, RegisterDeployment, "registration")
+        value = await json_value(request)
+        if is_dapr_registration(value):  # a plain-HTTP Dapr app: no Restate discovery
+            return await register_dapr_app(engine, value)
+        body = convert(value, RegisterDeployment, shape=_REGISTRATION_SHAPE)
         check_uri(body.uri)
         deployment, created = await engine.schema.register(
             engine.http_client,
@@ -47,15 +54,17 @@ def deployments_router(engine: Engine) -> APIRouter:
             use_http_11=body.use_http_11,
             additional_headers=body.additional_headers,
             force=body.force,
+            breaking=body.breaking,
             dry_run=body.dry_run,
         )
-        services = [
-            service_view(entry, engine.schema)
-            for name, entry in engine.schema.services.items()
-            if entry.deployment_id == deployment.id
-        ]
         if body.dry_run:
             services = preview(deployment)
+        else:
+            services = [
+                service_view(entry, engine.schema)
+                for entry in engine.schema.services.values()
+                if entry.deployment_id == deployment.id
+            ]
         payload = {
             "id": deployment.id,
             "services": services,
@@ -63,49 +72,62 @@ def deployments_router(engine: Engine) -> APIRouter:
             "max_protocol_version": deployment.max_protocol_version,
             "sdk_version": deployment.sdk_version,
         }
-        return JSONResponse(payload, status_code=201 if created else 200)
+        # Restate's Location is relative, without a leading slash; it comes with the 200 too.
+        location = {"location": f"deployments/{deployment.id}"}
+        return JSONResponse(payload, status_code=201 if created else 200, headers=location)
 
-    @router.get("/deployments")
+    @router.get("/deployments", operation_id="list_deployments")
     async def list_deployments() -> dict[str, Any]:
         return {"deployments": [deployment_view(d, engine.schema) for d in engine.schema.deployments.values()]}
 
-    @router.get("/deployments/{deployment_id}")
-    async def get_deployment(deployment_id: str) -> dict[str, Any]:
-        deployment = engine.schema.deployments.get(deployment_id)
-        if deployment is None:
-            raise NotFound(f"Deployment '{deployment_id}' not found")
-        return deployment_view(deployment, engine.schema, detailed=True)
+    @router.get("/deployments/{deployment}", operation_id="get_deployment", responses=READ)
+    async def get_deployment(deployment: str) -> dict[str, Any]:
+        found = engine.schema.deployments.get(deployment)
+        if found is None:
+            raise NotFound(f"Deployment '{deployment}' not found")
+        return deployment_view(found, engine.schema, detailed=True)
 
-    @router.delete("/deployments/{deployment_id}", status_code=202)
-    async def delete_deployment(deployment_id: str, force: bool = False) -> Response:
-        if deployment_id not in engine.schema.deployments:
-            raise NotFound(f"Deployment '{deployment_id}' not found")
+    @router.delete(
+        "/deployments/{deployment}",
+        status_code=202,
+        operation_id="delete_deployment",
+        responses=errors(400, 404, 405, 409, 500, 501),
+    )
+    async def delete_deployment(deployment: str, force: bool = False) -> Response:
+        if deployment not in engine.schema.deployments:
+            raise NotFound(f"Deployment '{deployment}' not found")
         if not force:
             # As Restate 1.7: only the forced removal exists.
             raise NotImplementedYet(
                 "Removing a deployment without force is not supported yet. Use force=true to remove it;"
                 " in-flight invocations of its services will fail to make progress."
             )
-        await engine.schema.remove_deployment(deployment_id)
+        await engine.schema.remove_deployment(deployment)
         return Response(status_code=202)
 
-    async def update(deployment_id: str, request: Request) -> dict[str, Any]:
-        body = decode_body(await request.body(), UpdateDeployment, "update deployment")
+    async def update(deployment: str, request: Request) -> dict[str, Any]:
+        body = await json_body(request, UpdateDeployment)
         if body.uri is not None:
             check_uri(body.uri)
-        deployment = await engine.schema.update_deployment(
+        updated = await engine.schema.update_deployment(
             engine.http_client,
-            deployment_id,
+            deployment,
             uri=body.uri,
             use_http_11=body.use_http_11,
             additional_headers=body.additional_headers,
             dry_run=body.dry_run,
         )
-        view = deployment_view(deployment, engine.schema, detailed=True)
+        view = deployment_view(updated, engine.schema, detailed=True)
         if body.dry_run:
-            view["services"] = preview(deployment)
+            view["services"] = preview(updated)
         return view
 
-    router.add_api_route("/deployments/{deployment_id}", update, methods=["PATCH"], operation_id="update_deployment")
-    router.add_api_route("/deployments/{deployment_id}", update, methods=["PUT"], operation_id="replace_deployment")
+    for method, operation_id in (("PATCH", "update_deployment"), ("PUT", "replace_deployment")):
+        router.add_api_route(
+            "/deployments/{deployment}",
+            update,
+            methods=[method],
+            operation_id=operation_id,
+            responses=errors(400, 404, 405, 409, 415, 422, 500),
+        )
     return router

@@ -1,258 +1,198 @@
-"""``POST /query``: SQL over the partition tables, with DuckDB as the engine.
+"""``POST /query``: SQL over the introspection tables, with DuckDB as the engine.
 
-Each query gets a fresh in-memory DuckDB holding a snapshot of just the tables it names, taken on
-the event loop (the partitions' in-memory state is only consistent there); the query itself runs
-on a worker thread. External access (files, extensions) is switched off before the user's SQL
-runs, so the endpoint can read nothing but these tables.
+The query is planned first (``admin.pushdown``): each table it names is read only as far as its
+filters and limit need, through the engine's index scans and point reads. Bounded reads arrive
+whole; an unbounded scan of completed invocations is handed to DuckDB as an Arrow stream whose
+pages are fetched from the event loop as DuckDB pulls them, so memory holds a page, not the
+table. DuckDB runs on a worker thread with a memory limit, one query at a time per slot, and the
+event loop only ever does the page reads, which are short. External access (files,
+extensions) is switched off before the user's SQL runs, so the endpoint reads nothing but these
+tables.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from admin.introspect import INVOCATION_COLUMNS, INVOCATION_TIMES, invocation_row, journal_rows
-from engine import BadRequest, Engine, Phase
-from engine.dapr.actors import TTL_SUFFIX, dapr_state_key
-from engine.dapr.targets import ACTOR_PREFIX
+from admin.introspect import Registry
+from admin.pushdown import FULL, Plan, plan
+from admin.tables import TABLES, Source, empty, read
+from admin.version import SERVER_VERSION
+from engine import BadRequest, Engine
 
-_TIME = pa.timestamp("ms", tz="UTC")
-_INT_COLUMNS = frozenset(
-    {
-        "pinned_service_protocol_version",
-        "journal_size",
-        "journal_commands",
-        "retry_count",
-        "completion_retention",
-        "last_failure_error_code",
-        "last_failure_related_entry_index",
-    }
-)
-
-
-def _invocation_schema() -> pa.Schema:
-    fields = []
-    for name in INVOCATION_COLUMNS:
-        kind = _TIME if name in INVOCATION_TIMES else pa.int64() if name in _INT_COLUMNS else pa.string()
-        fields.append(pa.field(name, kind))
-    return pa.schema(fields)
-
-
-_SCHEMAS: dict[str, pa.Schema] = {
-    "sys_invocation": _invocation_schema(),
-    "sys_journal": pa.schema(
-        [
-            ("id", pa.string()),
-            ("index", pa.int64()),
-            ("entry_type", pa.string()),
-            ("name", pa.string()),
-            ("completed", pa.bool_()),
-            ("invoked_id", pa.string()),
-            ("invoked_target", pa.string()),
-            ("sleep_wakeup_at", _TIME),
-            ("promise_name", pa.string()),
-            ("version", pa.int64()),
-            ("raw", pa.binary()),
-            ("entry_json", pa.string()),
-            ("appended_at", _TIME),
-        ]
-    ),
-    "state": pa.schema(
-        [
-            ("partition_key", pa.int64()),
-            ("service_name", pa.string()),
-            ("service_key", pa.string()),
-            ("key", pa.string()),
-            ("value_utf8", pa.string()),
-            ("value", pa.binary()),
-        ]
-    ),
-    "sys_inbox": pa.schema(
-        [
-            ("service_name", pa.string()),
-            ("service_key", pa.string()),
-            ("id", pa.string()),
-            ("sequence_number", pa.int64()),
-            ("created_at", _TIME),
-        ]
-    ),
-    "sys_deployment": pa.schema(
-        [
-            ("id", pa.string()),
-            ("ty", pa.string()),
-            ("endpoint", pa.string()),
-            ("created_at", _TIME),
-            ("min_service_protocol_version", pa.int64()),
-            ("max_service_protocol_version", pa.int64()),
-            ("sdk_version", pa.string()),
-        ]
-    ),
-    "sys_service": pa.schema(
-        [
-            ("name", pa.string()),
-            ("revision", pa.int64()),
-            ("public", pa.bool_()),
-            ("ty", pa.string()),
-            ("deployment_id", pa.string()),
-        ]
-    ),
-}
-# Views over another table: built whenever the query names them.
-_VIEWS = {"sys_invocation_status": "sys_invocation"}
 _WORD = re.compile(r"[a-z_]+")
+MEMORY_LIMIT = "512MB"
+_FIRST_VALUE = re.compile(r"\bfirst_value\s*\(", re.IGNORECASE)
+_OVER = re.compile(r"\s*over\b", re.IGNORECASE)
 
 
-async def _state_rows(engine: Engine) -> list[dict[str, Any]]:
-    rows = []
-    for partition, service, object_key, name, value in await engine.all_state():
-        if name.endswith(TTL_SUFFIX):
-            continue  # an actor state entry's expiry, shown with nothing of its own
-        try:
-            text: str | None = value.decode()
-        except UnicodeDecodeError:
-            text = None
-        label = name.decode(errors="replace")
-        if service.startswith(ACTOR_PREFIX):
-            label = dapr_state_key(engine.dapr_apps, service, object_key, label)
-        rows.append(
-            {
-                "partition_key": partition,
-                "service_name": service,
-                "service_key": object_key,
-                "key": label,
-                "value_utf8": text,
-                "value": value,
-            }
-        )
-    return rows
+def translate(query: str) -> str:
+    """Restate's SQL engine (DataFusion) in DuckDB's dialect: ``first_value(x [ORDER BY y])`` used
+    as an aggregate, as the CLI's `services status` does, is DuckDB's ``first``; as a window
+    function (followed by ``OVER``) it stays."""
+    parts: list[str] = []
+    done = 0
+    for match in _FIRST_VALUE.finditer(query):
+        close = _closing_paren(query, match.end() - 1)
+        if close is None or _OVER.match(query, close + 1):
+            continue
+        parts.append(query[done : match.start()] + "first(")
+        done = match.end()
+    return "".join(parts) + query[done:]
 
 
-async def _inbox_rows(engine: Engine) -> list[dict[str, Any]]:
-    invocations = await engine.all_invocations()
-    inboxed = sorted((s for s, _ in invocations if s.phase is Phase.INBOXED), key=lambda s: s.created_at)
-    return [
-        {
-            "service_name": s.target.service,
-            "service_key": s.target.key,
-            "id": s.id,
-            "sequence_number": n,
-            "created_at": s.created_at,
-        }
-        for n, s in enumerate(inboxed)
-    ]
+def _closing_paren(text: str, opening: int) -> int | None:
+    depth = 0
+    for index in range(opening, len(text)):
+        if text[index] == "(":
+            depth += 1
+        elif text[index] == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+    return None
 
 
-async def _deployment_rows(engine: Engine) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": d.id,
-            "ty": "http",
-            "endpoint": d.uri,
-            "created_at": d.created_at,
-            "min_service_protocol_version": d.min_protocol_version,
-            "max_service_protocol_version": d.max_protocol_version,
-            "sdk_version": d.sdk_version,
-        }
-        for d in engine.schema.deployments.values()
-    ]
+class _Connections:
+    """DuckDB connections kept between queries (opening one costs tens of milliseconds), each used
+    by one query at a time; at most ``size`` queries run at once."""
 
+    def __init__(self, size: int) -> None:
+        self._free: list[duckdb.DuckDBPyConnection] = []
+        self.slots = asyncio.Semaphore(size)
 
-async def _service_rows(engine: Engine) -> list[dict[str, Any]]:
-    types = {"SERVICE": "service", "VIRTUAL_OBJECT": "virtual_object", "WORKFLOW": "workflow"}
-    return [
-        {
-            "name": name,
-            "revision": e.revision,
-            "public": engine.schema.is_public(name),
-            "ty": types.get(e.manifest.ty, e.manifest.ty),
-            "deployment_id": e.deployment_id,
-        }
-        for name, e in engine.schema.services.items()
-    ]
-
-
-async def _invocation_rows(engine: Engine) -> list[dict[str, Any]]:
-    return [invocation_row(engine, status, retry) for status, retry in await engine.all_invocations()]
-
-
-_BUILDERS: dict[str, Callable[[Engine], Awaitable[list[dict[str, Any]]]]] = {
-    "sys_invocation": _invocation_rows,
-    "sys_journal": journal_rows,
-    "state": _state_rows,
-    "sys_inbox": _inbox_rows,
-    "sys_deployment": _deployment_rows,
-    "sys_service": _service_rows,
-}
-
-
-async def snapshot(engine: Engine, query: str) -> dict[str, pa.Table]:
-    """The tables ``query`` names, read now (on the event loop)."""
-    words = set(_WORD.findall(query.lower()))
-    wanted = {name for name in _SCHEMAS if name in words}
-    wanted |= {base for view, base in _VIEWS.items() if view in words}
-    if "information_schema" in words:
-        wanted = set(_SCHEMAS)  # the CLI probes columns before it reads sys_journal
-    return {name: pa.Table.from_pylist(await _BUILDERS[name](engine), schema=_SCHEMAS[name]) for name in wanted}
-
-
-def execute(tables: dict[str, pa.Table], query: str) -> pa.Table:
-    """Run ``query`` over ``tables`` (blocking: call it on a worker thread)."""
-    con = duckdb.connect(":memory:")
-    try:
+    def take(self) -> duckdb.DuckDBPyConnection:
+        if self._free:
+            return self._free.pop()
+        con = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": MEMORY_LIMIT})
         con.execute("SET arrow_large_buffer_size = true")  # strings as large_string, like Restate
-        for name, table in tables.items():
-            con.register("_snapshot", table)
-            con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _snapshot')
-            con.unregister("_snapshot")
-        for view, base in _VIEWS.items():
-            if base in tables:
-                con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM "{base}"')
-        con.execute("SET enable_external_access = false")
+        con.execute("SET enable_external_access = false")  # no files, no extensions: only our tables
         con.execute("SET lock_configuration = true")
+        return con
+
+    def give_back(self, con: duckdb.DuckDBPyConnection, reusable: bool) -> None:
+        """``reusable``: the query created nothing and did not fail (else the connection goes)."""
+        if reusable:
+            self._free.append(con)
+        else:
+            con.close()
+
+
+_POOL = _Connections(2)
+
+
+def scans(query: str) -> tuple[Plan, bool]:
+    """The tables ``query`` reads and how, and whether it asks ``information_schema``."""
+    words = set(_WORD.findall(query.lower()))
+    planned = plan(query, TABLES)
+    if planned is None:  # not parsed: every table it names, whole
+        planned = Plan({name: FULL for name in TABLES if name in words}, read_only=False)
+    return planned, "information_schema" in words
+
+
+async def run_query(engine: Engine, query: str) -> pa.Table:
+    planned, schema_probe = scans(query)
+    registry = Registry.of(engine, SERVER_VERSION)
+    sources = {name: await read(engine, name, scan, registry) for name, scan in planned.scans.items()}
+    if schema_probe:  # the CLI probes the columns before it reads sys_journal
+        for name in TABLES - sources.keys():
+            sources[name] = empty(name)
+    loop = asyncio.get_running_loop()
+    async with _POOL.slots:
         try:
-            relation = con.sql(query)
+            return await asyncio.to_thread(execute, sources, query, loop, planned.read_only)
+        finally:
+            for source in sources.values():
+                if source.pages is not None:
+                    await source.pages.aclose()  # type: ignore[attr-defined]
+
+
+def _stream(source: Source, loop: asyncio.AbstractEventLoop) -> pa.RecordBatchReader:
+    """The pages of ``source`` as a reader DuckDB pulls on its thread; each page is read on the
+    event loop (that is where the partitions are)."""
+    pages = source.pages
+    assert pages is not None
+
+    async def following() -> pa.RecordBatch | None:
+        return await anext(pages, None)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        while (batch := asyncio.run_coroutine_threadsafe(following(), loop).result()) is not None:
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(source.schema, batches())
+
+
+def execute(sources: dict[str, Source], query: str, loop: asyncio.AbstractEventLoop, read_only: bool) -> pa.Table:
+    """Run ``query`` over ``sources`` (blocking: call it on a worker thread)."""
+    con = _POOL.take()
+    reusable = False
+    try:
+        for name, source in sources.items():
+            data: Any = source.table if source.table is not None else _stream(source, loop)
+            con.register(name, data)
+        try:
+            relation = con.sql(translate(query))
         except duckdb.Error as exc:
             raise BadRequest(f"Error when executing the query: {exc}") from exc
         if relation is None:  # a statement that returns nothing
             return pa.table({})
         try:
-            return relation.to_arrow_table()
+            result = relation.to_arrow_table()
         except duckdb.Error as exc:
             raise BadRequest(f"Error when executing the query: {exc}") from exc
+        reusable = read_only
+        return result
     finally:
-        con.close()
-
-
-async def run_query(engine: Engine, query: str) -> pa.Table:
-    tables = await snapshot(engine, query)
-    return await asyncio.to_thread(execute, tables, query)
+        for name in sources:
+            con.unregister(name)
+        _POOL.give_back(con, reusable)
 
 
 def json_rows(table: pa.Table) -> list[dict[str, Any]]:
     """Rows as Restate's JSON answer has them: nulls left out, times in RFC 3339 with
-    milliseconds, binary hex-encoded."""
+    milliseconds, durations in ISO 8601 seconds, binary hex-encoded."""
     rows = []
     for row in table.to_pylist():
         rendered = {}
         for name, value in row.items():
             if value is None:
                 continue
-            if isinstance(value, datetime):
-                utc = value.astimezone(UTC)
-                value = utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-            elif isinstance(value, (bytes, bytearray)):
-                value = value.hex()
-            elif not isinstance(value, (str, int, float, bool, list, dict)):
-                value = str(value)
-            rendered[name] = value
+            rendered[name] = _json_value(value)
         rows.append(rendered)
     return rows
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        utc = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    if isinstance(value, timedelta):
+        return _iso_seconds(value.total_seconds())
+    if isinstance(value, pa.MonthDayNano):
+        return _iso_seconds(value.days * 86400 + value.nanoseconds / 1e9)
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    if isinstance(value, Decimal):
+        # DuckDB sums integers as HUGEINT, which Arrow carries as a decimal: a number still.
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, (str, int, float, bool, dict)):
+        return value
+    return str(value)
+
+
+def _iso_seconds(seconds: float) -> str:
+    return f"PT{int(seconds)}S" if seconds == int(seconds) else f"PT{seconds:.3f}S"
 
 
 def arrow_stream(table: pa.Table) -> bytes:

@@ -50,6 +50,7 @@ class Row:
     handler: str
     concurrency: int
     client: str
+    scope: str | None
     invocations: int
     errors: int
     window_s: float
@@ -100,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load driver HTTP client")
     p.add_argument("--sdk-worker-class", choices=["asyncio", "uvloop"], default="uvloop")
     p.add_argument("--http2", action="store_true", help="register over h2c: bidirectional streaming mode")
+    p.add_argument("--scope", help="call through /restate/scope/SCOPE/call/... (flow control; quill only)")
     p.add_argument("--idle", type=float, default=2.0, help="seconds to sample the idle server's CPU before loading")
     p.add_argument("--repeat", type=int, default=1, help="run every case this many times (fresh stack each)")
     p.add_argument("--json-out", type=Path, help="append one JSON line per case to this file")
@@ -187,6 +189,7 @@ def _row(
     case: Case,
     server: targets.Server,
     client: str,
+    scope: str | None,
     res: load.LoadResult,
     before: CpuSample,
     after: CpuSample,
@@ -208,6 +211,7 @@ def _row(
         handler=case.handler,
         concurrency=case.concurrency,
         client=client,
+        scope=scope,
         invocations=n,
         errors=res.errors,
         window_s=round(w, 3),
@@ -240,7 +244,7 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
         cfg = load.LoadConfig(
             host="127.0.0.1",
             port=server.ports.ingress,
-            path=_PATHS[case.handler],
+            path=_PATHS[case.handler].replace("/restate/", f"/restate/scope/{args.scope}/", 1 if args.scope else 0),
             concurrency=case.concurrency,
             duration_s=args.duration,
             warmup_s=args.warmup,
@@ -259,7 +263,7 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Row:
         )
         if not server.managed.alive():
             raise RuntimeError(f"server died during the run:\n{server.managed.log_tail()}")
-        return _row(case, server, args.client, result, samples[0], samples[1], idle)
+        return _row(case, server, args.client, args.scope, result, samples[0], samples[1], idle)
     finally:
         if server is not None:
             procs.stop(server.managed)

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
         Unavailable,
     )
     from engine.ids import InvocationId, parse_awakeable_id
-    from engine.partition.types import Outcome
+    from engine.limits.names import SCOPED_VIRTUAL_OBJECT, InvalidName, parse_limit_key, parse_scope
+    from engine.partition.types import OperatorOutcome, Outcome
     from engine.records import Completion, Deployment, Failure, InvocationStatus, Phase, Target, now_ms, timestamp
 
 _EXPORTS = {
@@ -45,6 +46,7 @@ _EXPORTS = {
         "DaprError",
         "DeploymentError",
         "InvalidMethod",
+    "InvalidName",
         "InvocationFailure",
         "InvokeFailed",
         "MethodNotAllowed",
@@ -57,7 +59,8 @@ _EXPORTS = {
         "Unavailable",
     ),
     "engine.ids": ("InvocationId", "parse_awakeable_id"),
-    "engine.partition.types": ("Outcome",),
+    "engine.limits.names": ("InvalidName", "SCOPED_VIRTUAL_OBJECT", "parse_limit_key", "parse_scope"),
+    "engine.partition.types": ("OperatorOutcome", "Outcome"),
     "engine.records": (
         "Completion",
         "Deployment",
@@ -81,6 +84,7 @@ __all__ = [
     "Engine",
     "Failure",
     "InvalidMethod",
+    "InvalidName",
     "InvocationFailure",
     "InvocationId",
     "InvocationRequest",
@@ -91,10 +95,12 @@ __all__ = [
     "NotFound",
     "NotReady",
     "Phase",
+    "OperatorOutcome",
     "Outcome",
     "PayloadTooLarge",
     "QuillError",
     "RetryPolicy",
+    "SCOPED_VIRTUAL_OBJECT",
     "StartupError",
     "Target",
     "Unavailable",
@@ -103,6 +109,8 @@ __all__ = [
     "now_ms",
     "parse_awakeable_id",
     "parse_duration",
+    "parse_limit_key",
+    "parse_scope",
     "timestamp",
 ]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -23,17 +23,21 @@ from engine.dapr.apps import DaprApps
 from engine.dapr.own_listeners import OwnListeners
 from engine.dapr.targets import DEACTIVATE, actor_target
 from engine.errors import BadRequest, Conflict, NotFound, QuillError, StartupError, Unavailable
-from engine.ids import InvocationId, hashed_partition_key
+from engine.ids import InvalidInvocationId, InvocationId, object_partition_key
 from engine.invoker.http2 import Http2Pool
 from engine.invoker.identity import IdentityKeyError, RequestSigner
 from engine.invoker.invoker import Invoker
 from engine.invoker.retry import RetryState
+from engine.limits.book import Delete, RuleBook, RuleBookError, Upsert
+from engine.limits.registry import LimitRegistry
+from engine.partition.admission import LimitUsage
 from engine.partition.commands import (
     InvocationSettings,
     Invoke,
     Pause,
     Purge,
     ReplaceState,
+    SetLimits,
     SetSchedule,
     Signal,
     StateTransaction,
@@ -41,10 +45,11 @@ from engine.partition.commands import (
     recipient,
 )
 from engine.partition.processor import Partition
+from engine.partition.reads import InvocationFilter, first_with_ties
 from engine.partition.types import InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.protocol import service_protocol_pb2 as pb
 from engine.protocol.codec import encode_input_command
-from engine.records import Failure, InvocationStatus, Phase, Schedule, Target, now_ms
+from engine.records import Failure, InvocationStatus, Phase, Promise, Schedule, Target, now_ms
 from engine.runtime.executor import EffectExecutor
 from engine.runtime.timers import TimerService
 from engine.schema.registry import Schema
@@ -89,6 +94,8 @@ class InvocationRequest(msgspec.Struct, kw_only=True):
     exclusive: bool | None = None  # overrides the handler's kind (Dapr actors take the key's lock)
     reentrancy: str | None = None  # a reentrant call chain (Dapr-Reentrancy-Id)
     reentrancy_limit: int = 0  # how deep that chain may go on one object
+    scope: str | None = None  # flow control (validated by the caller); part of the id's identity
+    limit_key: str | None = None  # canonical, only with a scope
 
 
 class Engine:
@@ -117,6 +124,8 @@ class Engine:
         self.metrics = Metrics() if config.metrics else NO_METRICS
         self._tracer: Tracer | None = None
         self.dapr_apps: DaprApps  # Dapr apps and HTTP endpoints (service invocation, /v1.0/invoke)
+        self.limits: LimitRegistry  # the concurrency rule book (flow control)
+        self._recovered = False  # this process's partitions are recovered: rule changes may reach them
         self._draining = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -142,6 +151,7 @@ class Engine:
         await self._check_writable(store)
         plan = self.plan
         await _index_unfinished(store)
+        await _index_created(store)
         self._http2 = Http2Pool()
         meta = Metadata(store)
         self.schema = Schema(meta, self.config, self._http2, signer)
@@ -150,6 +160,8 @@ class Engine:
             meta, OwnListeners(self.config.listeners()), allow_url_targets=self.config.dapr_allow_url_targets
         )
         self.dapr_apps.load()
+        self.limits = LimitRegistry(meta)
+        self.limits.load()
         self.idle_actors = IdleActors(self.dapr_apps, self._deactivate_actor)
         self.idle_actors.start()
         self._tracer = start_tracing(self.config, self._lineage)
@@ -190,6 +202,8 @@ class Engine:
             partition.recover()
         for partition in self._partitions:
             partition.redeliver_outbox()
+        self._recovered = True
+        await self.enforce_limits()  # a crash may have come between a rule change and its delivery
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired(), name="quill-retention-sweeper")
         recovered = sum(p.reads.active_count for p in self._partitions)
         if recovered:
@@ -206,6 +220,7 @@ class Engine:
         deliverer = self._cluster_deliverer = ClusterDeliverer(count, lambda p: self._handles[p])
         self._executor.remote = deliverer.send
         self._handles = [RemoteHandle(p, node.leader(p)) for p in range(count)]
+        self._recovered = True  # partitions join self._partitions recovered (adopt)
         node.start(self)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired(), name="quill-retention-sweeper")
 
@@ -232,6 +247,8 @@ class Engine:
         self._local_ids = sorted(p.id for p in self._partitions)
         partition.recover()
         partition.redeliver_outbox()
+        if partition.reads.limits_version < self.limits.book.version:
+            partition.submit_detached(self._limits_command())  # the book changed while nobody led it
         return partition_ops({partition.id: handle})
 
     async def release(self, partition_id: int) -> None:
@@ -348,11 +365,17 @@ class Engine:
         await self._partition_of(invocation_id).submit(Signal(str(invocation_id), index, None, value, failure))
 
     async def replace_state(
-        self, service: str, key: str, new_state: list[tuple[bytes, bytes]], version: str | None
+        self,
+        service: str,
+        key: str,
+        new_state: list[tuple[bytes, bytes]],
+        version: str | None,
+        scope: str | None = None,
     ) -> None:
-        """Overwrite a virtual object's state between its invocations."""
+        """Overwrite a virtual object's (or a scoped workflow's) state between its invocations."""
         self._require_storage()
-        outcome = await self._object_partition(service, key).submit(ReplaceState(service, key, new_state, version))
+        partition = self._object_partition(service, key, scope)
+        outcome = await partition.submit(ReplaceState(service, key, new_state, version, scope))
         if outcome is OperatorOutcome.LOCKED:
             raise Conflict(f"'{service}/{key}' is locked by a running invocation, retry when it is done")
         if outcome is OperatorOutcome.CONFLICT:
@@ -365,6 +388,10 @@ class Engine:
 
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return await self._object_partition(service, key).read_state(service, key, name)
+
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]:
+        """Every (name, value) of one object's state."""
+        return await self._object_partition(service, key).read_all_state(service, key)
 
     async def set_schedule(self, service: str, key: str, name: str, schedule: Schedule | None) -> bool:
         """Register (or, with None, delete) a recurring invocation of an object; whether one existed."""
@@ -381,8 +408,8 @@ class Engine:
         )
         await self.send(request)
 
-    def _object_partition(self, service: str, key: str) -> PartitionHandle:
-        return self._handles[hashed_partition_key(service, key) % len(self._handles)]
+    def _object_partition(self, service: str, key: str, scope: str | None = None) -> PartitionHandle:
+        return self._handles[object_partition_key(service, key, scope) % len(self._handles)]
 
     async def purge(self, invocation_id: str) -> None:
         """Forget a completed invocation: its result, and so its idempotency key or workflow id."""
@@ -447,6 +474,8 @@ class Engine:
             body=entry.value.content,
             headers=[(h.key, h.value) for h in entry.headers],
             exclusive=retained.exclusive or None,
+            scope=retained.scope,
+            limit_key=retained.limit_key,
         )
         new_id, _ = await self.send(request)
         return new_id
@@ -478,15 +507,19 @@ class Engine:
             exclusive=False, workflow_run=False, retention_ms=int(self.config.idempotency_retention * 1000)
         )
         exclusive = settings.exclusive if request.exclusive is None else request.exclusive
+        scope = request.scope
         if settings.workflow_run:
-            invocation_id = InvocationId.for_workflow(target.service, target.key)
+            invocation_id = InvocationId.for_workflow(target.service, target.key, scope)
         elif request.idempotency_key is not None:
             invocation_id = InvocationId.for_idempotent(
-                target.service, target.key, target.handler, request.idempotency_key
+                target.service, target.key, target.handler, request.idempotency_key, scope
             )
         else:
-            # An unkeyed invocation may run anywhere: in a partition of this process.
-            invocation_id = InvocationId.for_target(target.service, target.key, self._local_ids, len(self._handles))
+            # An unkeyed invocation may run anywhere: in a partition of this process (a scoped one
+            # in its scope's partition, wherever that is).
+            invocation_id = InvocationId.for_target(
+                target.service, target.key, self._local_ids, len(self._handles), scope=scope
+            )
         input_entry = encode_input_command(request.headers, request.body)
         if isinstance(request.body, list):
             request.body.clear()
@@ -500,6 +533,8 @@ class Engine:
             idempotency_key=request.idempotency_key,
             reentrancy=request.reentrancy,
             reentrancy_limit=request.reentrancy_limit,
+            scope=scope,
+            limit_key=request.limit_key,
         )
         return invocation_id, self._partition_of(invocation_id), command
 
@@ -577,6 +612,38 @@ class Engine:
     def _partition_of(self, invocation_id: str) -> PartitionHandle:
         return self._handles[self._partition_id(invocation_id)]
 
+    # -- flow control: the rule book -----------------------------------------------------------
+    async def change_limit_rules(self, changes: list[Upsert | Delete]) -> tuple[RuleBook, RuleBook]:
+        """Apply a batch to the rule book (atomically, durably) and have every partition enforce
+        it, the invocations already waiting included: the book before and after. 409 on a failed
+        precondition, 422 when the book would be over its cap."""
+        try:
+            books = await self.limits.change(changes, now_ms())
+        except RuleBookError as exc:
+            raise (Conflict(str(exc)) if exc.conflict else QuillError(str(exc), status=422)) from exc
+        await self.enforce_limits()
+        return books
+
+    async def enforce_limits(self) -> None:
+        """Send the stored rule book to this worker's partitions that enforce an older one (after
+        a change, at start; other workers do the same when the change reaches them)."""
+        command = self._limits_command()
+        await asyncio.gather(*(p.submit(command) for p in self._outdated_limits()))
+
+    def _limits_command(self) -> SetLimits:
+        book = self.limits.book
+        return SetLimits(book.version, book.enforced())
+
+    def _outdated_limits(self) -> list[Partition]:
+        return [p for p in self._partitions if p.reads.limits_version < self.limits.book.version]
+
+    async def limit_usage(self) -> list[LimitUsage]:
+        """Every scope / limit-key node with usage or waiters, as ``sys_user_limits`` shows them."""
+        return await self._everywhere("limits", self._local_limit_usage, _Usage)
+
+    async def _local_limit_usage(self) -> list[LimitUsage]:
+        return [row for partition in self._partitions for row in partition.reads.limit_usage()]
+
     # -- storage health ----------------------------------------------------------------------
     @property
     def storage_failure(self) -> Exception | None:
@@ -633,17 +700,97 @@ class Engine:
             raise _refusal(OperatorOutcome.NOT_FOUND, invocation_id)
         return found
 
-    async def all_invocations(self) -> list[tuple[InvocationStatus, RetryState | None]]:
-        """Every invocation of every worker, with the invoker's retry bookkeeping of running ones."""
-        return await self._everywhere("invocations", self._local_invocations, _Invocations)
-
     async def all_journals(self) -> list[tuple[InvocationStatus, list[JournalEntry]]]:
+        """Journals of every unfinished invocation (completed ones keep none)."""
         return await self._everywhere("journals", self._local_journals, _Journals)
 
-    async def all_state(self) -> list[tuple[int, str, str, bytes, bytes]]:
-        """(partition, service, object key, state name, value) of every object's state."""
-        entries = await self._everywhere("state", self._local_state, _State)
-        return [(partition, *keys.parse_state_key(key), value) for partition, key, value in entries]
+    async def find_invocations(self, invocation_ids: list[str]) -> _Invocations:
+        """The invocations among ``invocation_ids`` that exist (malformed ids match nothing)."""
+        by_partition: dict[int, list[str]] = {}
+        for invocation_id in invocation_ids:
+            try:
+                parsed = InvocationId.parse(invocation_id)
+            except ValueError:
+                continue
+            by_partition.setdefault(self._partition_id(parsed), []).append(str(parsed))
+        answers = await asyncio.gather(*(self._handles[p].lookup(ids) for p, ids in by_partition.items()))
+        return [found for answer in answers for found in answer]
+
+    async def list_invocations(
+        self, wanted: InvocationFilter, *, unfinished: bool, completed: bool, limit: int
+    ) -> _Invocations:
+        """The first ``limit`` invocations matching ``wanted`` in its order (newest or oldest
+        first), with any created at the same time as the last: unfinished ones from memory,
+        completed ones from each partition's CREATED index."""
+        calls: list[Awaitable[_Invocations]] = []
+        for handle in self._handles:
+            if unfinished:
+                calls.append(handle.unfinished_matching(wanted, limit))
+            if completed:
+                calls.append(self._completed_with_no_retry(handle, wanted, limit))
+        found = [pair for answer in await asyncio.gather(*calls) for pair in answer]
+        found.sort(key=lambda pair: pair[0].created_at, reverse=wanted.newest_first)
+        kept = first_with_ties([status for status, _ in found], limit)
+        return found[: len(kept)]
+
+    @staticmethod
+    async def _completed_with_no_retry(handle: PartitionHandle, wanted: InvocationFilter, limit: int) -> _Invocations:
+        statuses, _ = await handle.completed_page(wanted, None, limit)
+        return [(status, None) for status in statuses]
+
+    async def unfinished_invocations(self, wanted: InvocationFilter) -> _Invocations:
+        """Every unfinished invocation matching ``wanted`` (they are in memory, and few)."""
+        answers = await asyncio.gather(*(handle.unfinished_matching(wanted, None) for handle in self._handles))
+        return [pair for answer in answers for pair in answer]
+
+    async def completed_invocations(
+        self, wanted: InvocationFilter, page: int
+    ) -> AsyncIterator[list[InvocationStatus]]:
+        """Every completed invocation matching ``wanted``, ``page`` at a time, partition by
+        partition, in no particular order: a reader of all of them holds one page, never the
+        whole table."""
+        for handle in self._handles:
+            after: bytes | None = None
+            while True:
+                statuses, after = await handle.completed_page(wanted, after, page, ordered=False)
+                if statuses:
+                    yield statuses
+                if after is None:
+                    break
+
+    async def object_state(
+        self, service: str | None, key: str | None
+    ) -> list[tuple[int, str | None, str, str, bytes, bytes]]:
+        """(partition, scope, service, object key, state name, value) of one unscoped object's, one
+        service's, or (neither given) every object's state."""
+        handles = [self._object_partition(service, key)] if service is not None and key is not None else self._handles
+        answers = await asyncio.gather(*(handle.object_state(service, key) for handle in handles))
+        return [
+            (handle.id, *keys.parse_state_key(raw), value)
+            for handle, answer in zip(handles, answers, strict=True)
+            for raw, value in answer
+        ]
+
+    async def locks(self) -> list[tuple[int, str, str, str]]:
+        """(partition, service, key, holder invocation id) of every held object lock."""
+        return await self._everywhere("locks", self._local_locks, _Locks)
+
+    async def inbox(self) -> list[tuple[int, str, str, int, str]]:
+        """(partition, service, key, sequence, invocation id) of every inboxed invocation."""
+        return await self._everywhere("inbox", self._local_inbox, _Inbox)
+
+    async def promises(self) -> list[tuple[int, str, str, str, Promise]]:
+        """(partition, service, key, name, promise) of every workflow promise."""
+        return await self._everywhere("promises", self._local_promises, _Promises)
+
+    async def _local_locks(self) -> list[tuple[int, str, str, str]]:
+        return [(p.id, *lock) for p in self._partitions for lock in p.reads.locks()]
+
+    async def _local_inbox(self) -> list[tuple[int, str, str, int, str]]:
+        return [(p.id, *entry) for p in self._partitions for entry in p.reads.inbox()]
+
+    async def _local_promises(self) -> list[tuple[int, str, str, str, Promise]]:
+        return [(p.id, *promise) for p in self._partitions for promise in p.reads.promises(None, None)]
 
     async def _everywhere(self, op: str, local: Callable[[], Awaitable[list[T]]], kind: type[list[T]]) -> list[T]:
         found = await local()
@@ -652,33 +799,36 @@ class Engine:
                 found.extend(answer)
         return found
 
-    async def _local_invocations(self) -> list[tuple[InvocationStatus, RetryState | None]]:
-        retries = self.invoker.retries
-        return [(status, retries.get(status.id)) for p in self._partitions for status in p.reads.statuses()]
-
     async def _local_journals(self) -> list[tuple[InvocationStatus, list[JournalEntry]]]:
         return [entry for partition in self._partitions for entry in partition.reads.journals()]
-
-    async def _local_state(self) -> list[tuple[int, bytes, bytes]]:
-        return [(p.id, key, value) for p in self._partitions for key, value in p.reads.state_entries()]
 
     def _gather_ops(self) -> dict[str, Callable[[], Awaitable[Any]]]:
         """What peers gather from this worker for the admin API (see ``_everywhere``)."""
         return {
-            "invocations": self._local_invocations,
             "journals": self._local_journals,
-            "state": self._local_state,
+            "locks": self._local_locks,
+            "inbox": self._local_inbox,
+            "promises": self._local_promises,
             "metrics": self._local_metrics,
+            "limits": self._local_limit_usage,
         }
 
     def _reload_metadata(self) -> None:
         self.schema.load()
         self.dapr_apps.load()
+        self.limits.load()
+        if self._recovered:  # else start() sends the rules once its partitions are recovered
+            # Applied at once (apply is synchronous), before the metadata owner's admin call answers.
+            for partition in self._outdated_limits():
+                partition.submit_detached(self._limits_command())
 
 
 _Invocations = list[tuple[InvocationStatus, RetryState | None]]
 _Journals = list[tuple[InvocationStatus, list[JournalEntry]]]
-_State = list[tuple[int, bytes, bytes]]
+_Locks = list[tuple[int, str, str, str]]
+_Inbox = list[tuple[int, str, str, int, str]]
+_Promises = list[tuple[int, str, str, str, Promise]]
+_Usage = list[LimitUsage]
 T = TypeVar("T")
 
 
@@ -691,6 +841,20 @@ async def _index_unfinished(store: Store) -> None:
         if decode(value).phase is not Phase.COMPLETED:
             store.put(keys.UNFINISHED, key, b"")
     store.put(keys.META, keys.UNFINISHED_INDEX_KEY, b"1")
+    await store.flush()
+
+
+async def _index_created(store: Store) -> None:
+    """Data dirs written before the CREATED index get it once, by one scan of every status."""
+    if store.get(keys.META, keys.CREATED_INDEX_KEY) is not None:
+        return
+    decode = msgspec.msgpack.Decoder(InvocationStatus).decode
+    for key, value in store.scan(keys.STATUS, b""):
+        status = decode(value)
+        partition, raw_id = int.from_bytes(key[:2], "big"), key[2:]
+        for index_key in keys.created_keys(partition, status.target.service, status.created_at, raw_id):
+            store.put(keys.CREATED, index_key, b"")
+    store.put(keys.META, keys.CREATED_INDEX_KEY, b"1")
     await store.flush()
 
 
@@ -718,5 +882,5 @@ def _check(outcome: OperatorOutcome, invocation_id: str) -> None:
 def _parse_id(invocation_id: str) -> InvocationId:
     try:
         return InvocationId.parse(invocation_id)
-    except ValueError as exc:
-        raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {exc}") from exc
+    except InvalidInvocationId as exc:
+        raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {exc.reason}") from exc

@@ -8,6 +8,7 @@ to a response in one place (``ingress.responses.error_response`` and the admin e
     ├── NotFound                404: unknown service, handler, deployment or invocation
     ├── MethodNotAllowed        405: HTTP method not served on that path
     ├── Conflict                409: the request clashes with stored state
+    │   ├── BreakingChange      409 META0006: a registration changes a service's type
     │   └── RevisionMismatch    a compare-and-set on cluster metadata lost to another writer
     ├── PayloadTooLarge         413: request body over the configured limit
     ├── NotReady                470: the invocation exists but has no result yet (output)
@@ -41,6 +42,7 @@ class QuillError(Exception):
 
     status: int = 500
     source: str = "ingress"
+    restate_code: str | None = None  # the admin API's error code (e.g. "META0006"), when Restate has one
 
     def __init__(
         self, message: str, *, status: int | None = None, invocation_id: str | None = None, source: str | None = None
@@ -80,6 +82,18 @@ class NotReady(QuillError):
 
 class Conflict(QuillError):
     status = 409
+
+
+class BreakingChange(Conflict):
+    """A new revision of a service may not change its type (Restate's META0006)."""
+
+    restate_code = "META0006"
+
+    def __init__(self, service: str) -> None:
+        super().__init__(
+            f"[META0006] detected a new service revision for '{service}' changing the service type from"
+            " previous revision. Service type cannot be changed across revisions."
+        )
 
 
 class DeploymentError(QuillError):

@@ -60,6 +60,25 @@ def hashed_partition_key(*parts: str) -> int:
     return int.from_bytes(digest, "big")
 
 
+class InvalidInvocationId(ValueError):
+    """Not an invocation id; ``reason`` words why as Restate does ("bad format", "bad length")."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"bad invocation id '{text}': {reason}")
+        self.reason = reason
+
+
+def scope_partition_key(scope: str) -> int:
+    """The partition key of everything in ``scope`` (a scope has no NUL, so this never equals
+    the key of an object)."""
+    return hashed_partition_key(scope)
+
+
+def object_partition_key(service: str, key: str, scope: str | None) -> int:
+    """The partition key of a virtual object or workflow (a scoped one lives in its scope's)."""
+    return hashed_partition_key(service, key) if scope is None else scope_partition_key(scope)
+
+
 class InvocationId(str):
     """An invocation id string that also knows its partition key and raw bytes."""
 
@@ -71,10 +90,20 @@ class InvocationId(str):
         return cls(INVOCATION_PREFIX + _b62(partition_key, _KEY_CHARS) + _b62(uuid, _UUID_CHARS))
 
     @classmethod
-    def for_target(cls, service: str, key: str, local: Sequence[int] = (), partitions: int = 1) -> InvocationId:
-        """A new id in the partition that owns ``(service, key)``. Unkeyed targets may run anywhere:
-        a random partition, one of ``local`` (of ``partitions``) when given, so the worker that
-        received the request owns it."""
+    def for_target(
+        cls,
+        service: str,
+        key: str,
+        local: Sequence[int] = (),
+        partitions: int = 1,
+        scope: str | None = None,
+    ) -> InvocationId:
+        """A new id in the partition that owns ``(service, key)``, or the scope's: every invocation
+        of a scope lives in one partition, which makes its concurrency limits a local decision.
+        Unkeyed targets may run anywhere: a random partition, one of ``local`` (of ``partitions``)
+        when given, so the worker that received the request owns it."""
+        if scope is not None:
+            return cls.new(scope_partition_key(scope))
         if key:
             return cls.new(hashed_partition_key(service, key))
         partition_key = random_partition_key()
@@ -86,27 +115,41 @@ class InvocationId(str):
         return cls.new(partition_key)
 
     @classmethod
-    def derived(cls, parent: bytes, index: int, service: str, key: str) -> InvocationId:
+    def derived(cls, parent: bytes, index: int, service: str, key: str, scope: str | None = None) -> InvocationId:
         """The id of the invocation that entry ``index`` of invocation ``parent`` (raw bytes)
         creates: derived, not random, so applying the same journal always makes the same id."""
         digest = hashlib.blake2b(parent + index.to_bytes(8, "big"), digest_size=24).digest()
         # An unkeyed callee stays in its caller's partition: no delivery to another one, nor to
         # another worker.
-        partition_key = hashed_partition_key(service, key) if key else int.from_bytes(parent[:8], "big")
+        if scope is not None:
+            partition_key = scope_partition_key(scope)
+        else:
+            partition_key = hashed_partition_key(service, key) if key else int.from_bytes(parent[:8], "big")
         return cls.new(partition_key, int.from_bytes(digest[8:], "big"))
 
     @classmethod
-    def for_workflow(cls, service: str, key: str) -> InvocationId:
-        """The one id of a workflow's run: deterministic, so a second run is recognised."""
-        digest = hashlib.sha256(b"wf\x00" + service.encode() + b"\x00" + key.encode()).digest()
-        return cls.new(hashed_partition_key(service, key), int.from_bytes(digest[:16], "big"))
+    def for_workflow(cls, service: str, key: str, scope: str | None = None) -> InvocationId:
+        """The one id of a workflow's run: deterministic, so a second run is recognised. A scoped
+        run is another workflow than the unscoped one of the same key (as in Restate)."""
+        if scope is None:
+            digest = hashlib.sha256(b"wf\x00" + service.encode() + b"\x00" + key.encode()).digest()
+            return cls.new(hashed_partition_key(service, key), int.from_bytes(digest[:16], "big"))
+        digest = hashlib.sha256(b"\x00".join(p.encode() for p in ("wfs", scope, service, key))).digest()
+        return cls.new(scope_partition_key(scope), int.from_bytes(digest[:16], "big"))
 
     @classmethod
-    def for_idempotent(cls, service: str, key: str, handler: str, idempotency_key: str) -> InvocationId:
-        """The one id of an idempotent request: repeats resolve to the same invocation."""
-        parts = b"\x00".join(p.encode() for p in ("ik", service, key, handler, idempotency_key))
+    def for_idempotent(
+        cls, service: str, key: str, handler: str, idempotency_key: str, scope: str | None = None
+    ) -> InvocationId:
+        """The one id of an idempotent request: repeats resolve to the same invocation. The same
+        key under another scope is another invocation (as in Restate)."""
+        if scope is None:
+            parts = b"\x00".join(p.encode() for p in ("ik", service, key, handler, idempotency_key))
+            partition_key = hashed_partition_key(service, key if key else idempotency_key)
+        else:
+            parts = b"\x00".join(p.encode() for p in ("iks", scope, service, key, handler, idempotency_key))
+            partition_key = scope_partition_key(scope)
         digest = hashlib.sha256(parts).digest()
-        partition_key = hashed_partition_key(service, key if key else idempotency_key)
         return cls.new(partition_key, int.from_bytes(digest[:16], "big"))
 
     @classmethod
@@ -117,15 +160,18 @@ class InvocationId(str):
 
     @classmethod
     def parse(cls, text: str) -> InvocationId:
-        """Validate ``text``; raises ValueError when it is not an invocation id."""
-        bad = ValueError(f"bad invocation id '{text}': bad format")
-        if len(text) != _INVOCATION_ID_LEN or not text.startswith(INVOCATION_PREFIX):
-            raise bad
+        """Validate ``text``; raises InvalidInvocationId (with Restate's reason) when it is not one."""
+        if not text.startswith("inv_"):
+            raise InvalidInvocationId(text, "bad format")
+        if not text.startswith(INVOCATION_PREFIX):
+            raise InvalidInvocationId(text, "unrecognized codec version")
+        if len(text) != _INVOCATION_ID_LEN:
+            raise InvalidInvocationId(text, "bad length")
         body = text[len(INVOCATION_PREFIX) :]
         if any(c not in _INDEX for c in body):
-            raise bad
+            raise InvalidInvocationId(text, "bad format")
         if _unb62(body[:_KEY_CHARS]) >= 1 << 64 or _unb62(body[_KEY_CHARS:]) >= 1 << 128:
-            raise bad
+            raise InvalidInvocationId(text, "bad format")
         return cls(text)
 
     @property

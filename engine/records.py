@@ -72,10 +72,11 @@ class Phase(StrEnum):
     SUSPENDED = "suspended"  # waits for a notification its last attempt awaited
     PAUSED = "paused"  # stopped by an operator or by exhausted retries, until resumed
     COMPLETED = "completed"  # done; kept for its retention (idempotency key, workflow id)
+    WAITING = "waiting"  # waits for a concurrency slot of its scope / limit key (flow control)
 
     @property
     def started(self) -> bool:
-        return self not in (Phase.SCHEDULED, Phase.INBOXED)
+        return self not in (Phase.SCHEDULED, Phase.INBOXED, Phase.WAITING)
 
 
 class InvocationStatus(msgspec.Struct, array_like=True):
@@ -107,6 +108,17 @@ class InvocationStatus(msgspec.Struct, array_like=True):
     input_entry: bytes | None = None  # kept with a retained result, for restart-as-new
     # A reentrant call chain (Dapr's Dapr-Reentrancy-Id): calls of the chain holding the lock re-enter.
     reentrancy: str | None = None
+    # Flow control: the scope (part of the invocation's identity) and the limit key within it.
+    scope: str | None = None
+    limit_key: str | None = None
+    # Its place in the scope's queues: set when it first asks for a slot and kept after, so an
+    # invocation woken from suspension goes before the ones that arrived after it.
+    queue_seq: int = 0
+
+    def has_run(self) -> bool:
+        """Whether an attempt journaled anything: also true of one that waits for a concurrency
+        slot again after a suspension or a pause."""
+        return self.phase.started or (self.phase is Phase.WAITING and self.journal_length > 1)
 
 
 class Promise(msgspec.Struct, array_like=True):
@@ -162,3 +174,6 @@ class Deployment(msgspec.Struct, kw_only=True):
     manifest: dict  # type: ignore[type-arg]  # the discovery manifest, as the SDK sent it
     created_at: int
     sdk_version: str | None = None
+    # The revision each service got when this deployment was registered (empty in records written
+    # before revisions were kept: those are counted from the registration order).
+    revisions: dict[str, int] = msgspec.field(default_factory=dict)

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from engine import (
+    SCOPED_VIRTUAL_OBJECT,
     BadRequest,
     Engine,
     Failure,
@@ -20,7 +21,6 @@ from engine import (
     InvocationId,
     InvocationRequest,
     MethodNotAllowed,
-    NotFound,
     NotReady,
     Outcome,
     PayloadTooLarge,
@@ -33,9 +33,20 @@ from engine import (
     timestamp,
 )
 from engine.records import timestamp_nanos
+from engine.schema.payloads import output_content_type, validate_input
 from engine.telemetry.metrics import IngressStatus, RpcType
+from ingress.cors import cors_headers, with_headers
 from ingress.dapr import DaprIngress
-from ingress.paths import BAD_PATH, Route, metric_labels, parse_invocation_path, split_path
+from ingress.paths import (
+    Action,
+    AwakeablePath,
+    HealthPath,
+    InvocationPath,
+    ServicePath,
+    TargetInBodyPath,
+    classify,
+    refused_invocation_labels,
+)
 from ingress.responses import (
     BodyLimitExceeded,
     ClientGone,
@@ -45,8 +56,8 @@ from ingress.responses import (
     respond_error,
     respond_json,
 )
-from ingress.results import SCOPES_DISABLED, target_from_body, target_from_path
-from ingress.validation import validate_input
+from ingress.results import target_from_body
+from ingress.scopes import LIMIT_KEY_WITHOUT_SCOPE, limit_key_of, scope_of
 
 log = logging.getLogger(__name__)
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -57,7 +68,9 @@ _WORKFLOW_IDEMPOTENCY = (
     "cannot use the idempotency key with workflow handlers."
     " The handler invocation will already be idempotent by the workflow key itself."
 )
-_BAD_AWAKEABLE_PATH = "bad path, expected either /restate/awakeables/:id/resolve or /restate/awakeables/:id/reject"
+# The latest time a delayed send may run at: Restate renders times up to the year 9999 (and its
+# ingress dies on a later one, with the invocation created); quill answers 400 instead.
+_LATEST_EXECUTION_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 class IngressApp:
@@ -69,6 +82,14 @@ class IngressApp:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if scope["path"].startswith("/v1.0/"):
+            await self._dapr(scope, receive, send)
+            return
+        cors, preflight = cors_headers(scope)
+        if preflight:
+            await respond(send, 200, b"", cors)
+            return
+        send = with_headers(send, cors)
         try:
             await self._route(scope, receive, send)
         except QuillError as error:
@@ -79,103 +100,104 @@ class IngressApp:
             await respond_error(send, QuillError("internal error, see the server log"))
 
     async def _route(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["path"].startswith("/v1.0/"):
-            await self._dapr(scope, receive, send)
-            return
-        segments = split_path(scope.get("raw_path") or scope["path"].encode())
+        started = time.perf_counter()
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        try:
+            route = classify(raw_path, self._engine.schema)
+        except QuillError:
+            if (labels := refused_invocation_labels(raw_path, self._engine.schema)) is not None:
+                self._engine.metrics.ingress_admitted()
+                rpc_type = RpcType.SEND if labels[1] else RpcType.CALL
+                self._engine.metrics.ingress_finished(
+                    IngressStatus.REQUEST_ERROR, labels[0], rpc_type, time.perf_counter() - started
+                )
+            raise
         method = scope["method"]
-        if segments == ["restate", "health"]:
+        if isinstance(route, ServicePath):
+            await self._invocation(route, method, scope, receive, send, started)
+        elif isinstance(route, HealthPath):
+            _allow(method, "GET")
             if (failure := self._engine.storage_failure) is not None:
                 raise Unavailable(f"storage unavailable: {failure}")
             await respond_json(send, 200, {"services": sorted(self._engine.schema.services)})
-            return
-        if len(segments) >= 2 and segments[0] == "restate" and segments[1] not in ("call", "send"):
-            await self._restate_route(method, segments, scope, receive, send)
-            return
-        if method not in ("GET", "POST"):
-            raise MethodNotAllowed("method not allowed")
-        await self._invocation(segments, scope, receive, send)
+        elif isinstance(route, AwakeablePath):
+            await self._complete_awakeable(method, route, receive, send)
+        elif isinstance(route, TargetInBodyPath):
+            _allow(method, "POST")
+            invocation_id = target_from_body(route.action, await self._read_body(receive))
+            await self._answer(send, route.action, invocation_id)
+        elif isinstance(route, InvocationPath):
+            _allow(method, "GET")
+            await self._answer(send, route.action, route.invocation_id)
 
-    async def _invocation(self, segments: list[str], scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def _invocation(
+        self, route: ServicePath, method: str, scope: dict[str, Any], receive: Receive, send: Send, started: float
+    ) -> None:
         """A call or send, counted and timed as Restate counts them (restate_ingress_requests_total)."""
         metrics = self._engine.metrics
         metrics.ingress_admitted()
-        started = time.perf_counter()
-        route: Route | None = None
         status = IngressStatus.REQUEST_ERROR
         try:
-            route = parse_invocation_path(segments, self._engine.schema)
-            status = await self._invoke(route, scope, receive, send)
+            status = await self._invoke(route, method, scope, receive, send)
         finally:
-            service, is_send = (
-                (route.target.service, route.send) if route else metric_labels(segments, self._engine.schema)
-            )
-            rpc_type = RpcType.SEND if is_send else RpcType.CALL
-            metrics.ingress_finished(status, service, rpc_type, time.perf_counter() - started)
+            rpc_type = RpcType.SEND if route.send else RpcType.CALL
+            metrics.ingress_finished(status, route.service, rpc_type, time.perf_counter() - started)
 
-    async def _invoke(self, route: Route, scope: dict[str, Any], receive: Receive, send: Send) -> IngressStatus:
+    async def _invoke(
+        self, route: ServicePath, method: str, scope: dict[str, Any], receive: Receive, send: Send
+    ) -> IngressStatus:
+        """A call or a send."""
+        entry, handler = self._engine.schema.resolve(route.service, route.handler)
+        _allow(method, "GET", "POST")
+        flow_scope = None if route.scope is None else scope_of(route.scope)
+        if flow_scope is not None and entry.manifest.ty == "VIRTUAL_OBJECT":
+            raise BadRequest(SCOPED_VIRTUAL_OBJECT)
+        if route.key == "":
+            # Restate accepts the empty object key; quill's partitions cannot tell it from "no key" yet.
+            raise BadRequest("quill does not support the empty object key yet")
+        target = Target(route.service, route.handler, route.key or "")
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        if "limit-key" in query or _header(scope, b"x-restate-limit-key") is not None:
-            raise BadRequest("limit-key requires a scope to be set")
+        limit_key = limit_key_of(scope)
+        if limit_key is not None and flow_scope is None:
+            raise BadRequest(LIMIT_KEY_WITHOUT_SCOPE)
         execution_time = _execution_time(query, route.send)
         idempotency_key = _header(scope, b"idempotency-key")
         if idempotency_key is not None:
-            settings = self._engine.invocation_settings(route.target.service, route.target.handler)
+            settings = self._engine.invocation_settings(target.service, target.handler)
             if settings is not None and settings.workflow_run:
                 raise BadRequest(_WORKFLOW_IDEMPOTENCY)
         if (too_large := _declared_length(scope)) is not None and too_large > self._limit:
             await respond(send, 413, b"length limit exceeded", [(b"content-type", b"text/plain; charset=utf-8")])
             return IngressStatus.REQUEST_ERROR
         chunks = await self._read_chunks(receive)
-        _, handler = self._engine.schema.resolve(route.target.service, route.target.handler)
         validate_input(handler.input, _header(scope, b"content-type"), bool(chunks))
         request = InvocationRequest(
-            target=route.target,
+            target=target,
             body=chunks,  # emptied by the engine once journaled
             headers=self._input_headers(scope),
             execution_time=execution_time,
             idempotency_key=idempotency_key,
+            scope=flow_scope,
+            limit_key=limit_key,
         )
         if route.send:
             invocation_id, created = await self._engine.send(request)
-            accepted = {"invocationId": str(invocation_id), "status": "Accepted" if created else "PreviouslyAccepted"}
+            accepted = {"invocationId": str(invocation_id)}
             if execution_time is not None:
                 accepted["executionTime"] = timestamp_nanos(execution_time)
+            accepted["status"] = "Accepted" if created else "PreviouslyAccepted"
             await respond_json(send, 202, accepted, [(b"x-restate-id", invocation_id.encode())])
             return IngressStatus.COMPLETED
         invocation_id, outcome = await self._engine.call(request)
         await self._respond_outcome(send, invocation_id, outcome)
         return IngressStatus.COMPLETED if outcome.completion.failure is None else IngressStatus.INVOCATION_ERROR
 
-    async def _restate_route(
-        self, method: str, segments: list[str], scope: dict[str, Any], receive: Receive, send: Send
-    ) -> None:
-        """Everything under /restate/ but call and send: awakeables, attach, output, lookup, scopes."""
-        kind = segments[1]
-        if kind in ("awakeables", "a"):
-            await self._complete_awakeable(method, segments, receive, send)
-            return
-        if kind == "scope":
-            if method not in ("GET", "POST"):
-                raise MethodNotAllowed("method not allowed")
-            if len(segments) < 4 or segments[3] not in ("call", "send"):
-                raise BadRequest(BAD_PATH)
-            parse_invocation_path(["restate", *segments[3:]], self._engine.schema)
-            raise BadRequest(SCOPES_DISABLED)
-        if kind in ("attach", "output", "lookup") and len(segments) == 2:
-            if method != "POST":
-                raise MethodNotAllowed("method not allowed")
-            invocation_id, action = target_from_body(await self._read_body(receive)), kind
-        elif kind in ("attach", "output", "invocation", "workflow"):
-            if method != "GET":
-                raise MethodNotAllowed("method not allowed")
-            invocation_id, action = target_from_path(segments)
-        else:
-            raise NotFound("not found")
-        if action == "lookup":
+    async def _answer(self, send: Send, action: Action, invocation_id: InvocationId) -> None:
+        """Attach, output or lookup of an existing invocation."""
+        if action is Action.LOOKUP:
             # Targets map to deterministic ids: Restate answers the id whether or not it exists.
             await respond_json(send, 200, {"invocationId": str(invocation_id)})
-        elif action == "attach":
+        elif action is Action.ATTACH:
             await self._respond_outcome(send, invocation_id, await self._engine.attach(invocation_id))
         else:
             outcome = await self._engine.output(invocation_id)
@@ -183,20 +205,14 @@ class IngressApp:
                 raise NotReady("the invocation exists but has not completed yet")
             await self._respond_outcome(send, invocation_id, outcome)
 
-    async def _complete_awakeable(self, method: str, segments: list[str], receive: Receive, send: Send) -> None:
-        if len(segments) != 4:
-            raise BadRequest(_BAD_AWAKEABLE_PATH)
-        awakeable, action = segments[2], segments[3]
-        if action not in ("resolve", "reject"):
-            raise NotFound("not found")
-        if method != "POST":
-            raise MethodNotAllowed("method not allowed")
+    async def _complete_awakeable(self, method: str, route: AwakeablePath, receive: Receive, send: Send) -> None:
+        _allow(method, "POST")
         try:
-            invocation_id, index = parse_awakeable_id(awakeable)
+            invocation_id, index = parse_awakeable_id(route.awakeable_id)
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
         body = await self._read_body(receive)
-        if action == "resolve":
+        if route.resolve:
             await self._engine.signal(invocation_id, index, value=body)
         else:
             await self._engine.signal(invocation_id, index, failure=Failure(500, body.decode("utf-8", "replace")))
@@ -212,16 +228,15 @@ class IngressApp:
             await respond_error(send, failure, headers)
             return
         value = completion.value or b""
-        output = self._output_spec(outcome.target)
-        content_type = output.get("contentType", "application/json")
-        if content_type and (value or output.get("setContentTypeIfEmpty", False)):
+        content_type = output_content_type(self._output_spec(outcome.target), empty=not value)
+        if content_type is not None:
             headers.append((b"content-type", content_type.encode()))
         await respond(send, 200, value, headers)
 
-    def _output_spec(self, target: Target) -> dict[str, Any]:
+    def _output_spec(self, target: Target) -> dict[str, Any] | None:
         entry = self._engine.schema.services.get(target.service)
         handler = entry.manifest.handler(target.handler) if entry is not None else None
-        return (handler.output if handler is not None else None) or {}
+        return handler.output if handler is not None else None
 
     async def _read_body(self, receive: Receive) -> bytes:
         chunks = await self._read_chunks(receive)
@@ -254,13 +269,21 @@ def _execution_time(query: dict[str, list[str]], send: bool) -> int | None:
     values = query.get("delay")
     if values is None:
         return None
+    problem = "bad delay query parameter, must be a ISO8601 duration"
     try:
-        seconds = parse_duration(values[-1])
+        seconds = parse_duration(values[0])  # the first one wins, as in Restate
     except ValueError as exc:
-        raise BadRequest(f"bad delay query parameter, must be a ISO8601 duration: {exc}") from exc
+        raise BadRequest(f"{problem}: {exc}") from exc
     if not send:
         raise BadRequest("cannot use the delay query parameter with calls. The delay is supported only with sends")
+    if seconds * 1000 > _LATEST_EXECUTION_MS - now_ms():
+        raise BadRequest(f"{problem}: '{values[0]}' ends after 9999-12-31T23:59:59.999Z, the latest time there is")
     return now_ms() + int(seconds * 1000)
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise MethodNotAllowed("method not allowed")
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

@@ -58,6 +58,10 @@ def _expiry(metadata: dict[str, str] | None) -> bytes | None:
     return str(now_ms() + seconds * 1000).encode()
 
 
+def _expired(expires: bytes | None, now: int) -> bool:
+    return expires is not None and int(expires) <= now
+
+
 def _actor_error(message: str, *, status: int = 400, code: str = "ERR_MALFORMED_REQUEST") -> DaprError:
     return DaprError(message, status=status, error_code=code)
 
@@ -79,6 +83,8 @@ class DaprActors:
             await self._transaction(actor_type, actor_id, await self._read_body(receive), send)
         elif kind == "state" and len(rest) == 1 and verb == "GET":
             await self._get_state(actor_type, actor_id, rest[0], send)
+        elif kind == "state" and not rest and verb == "GET":
+            await self._get_all_state(actor_type, actor_id, send)
         elif kind in ("reminders", "timers") and len(rest) == 1 and rest[0]:
             await self._schedule(verb, kind[:-1], actor_type, actor_id, rest[0], receive, send)
         else:
@@ -142,10 +148,24 @@ class DaprActors:
         service = actor_target(actor_type, "", "").service
         value = await self._engine.read_state(service, actor_id, key.encode())
         expires = await self._engine.read_state(service, actor_id, key.encode() + TTL_SUFFIX)
-        if value is None or (expires is not None and int(expires) <= now_ms()):
+        if value is None or _expired(expires, now_ms()):
             await respond(send, 204)
         else:
             await respond(send, 200, value, _JSON)
+
+    async def _get_all_state(self, actor_type: str, actor_id: str, send: Send) -> None:
+        """All of an actor's state as one JSON object, key to value (the seed's ``getActorState``);
+        expired values are left out, as the single-key read treats them as absent."""
+        self._hosted(actor_type)
+        entries = dict(await self._engine.read_all_state(actor_target(actor_type, "", "").service, actor_id))
+        now = now_ms()
+        state = {
+            name.decode(errors="replace"): msgspec.Raw(value)
+            for name, value in entries.items()
+            if not name.endswith(TTL_SUFFIX)
+            and not _expired(entries.get(name + TTL_SUFFIX), now)
+        }
+        await respond(send, 200, _encode(state), _JSON)
 
     async def _schedule(
         self, verb: str, kind: str, actor_type: str, actor_id: str, name: str, receive: Receive, send: Send

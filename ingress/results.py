@@ -1,15 +1,19 @@
-"""Finding invocations for attach / output / lookup: by id, by idempotency key, by workflow."""
+"""The body of ``POST /restate/attach|output|lookup``: which invocation it names.
+
+Restate answers an undecodable body with a 500 (its message carries a Rust backtrace); it is the
+client's mistake, so quill answers 400 with what was wrong and the forms a body may take.
+"""
 
 from __future__ import annotations
 
 import msgspec
 
-from engine import BadRequest, InvocationId, NotFound
+from engine import BadRequest, InvocationId
+from ingress.paths import Action, parse_id
+from ingress.scopes import scope_of
 
 
 class InvocationTarget(msgspec.Struct, rename="camel", kw_only=True):
-    """Body of ``POST /restate/attach|output|lookup``."""
-
     target: str
     invocation_id: str | None = None
     workflow_name: str | None = None
@@ -21,55 +25,44 @@ class InvocationTarget(msgspec.Struct, rename="camel", kw_only=True):
     scope: str | None = None
 
 
-SCOPES_DISABLED = "scoped invocations require vqueues to be enabled"
 _TARGET_FORMS = (
-    '{"target":"invocation","invocationId"}, {"target":"workflow","workflowName","workflowKey"},'
-    ' {"target":"idempotentInvocation","service","key"?,"handler","idempotencyKey"}'
+    '{"target":"invocation","invocationId"}, {"target":"workflow","workflowName","workflowKey","scope"?},'
+    ' {"target":"idempotentInvocation","service","key"?,"handler","idempotencyKey","scope"?}'
 )
+# The fields each target needs (wire name, struct field).
+_REQUIRED = {
+    "invocation": (("invocationId", "invocation_id"),),
+    "workflow": (("workflowName", "workflow_name"), ("workflowKey", "workflow_key")),
+    "idempotentInvocation": (("service", "service"), ("handler", "handler"), ("idempotencyKey", "idempotency_key")),
+}
+_decode = msgspec.json.Decoder(InvocationTarget).decode
 
 
-def parse_id(text: str) -> InvocationId:
+def target_from_body(action: Action, body: bytes) -> InvocationId:
+    what = "lookup" if action is Action.LOOKUP else "request"
     try:
-        return InvocationId.parse(text)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
-
-
-def target_from_body(body: bytes) -> InvocationId:
-    try:
-        parsed = msgspec.json.decode(body, type=InvocationTarget)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        # Restate answers 500 "cannot read body"; a malformed body is the client's error: 400.
-        raise BadRequest(f"cannot read body: invalid request body: {exc}, expected one of {_TARGET_FORMS}") from exc
-    if parsed.scope is not None:
-        raise BadRequest(SCOPES_DISABLED)
-    if parsed.target == "invocation" and parsed.invocation_id:
+        parsed = _decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise BadRequest(f"cannot read body: invalid {what} body: {reason}; expected one of {_TARGET_FORMS}") from exc
+    scope = None if parsed.scope is None else scope_of(parsed.scope)
+    if parsed.target == "invocation" and parsed.invocation_id is not None:
         return parse_id(parsed.invocation_id)
-    if parsed.target == "workflow" and parsed.workflow_name and parsed.workflow_key is not None:
-        return InvocationId.for_workflow(parsed.workflow_name, parsed.workflow_key)
-    if parsed.target == "idempotentInvocation" and parsed.service and parsed.handler and parsed.idempotency_key:
-        return InvocationId.for_idempotent(parsed.service, parsed.key or "", parsed.handler, parsed.idempotency_key)
-    raise BadRequest(f"Invalid target, expected one of {_TARGET_FORMS}")
-
-
-def target_from_path(segments: list[str]) -> tuple[InvocationId, str]:
-    """``/restate/{attach|output}/{id}`` and the older ``/restate/invocation|workflow/.../{action}``."""
-    if len(segments) == 3 and segments[1] in ("attach", "output"):
-        return parse_id(segments[2]), segments[1]
-    action = segments[-1]
-    if action not in ("attach", "output"):
-        raise NotFound("not found")
-    rest = segments[2:-1]
-    if segments[1] == "workflow" and len(rest) == 2:
-        return InvocationId.for_workflow(rest[0], rest[1]), action
-    if segments[1] == "invocation":
-        if len(rest) == 1:
-            return parse_id(rest[0]), action
-        if len(rest) in (3, 4):
-            service, *key, handler, idempotency_key = rest
-            return InvocationId.for_idempotent(service, key[0] if key else "", handler, idempotency_key), action
-    raise BadRequest(
-        "Bad path, expected /restate/attach/{id}, /restate/output/{id}, /restate/invocation/{id}/attach|output,"
-        " /restate/invocation/{service}/[{key}/]{handler}/{idempotencyKey}/attach|output or"
-        " /restate/workflow/{name}/{key}/attach|output"
-    )
+    if parsed.target == "workflow" and parsed.workflow_name is not None and parsed.workflow_key is not None:
+        return InvocationId.for_workflow(parsed.workflow_name, parsed.workflow_key, scope)
+    if (
+        parsed.target == "idempotentInvocation"
+        and parsed.service is not None
+        and parsed.handler is not None
+        and parsed.idempotency_key is not None
+    ):
+        return InvocationId.for_idempotent(
+            parsed.service, parsed.key or "", parsed.handler, parsed.idempotency_key, scope
+        )
+    required = _REQUIRED.get(parsed.target)
+    if required is None:
+        problem = f"unknown target '{parsed.target}'"
+    else:
+        missing = [name for name, field in required if getattr(parsed, field) is None]
+        problem = "missing field " + ", ".join(f"`{name}`" for name in missing)
+    raise BadRequest(f"cannot read body: invalid {what} body: {problem}; expected one of {_TARGET_FORMS}")

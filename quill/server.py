@@ -44,15 +44,16 @@ class _BuiltOnFirstRequest:
     """The admin API's FastAPI app, imported and built on its first request (a few hundred ms
     once): FastAPI is most of quill's import time, and serving the ingress does not need it."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, ingress: IngressApp) -> None:
         self._engine = engine
+        self._ingress = ingress  # also served under /ui/ingress/ for the web UI
         self._app: Any = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self._app is None:
             from admin import create_admin_app
 
-            self._app = create_admin_app(self._engine)
+            self._app = create_admin_app(self._engine, self._ingress)
         await self._app(scope, receive, send)
 
 
@@ -131,9 +132,10 @@ async def _serve(
     )
     engine = Engine(config, plan)
     await engine.start()
+    ingress = IngressApp(engine)
     apps = {
-        Face.INGRESS: IngressApp(engine),
-        Face.ADMIN: _BuiltOnFirstRequest(engine),
+        Face.INGRESS: ingress,
+        Face.ADMIN: _BuiltOnFirstRequest(engine, ingress),
         Face.DAPR: DaprIngress(engine, sidecar_port=True),
     }
     servers = [_server(apps[listener.face], listener, config, guard, limits) for listener in listeners]

@@ -14,6 +14,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Debian's Chromium, as the UI tests and benchmarks drive it through Playwright (which never
+# downloads a browser of its own here).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -188,9 +200,9 @@ class SdkService(Process):
 class TsService(Process):
     """A real @restatedev/restate-sdk (TypeScript SDK) endpoint under Node, over HTTP/1.1."""
 
-    def __init__(self, http2: bool = False) -> None:
+    def __init__(self, http2: bool = False, script: str = "tests/ts/services.js") -> None:
         self.port = free_port()
-        argv = ["node", "tests/ts/services.js", str(self.port), *(["h2"] if http2 else [])]
+        argv = ["node", script, str(self.port), *(["h2"] if http2 else [])]
         super().__init__(argv, ready_marker="Listening on")
 
     @property

@@ -335,6 +335,14 @@ class Invoker:
         )
         if version >= 6:
             start.random_seed = _random_seed(snapshot.raw_id)
+        if version >= 7:
+            # What the SDK exposes as the request's scope, limit key and idempotency key.
+            if status.scope is not None:
+                start.scope = status.scope
+            if status.limit_key is not None:
+                start.limit_key = status.limit_key
+            if status.idempotency_key is not None:
+                start.idempotency_key = status.idempotency_key
         # One join of headers and stored payloads: framing each entry first would copy every
         # payload (up to the 32 MiB input) twice.
         parts = [encode_message(start)]

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 import msgspec
 
+from engine.limits.rules import LimitRule
 from engine.records import CallerRef, Completion, Failure, Schedule, Target, Timer
 
 
@@ -22,6 +23,7 @@ class InvocationSettings(msgspec.Struct, frozen=True, array_like=True):
     exclusive: bool  # takes the object's lock (exclusive object handler, workflow run)
     workflow_run: bool  # the run handler of a workflow: once per key
     retention_ms: int  # how long a completed idempotent / workflow invocation is kept
+    virtual_object: bool = False  # a virtual object's handler (those cannot be scoped)
 
 
 class AttemptEnding(StrEnum):
@@ -45,6 +47,8 @@ class Invoke(msgspec.Struct, tag="invoke", array_like=True):
     idempotency_key: str | None = None
     reentrancy: str | None = None  # the reentrant chain this call belongs to
     reentrancy_limit: int = 0  # how deep that chain may go on one object
+    scope: str | None = None  # flow control: the scope (validated), part of the id's identity
+    limit_key: str | None = None  # canonical "l1" or "l1/l2"; only with a scope
 
 
 class AttemptOutcome(msgspec.Struct, tag="attempt", array_like=True):
@@ -121,6 +125,7 @@ class ReplaceState(msgspec.Struct, tag="replace_state", array_like=True):
     key: str
     new_state: list[tuple[bytes, bytes]]
     version: str | None = None
+    scope: str | None = None  # a scoped workflow's state is another object's
 
 
 class StateTransaction(msgspec.Struct, tag="state_transaction", array_like=True):
@@ -129,6 +134,14 @@ class StateTransaction(msgspec.Struct, tag="state_transaction", array_like=True)
     service: str
     key: str
     operations: list[tuple[bytes, bytes | None]]
+
+
+class SetLimits(msgspec.Struct, tag="set_limits", array_like=True):
+    """The rule book's enabled rules as of its ``version``, sent to every partition when it
+    changes: rules reach apply as commands, so admission decisions replay the same."""
+
+    version: int
+    rules: list[LimitRule]
 
 
 class SetSchedule(msgspec.Struct, tag="set_schedule", array_like=True):
@@ -176,6 +189,7 @@ Command = (
     | Purge
     | ReplaceState
     | StateTransaction
+    | SetLimits
 )
 
 

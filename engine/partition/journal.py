@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.ids import InvocationId, parse_awakeable_id
+from engine.limits.names import SCOPED_VIRTUAL_OBJECT, InvalidName, parse_limit_key, parse_scope
 from engine.partition.commands import Attach, CallCompleted, InvocationSettings, Invoke, Signal
 from engine.partition.effects import Step
 from engine.partition.state import PartitionState
@@ -129,20 +130,25 @@ class JournalApplier:
         target = Target(command.service_name, command.handler_name, command.key)
         settings = targets.get(f"{target.service}/{target.handler}")
         idempotency_key = command.idempotency_key if command.HasField("idempotency_key") else None
+        flow = _flow_control(command, settings)
+        scope, limit_key = flow if isinstance(flow, tuple) else (None, None)
         if settings is not None and settings.workflow_run:
-            callee = InvocationId.for_workflow(target.service, target.key)
+            callee = InvocationId.for_workflow(target.service, target.key, scope)
         elif idempotency_key is not None:
-            callee = InvocationId.for_idempotent(target.service, target.key, target.handler, idempotency_key)
+            callee = InvocationId.for_idempotent(target.service, target.key, target.handler, idempotency_key, scope)
         else:
-            callee = InvocationId.derived(active.raw_id, index, target.service, target.key)
+            callee = InvocationId.derived(active.raw_id, index, target.service, target.key, scope)
         id_notification = pb.CallInvocationIdCompletionNotificationMessage(
             completion_id=command.invocation_id_notification_idx, invocation_id=str(callee)
         )
         self._notify(active, MessageType.CALL_INVOCATION_ID_COMPLETION, id_notification, step)
-        if settings is None:
+        if settings is None or isinstance(flow, str):
+            if settings is None:
+                refusal = Failure(404, f"Service handler '{target.service}/{target.handler}' not found.")
+            else:
+                refusal = Failure(400, str(flow))
             if caller is not None:
-                failure = Failure(404, f"Service handler '{target.service}/{target.handler}' not found.")
-                state.send(CallCompleted(caller, Completion(failure=failure)), step)
+                state.send(CallCompleted(caller, Completion(failure=refusal)), step)
             return
         entry = pb.InputCommandMessage(headers=command.headers, value=pb.Value(content=command.parameter))
         invoke = Invoke(
@@ -154,6 +160,8 @@ class JournalApplier:
             caller=caller,
             retention=settings.retention_ms,
             idempotency_key=idempotency_key,
+            scope=scope,
+            limit_key=limit_key,
         )
         state.send(invoke, step)
 
@@ -259,6 +267,33 @@ class JournalApplier:
         self._state.notify(active, message_type, notification.SerializeToString(), step)
 
 
+def _flow_control(
+    command: pb.CallCommandMessage | pb.OneWayCallCommandMessage, settings: InvocationSettings | None
+) -> tuple[str | None, str | None] | str:
+    """The call's (scope, limit key) as the SDK set them (protocol v7), or why they are refused,
+    in the words of Restate's invoker. No scope, or an empty one, is an unscoped call; a callee
+    never inherits its caller's scope."""
+    scope = command.scope if command.HasField("scope") and command.scope else None
+    raw_key = command.limit_key if command.HasField("limit_key") else None
+    if scope is not None:
+        try:
+            parse_scope(scope)
+        except InvalidName as exc:
+            return f"the provided scope '{scope}' is invalid: {exc}"
+    try:
+        limit_key = parse_limit_key(raw_key) if raw_key is not None else None
+    except InvalidName as exc:
+        return f"the provided limit key '{raw_key}' is invalid: {exc}"
+    if limit_key is not None and scope is None:
+        return (
+            "limit key was provided without a scope."
+            " Limit keys take effect only when used in combination with scope"
+        )
+    if scope is not None and settings is not None and settings.virtual_object:
+        return SCOPED_VIRTUAL_OBJECT
+    return scope, limit_key
+
+
 def _result_of(command: Any, value_field: str, failure_field: str) -> tuple[bytes | None, Failure | None]:
     if command.HasField(failure_field):
         failure = getattr(command, failure_field)
@@ -288,7 +323,10 @@ def _target_invocation(
             return None
     if which == "idempotent_request_target":
         t = command.idempotent_request_target
-        return InvocationId.for_idempotent(t.service_name, t.service_key, t.handler_name, t.idempotency_key)
+        scope = t.scope if t.HasField("scope") and t.scope else None
+        return InvocationId.for_idempotent(t.service_name, t.service_key, t.handler_name, t.idempotency_key, scope)
     if which == "workflow_target":
-        return InvocationId.for_workflow(command.workflow_target.workflow_name, command.workflow_target.workflow_key)
+        w = command.workflow_target
+        scope = w.scope if w.HasField("scope") and w.scope else None
+        return InvocationId.for_workflow(w.workflow_name, w.workflow_key, scope)
     return None

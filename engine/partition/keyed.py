@@ -29,7 +29,7 @@ class KeyedCommands:
     def replace_state(self, command: ReplaceState) -> OperatorOutcome:
         """DONE, or LOCKED (an exclusive handler runs) / CONFLICT (version mismatch)."""
         objects = self._state.objects
-        obj = keys.object_key(self._state.id, command.service, command.key)
+        obj = keys.object_key(self._state.id, command.service, command.key, command.scope)
         if objects.is_locked(obj):
             return OperatorOutcome.LOCKED
         if command.version is not None and command.version != state_version(objects.all_state(obj)):

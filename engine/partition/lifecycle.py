@@ -1,4 +1,6 @@
-"""The invocation lifecycle: scheduled → inboxed → running ⇄ suspended (⇄ paused) → completed.
+"""The invocation lifecycle: scheduled → inboxed → (waiting →) running ⇄ suspended (⇄ paused) →
+completed; a scoped invocation waits for a slot of its limits before it runs, and again after
+a suspension or a pause (see ``admission``).
 
 Creation (deterministic ids latch repeats onto the first invocation), the object lock hand-over,
 what an attempt's outcome does, results for callers and attached handlers, cancel / kill / pause
@@ -59,10 +61,13 @@ class Lifecycle:
             retention=command.retention,
             idempotency_key=command.idempotency_key,
             reentrancy=command.reentrancy,
+            scope=command.scope,
+            limit_key=command.limit_key,
         )
         active = Active(state.id, status, [])
         state.active[invocation_id] = active
         state.store.put(keys.UNFINISHED, active.key, b"")
+        state.index_created(status, active.raw_id, present=True)
         state.append(active, MessageType.INPUT_COMMAND, command.input_entry)
         if delayed:
             assert command.execution_time is not None
@@ -106,7 +111,7 @@ class Lifecycle:
             status.phase = Phase.INBOXED
             state.put_status(active, step)
         else:
-            state.run(active, step)
+            state.start(active, step)
 
     def _reentrant_depth(self, active: Active) -> int:
         """For a call made from within the turn holding its object's lock (same reentrancy
@@ -153,6 +158,7 @@ class Lifecycle:
                 state.next_attempt(active, step)
             else:
                 status.phase = Phase.SUSPENDED
+                state.release_slot(active, step)
         state.put_status(active, step)
         return True
 
@@ -168,10 +174,12 @@ class Lifecycle:
             state.send(CallCompleted(status.caller, completion), step)
         for attachment in status.attached:
             state.send(CallCompleted(attachment.caller, completion, attachment.notification_type), step)
+        if status.scope is not None:
+            state.admission.forget(status.id, step)
         if status.exclusive and active.object is not None:
             next_id = state.objects.release(active.object, status.id)
             if next_id is not None:
-                state.run(state.active[next_id], step)  # it holds the lock already
+                state.start(state.active[next_id], step)  # it holds the lock already
         if status.retention:
             # Kept so repeats of the request (idempotency key, workflow id) find the result.
             expires = step.now + status.retention
@@ -185,6 +193,7 @@ class Lifecycle:
             state.store.put(keys.EXPIRY, keys.expiry_key(state.id, expires, active.raw_id), b"")
         else:
             state.store.delete(keys.STATUS, active.key)
+            state.index_created(status, active.raw_id, present=False)
         # Restate sends idempotency-expires only when answering from the retained result.
         step.effects.append(Complete(status.id, Outcome(completion, None, status.target)))
 
@@ -265,18 +274,21 @@ class Lifecycle:
         status = active.status
         if command.resume:
             if status.phase is not Phase.PAUSED:
-                return OperatorOutcome.DONE if status.phase.started else OperatorOutcome.NOT_STARTED
-            state.run(active, step)
+                return OperatorOutcome.DONE if status.has_run() else OperatorOutcome.NOT_STARTED
+            state.start(active, step)
             return OperatorOutcome.DONE
         if status.phase not in (Phase.RUNNING, Phase.SUSPENDED):
             return OperatorOutcome.DONE if status.phase is Phase.PAUSED else OperatorOutcome.NOT_RUNNING
+        if status.phase is Phase.RUNNING:
+            state.release_slot(active, step)
         status.phase = Phase.PAUSED
         active.attempt += 1  # whatever attempt is in flight is stale from now on
         state.put_status(active, step)
         return OperatorOutcome.DONE
 
     def terminate(self, command: Terminate, step: Step) -> OperatorOutcome:
-        """DONE (completed now), SIGNALLED (cancel delivered), COMPLETED or NOT_FOUND."""
+        """DONE (completed now; forgotten if it had not started), SIGNALLED (cancel delivered),
+        COMPLETED or NOT_FOUND."""
         state = self._state
         active = state.active.get(command.invocation_id)
         if active is None:
@@ -285,13 +297,19 @@ class Lifecycle:
         for callee in _pending_callees(active):
             # As in Restate, cancelling or killing a caller does the same to the calls it awaits.
             state.send(Terminate(callee, command.kill), step)
-        if not command.kill and status.phase.started:
+        if not command.kill and status.has_run():
             # The SDK turns the built-in CANCEL signal into a terminal error at its next await
-            # (a paused invocation sees it once resumed, as in Restate).
+            # (a paused invocation sees it once resumed, one waiting for a slot once it runs,
+            # as in Restate).
             self.signal(Signal(status.id, 1, None), step)
             return OperatorOutcome.SIGNALLED
-        if status.phase is Phase.INBOXED and active.object is not None:
-            state.objects.remove_from_inbox(active.object, status.id)
+        if not status.phase.started:
+            # As in Restate, what has not started is forgotten at once: its callers get the
+            # failure, but no result is kept (output is then 404, and its idempotency key or
+            # workflow id is free again).
+            status.retention = 0
+            if status.phase is Phase.INBOXED and active.object is not None:
+                state.objects.remove_from_inbox(active.object, status.id)
         status.completion = Completion(failure=Failure(409, "killed" if command.kill else "cancelled"))
         self.complete(active, step)
         return OperatorOutcome.DONE
@@ -312,6 +330,7 @@ class Lifecycle:
             raw_id = InvocationId(invocation_id).to_bytes()
             state.store.delete(keys.STATUS, keys.invocation_key(state.id, raw_id))
             state.store.delete(keys.EXPIRY, keys.expiry_key(state.id, retained.retain_until, raw_id))
+            state.index_created(retained, raw_id, present=False)
             result = OperatorOutcome.PURGED
         return result
 

@@ -6,6 +6,7 @@ recovery restores them; state and promises are read through the store, which see
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections import deque
 
@@ -104,8 +105,13 @@ class ObjectTable:
 
 
 def state_version(entries: list[tuple[bytes, bytes]]) -> str:
-    """A digest of an object's whole state, for optimistic concurrency of operator edits."""
+    """A digest of an object's whole state, for optimistic concurrency of operator edits.
+
+    Restate's (``StateMutationVersion::from_user_state``), which the ``restate`` CLI computes from
+    the state it read before ``state edit``: SHA-256 over the entries sorted by key, each as its
+    index (u64 big-endian), 0x01, key, 0x02, value, 0x03; base64url without padding.
+    """
     digest = hashlib.sha256()
-    for name, value in sorted(entries):
-        digest.update(len(name).to_bytes(8, "big") + name + len(value).to_bytes(8, "big") + value)
-    return digest.hexdigest()
+    for index, (name, value) in enumerate(sorted(entries)):
+        digest.update(index.to_bytes(8, "big") + b"\x01" + name + b"\x02" + value + b"\x03")
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()

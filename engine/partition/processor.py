@@ -38,6 +38,7 @@ from engine.partition.commands import (
     Pause,
     Purge,
     ReplaceState,
+    SetLimits,
     SetSchedule,
     Signal,
     StateTransaction,
@@ -100,7 +101,8 @@ class Partition:
     def submit(self, command: SetSchedule) -> asyncio.Future[bool]: ...
     @overload
     def submit(
-        self, command: TimerFired | CallCompleted | Signal | Attach | StateTransaction | Delivered | OutboxDone
+        self,
+        command: TimerFired | CallCompleted | Signal | Attach | StateTransaction | Delivered | OutboxDone | SetLimits,
     ) -> asyncio.Future[None]: ...
 
     def submit(self, command: Command) -> asyncio.Future[Any]:
@@ -182,6 +184,8 @@ class Partition:
             return self._keyed.state_transaction(command)
         if isinstance(command, SetSchedule):
             return self._keyed.set_schedule(command, step)
+        if isinstance(command, SetLimits):
+            return self.state.set_limits(command, step)
         if isinstance(command, Delivered):
             if self.state.accept_delivery(command.source, command.sequence):
                 self._apply(command.message, step)
@@ -234,11 +238,14 @@ class Partition:
         self._runtime.execute(self, self.load())
 
     def load(self) -> list[Effect]:
-        """Reload the partition's state from its store (a replay applies commands on top of it);
+        """Reload the partition's state from its store (a replay applies commands on top of it):
+        invocations, locks and inboxes, the limits and the slots held and waited for under them;
         the effects that restart what it holds (attempts, timers), for :meth:`recover`."""
         state = self.state
         state.objects.load()
+        state.load_limits()
         step = Step(self._clock())
+        waiting: list[InvocationStatus] = []
         for key, _ in self.store.scan(keys.UNFINISHED, keys.partition_prefix(self.id)):
             raw = self.store.get(keys.STATUS, key)
             if raw is None:
@@ -248,6 +255,11 @@ class Partition:
             state.active[status.id] = active
             if status.phase is Phase.RUNNING:
                 state.next_attempt(active, step)
+                if status.scope is not None:
+                    state.admission.restore_running(status)
+            elif status.phase is Phase.WAITING:
+                waiting.append(status)
+        state.admission.restore_waiting(waiting)
         for _, value in self.store.scan(keys.TIMERS, keys.partition_prefix(self.id)):
             step.effects.append(ArmTimer(_decode_timer(value)))
         return step.effects

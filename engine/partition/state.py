@@ -1,8 +1,9 @@
 """A partition's state and the small writes every command is made of.
 
 The one writer of a partition's slice of the store: unfinished invocations (mirrored in memory
-with their journals), object locks and inboxes (``objects``), and the outbox. Every helper takes
-the current :class:`Step`, so time comes from the log entry and effects are collected as data.
+with their journals), object locks and inboxes (``objects``), the admission of scoped invocations
+under the rule book's limits (``admission``), and the outbox. Every helper takes the current
+:class:`Step`, so time comes from the log entry and effects are collected as data.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import hashlib
 import msgspec
 
 from engine.ids import InvocationId
-from engine.partition.commands import Message
+from engine.partition.admission import Admission
+from engine.partition.commands import Message, SetLimits
 from engine.partition.effects import ArmTimer, Deliver, Push, StartAttempt, Step
 from engine.partition.objects import ObjectTable
 from engine.partition.types import Active, JournalEntry
@@ -24,6 +26,7 @@ from engine.storage.store import Store
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_status = msgspec.msgpack.Decoder(InvocationStatus).decode
+_decode_limits = msgspec.msgpack.Decoder(SetLimits).decode
 
 
 class PartitionState:
@@ -32,6 +35,7 @@ class PartitionState:
         self.store = store
         self.objects = ObjectTable(partition_id, store)
         self.active: dict[str, Active] = {}
+        self.admission = Admission(lambda invocation_id, step: self.run(self.active[invocation_id], step))
         self.lsn = self._last_sequence(keys.LOG)
         self.outbox_sequence = self._last_sequence(keys.OUTBOX)
 
@@ -79,9 +83,19 @@ class PartitionState:
         if status.phase is Phase.RUNNING:
             step.effects.append(Push(status.id, active.attempt, message_type, payload))
         elif status.phase is Phase.SUSPENDED and awaited_is_present(status):
-            status.phase = Phase.RUNNING
-            self.next_attempt(active, step)
+            self.start(active, step)
+            return
         self.put_status(active, step)
+
+    # -- the admin's index by creation time ------------------------------------------------
+    def index_created(self, status: InvocationStatus, raw_id: bytes, present: bool) -> None:
+        """Add (or, not ``present``, remove) the invocation's CREATED index entries: they exist
+        exactly while its status is stored, so the admin lists newest first without a scan."""
+        for key in keys.created_keys(self.id, status.target.service, status.created_at, raw_id):
+            if present:
+                self.store.put(keys.CREATED, key, b"")
+            else:
+                self.store.delete(keys.CREATED, key)
 
     # -- lifecycle helpers ------------------------------------------------------------------
     def put_status(self, active: Active, step: Step) -> None:
@@ -96,6 +110,33 @@ class PartitionState:
         active.status.phase = Phase.RUNNING
         self.next_attempt(active, step)
         self.put_status(active, step)
+
+    def start(self, active: Active, step: Step) -> None:
+        """Run ``active`` now; a scoped invocation only if its limits leave a slot, else it waits
+        (``WAITING``) and runs when one frees."""
+        status = active.status
+        if status.scope is not None and not self.admission.request(status, self.lsn + 1):
+            status.phase = Phase.WAITING
+            self.put_status(active, step)
+            return
+        self.run(active, step)
+
+    def release_slot(self, active: Active, step: Step) -> None:
+        """A scoped invocation stops running (suspended, paused): its slot goes to the next."""
+        if active.status.scope is not None:
+            self.admission.release(active.status.id, step)
+
+    # -- limits -----------------------------------------------------------------------------
+    def set_limits(self, command: SetLimits, step: Step) -> None:
+        if command.version <= self.admission.version:
+            return  # an older or repeated book: what this partition enforces is newer
+        self.store.put(keys.LIMITS, keys.partition_prefix(self.id), _encode(command))
+        self.admission.set_rules(command.version, command.rules, step)
+
+    def load_limits(self) -> None:
+        raw = self.store.get(keys.LIMITS, keys.partition_prefix(self.id))
+        rules: SetLimits = SetLimits(0, []) if raw is None else _decode_limits(raw)
+        self.admission.set_rules(rules.version, rules.rules, None)
 
     # -- timers and messages ----------------------------------------------------------------
     def accept_delivery(self, source: int, sequence: int) -> bool:

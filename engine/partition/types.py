@@ -64,4 +64,4 @@ class Active:
         self.raw_id = InvocationId(status.id).to_bytes()
         self.key = keys.invocation_key(partition, self.raw_id)
         target = status.target
-        self.object = keys.object_key(partition, target.service, target.key) if target.key else None
+        self.object = keys.object_key(partition, target.service, target.key, status.scope) if target.key else None

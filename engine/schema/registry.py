@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from engine.config import Config
-from engine.errors import BadRequest, Conflict, DeploymentError, NotFound
+from engine.errors import BadRequest, BreakingChange, DeploymentError, NotFound
 from engine.ids import new_deployment_id
 from engine.invoker import http2
 from engine.invoker.http2 import Http2Pool
@@ -97,7 +97,7 @@ class Schema:
             )
         if not self.is_public(service, handler):
             # Restate's ingress refuses private services (and private handlers) with 400.
-            raise BadRequest(f"service '{service}' is private")
+            raise BadRequest("the invoked service is not public")
         return entry, found
 
     def is_public(self, service: str, handler: str | None = None) -> bool:
@@ -121,32 +121,47 @@ class Schema:
         use_http_11: bool = False,
         additional_headers: dict[str, str] | None = None,
         force: bool = False,
+        breaking: bool = False,
         dry_run: bool = False,
     ) -> tuple[Deployment, bool]:
-        """Discover ``uri`` and store it; returns the deployment and whether it is new."""
+        """Discover ``uri`` and store it; returns the deployment and whether it is new.
+
+        As Restate: the same URI again answers the stored deployment unchanged unless ``force``
+        replaces it in place (same id, every service a new revision); a service may not change its
+        type (Service, VirtualObject, Workflow) across revisions unless ``force`` or ``breaking``.
+        """
+        uri = normalized_uri(uri)
         headers = dict(additional_headers or {})
         manifest, raw, sdk_version = await self._discover(client, uri, headers, use_http_11)
         version = _negotiate(manifest, self._max_version)
-        existing = next((d for d in self.deployments.values() if d.uri == uri), None)
-        if existing is not None and existing.manifest == raw and not force:
-            return existing, False
+        existing = next((d for d in self.deployments.values() if normalized_uri(d.uri) == uri), None)
         if existing is not None and not force:
-            raise Conflict(
-                f"The deployment at '{uri}' is already registered with different services."
-                " Register it again with 'force: true' to overwrite it."
-            )
+            return existing, False
+        if not (force or breaking):
+            for service in manifest.services:
+                current = self.services.get(service.name)
+                if current is not None and current.manifest.ty != service.ty:
+                    raise BreakingChange(service.name)
         deployment = Deployment(
             id=existing.id if existing is not None else new_deployment_id(),
-            created_at=now_ms(),
+            created_at=existing.created_at if existing is not None else now_ms(),
+            revisions={s.name: self._next_revision(s.name) for s in manifest.services},
             **_discovered(uri, use_http_11, headers, manifest, raw, version, sdk_version),
         )
         if dry_run:
             return deployment, existing is None
         self._meta.put(keys.deployment_key(deployment.id), _encode(deployment))
         await self._meta.commit()
-        self._index(deployment)
+        if existing is None:
+            self._index(deployment)
+        else:
+            self._reindex([deployment if d.id == deployment.id else d for d in self.deployments.values()])
         self._resettle()
         return deployment, existing is None
+
+    def _next_revision(self, service: str) -> int:
+        current = self.services.get(service)
+        return 1 if current is None else current.revision + 1
 
     async def _discover(
         self, client: httpx.AsyncClient, uri: str, headers: dict[str, str], use_http_11: bool
@@ -197,8 +212,13 @@ class Schema:
         manifest = msgspec.convert(deployment.manifest, EndpointManifest)
         for service in manifest.services:
             previous = self.services.get(service.name)
-            revision = 1 if previous is None else previous.revision + (previous.deployment_id != deployment.id)
-            self.services[service.name] = ServiceEntry(service, deployment.id, revision)
+            revision = deployment.revisions.get(service.name) or (
+                1 if previous is None else previous.revision + (previous.deployment_id != deployment.id)
+            )
+            if previous is None or revision >= previous.revision:
+                # The latest revision serves; a forced re-registration in place can make an
+                # earlier deployment the latest.
+                self.services[service.name] = ServiceEntry(service, deployment.id, revision)
 
     # -- operator changes (admin API) --------------------------------------------------------
     async def set_overrides(self, service: str, overrides: ServiceOverrides) -> None:
@@ -241,7 +261,7 @@ class Schema:
         existing = self.deployments.get(deployment_id)
         if existing is None:
             raise NotFound(f"Deployment '{deployment_id}' not found")
-        target = uri if uri is not None else existing.uri
+        target = normalized_uri(uri) if uri is not None else existing.uri
         headers = dict(additional_headers) if additional_headers is not None else dict(existing.additional_headers)
         http_11 = existing.use_http_11 if use_http_11 is None else use_http_11
         manifest, raw, sdk_version = await self._discover(client, target, headers, http_11)
@@ -271,6 +291,11 @@ class Schema:
         self.services.clear()
         for deployment in sorted(deployments, key=lambda d: d.created_at):
             self._index(deployment)
+
+
+def normalized_uri(uri: str) -> str:
+    """A deployment URI as Restate keeps it: with a trailing slash, so both spellings are one."""
+    return uri if uri.endswith("/") else uri + "/"
 
 
 def _discovered(

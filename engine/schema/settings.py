@@ -74,7 +74,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def invocation(self) -> InvocationSettings:
         """What the partition keeps of them for an invocation of this handler."""
         retention = self.workflow_completion_retention if self.workflow_run else self.idempotency_retention
-        return InvocationSettings(self.exclusive, self.workflow_run, int(retention * 1000))
+        return InvocationSettings(
+            self.exclusive,
+            self.workflow_run,
+            int(retention * 1000),
+            virtual_object=self.service_ty is ServiceType.VIRTUAL_OBJECT,
+        )
 
 
 def effective(

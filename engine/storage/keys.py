@@ -22,6 +22,8 @@ SCHEDULES = "schedules"  # recurring invocations (Dapr actor reminders and timer
 META = "meta"
 UNFINISHED = "unfinished"  # the status keys of invocations not completed yet: what recovery loads
 INBOUND = "inbound"  # per (partition, source partition): the last outbox sequence applied from it
+CREATED = "created"  # every stored invocation by creation time, overall and per service (admin lists)
+LIMITS = "limits"  # per partition: the rule book's enabled rules, as its last SetLimits applied them
 COLUMN_FAMILIES = (
     LOG,
     STATUS,
@@ -37,6 +39,8 @@ COLUMN_FAMILIES = (
     META,
     UNFINISHED,
     INBOUND,
+    CREATED,
+    LIMITS,
 )
 
 _PARTITION = struct.Struct(">H")
@@ -78,16 +82,32 @@ def deployment_key(deployment_id: str) -> bytes:
     return DEPLOYMENT_PREFIX + deployment_id.encode()
 
 
-def object_key(partition: int, service: str, key: str) -> bytes:
-    """Prefix of everything about one virtual-object / workflow key (lock, inbox, state, promises)."""
+_SCOPED = 1 << 31  # set in the service length of a scoped object's key, followed by the scope
+
+
+def object_key(partition: int, service: str, key: str, scope: str | None = None) -> bytes:
+    """Prefix of everything about one virtual-object / workflow key (lock, inbox, state, promises).
+    A scoped workflow is another object than the unscoped one of the same key; unscoped keys keep
+    the layout they always had."""
     service_bytes, key_bytes = service.encode(), key.encode()
-    return (
-        _PARTITION.pack(partition)
-        + _INDEX.pack(len(service_bytes))
-        + service_bytes
-        + _INDEX.pack(len(key_bytes))
-        + key_bytes
-    )
+    if scope is None:
+        head = _PARTITION.pack(partition) + _INDEX.pack(len(service_bytes)) + service_bytes
+    else:
+        scope_bytes = scope.encode()
+        head = (
+            _PARTITION.pack(partition)
+            + _INDEX.pack(len(service_bytes) | _SCOPED)
+            + service_bytes
+            + _INDEX.pack(len(scope_bytes))
+            + scope_bytes
+        )
+    return head + _INDEX.pack(len(key_bytes)) + key_bytes
+
+
+def service_prefix(partition: int, service: str) -> bytes:
+    """Prefix of every object key of ``service`` in a partition (see ``object_key``)."""
+    service_bytes = service.encode()
+    return _PARTITION.pack(partition) + _INDEX.pack(len(service_bytes)) + service_bytes
 
 
 def state_key(object_prefix: bytes, name: bytes) -> bytes:
@@ -132,6 +152,42 @@ def inbound_key(partition: int, source: int) -> bytes:
     return _PARTITION.pack(partition) + _PARTITION.pack(source)
 
 
+# CREATED keys: partition, then 0 + created_at + raw id (all invocations by time), or 1 + the
+# length-prefixed service name + created_at + raw id (one service's by time). Values are empty.
+_BY_TIME, _BY_SERVICE = b"\x00", b"\x01"
+_TIME = struct.Struct(">Q")
+
+
+def created_keys(partition: int, service: str, created_at: int, raw_id: bytes) -> tuple[bytes, bytes]:
+    """The two CREATED index keys of one invocation."""
+    stamp = _TIME.pack(created_at) + raw_id
+    return (
+        _PARTITION.pack(partition) + _BY_TIME + stamp,
+        created_service_prefix(partition, service) + stamp,
+    )
+
+
+def created_prefix(partition: int) -> bytes:
+    """Prefix of a partition's invocations by creation time."""
+    return _PARTITION.pack(partition) + _BY_TIME
+
+
+def created_service_prefix(partition: int, service: str) -> bytes:
+    """Prefix of a partition's invocations of ``service`` by creation time."""
+    name = service.encode()
+    return _PARTITION.pack(partition) + _BY_SERVICE + _INDEX.pack(len(name)) + name
+
+
+def created_entry(key: bytes, prefix: bytes) -> tuple[int, bytes]:
+    """(created_at, raw id) of a CREATED key under ``prefix``."""
+    return _TIME.unpack_from(key, len(prefix))[0], key[len(prefix) + _TIME.size :]
+
+
+def time_bound(prefix: bytes, at: int) -> bytes:
+    """The first CREATED key under ``prefix`` created at ``at`` or later."""
+    return prefix + _TIME.pack(max(0, min(at, (1 << 64) - 1)))
+
+
 SERVICE_CONFIG_PREFIX = b"service_config/"
 
 
@@ -140,17 +196,24 @@ def service_config_key(service: str) -> bytes:
     return SERVICE_CONFIG_PREFIX + service.encode()
 
 
-def parse_state_key(key: bytes) -> tuple[str, str, bytes]:
-    """(service, object key, state name) of a STATE key built by ``state_key(object_key(...))``."""
+def parse_state_key(key: bytes) -> tuple[str | None, str, str, bytes]:
+    """(scope, service, object key, state name) of a STATE key built by ``state_key(object_key(...))``."""
     offset = _PARTITION.size
     (service_len,) = _INDEX.unpack_from(key, offset)
     offset += _INDEX.size
+    scope = None
+    scoped, service_len = service_len & _SCOPED, service_len & ~_SCOPED
     service = key[offset : offset + service_len].decode()
     offset += service_len
+    if scoped:
+        (scope_len,) = _INDEX.unpack_from(key, offset)
+        offset += _INDEX.size
+        scope = key[offset : offset + scope_len].decode()
+        offset += scope_len
     (key_len,) = _INDEX.unpack_from(key, offset)
     offset += _INDEX.size
     object_key_text = key[offset : offset + key_len].decode()
-    return service, object_key_text, key[offset + key_len :]
+    return scope, service, object_key_text, key[offset + key_len :]
 
 
 DAPR_APP_PREFIX = b"dapr_app/"
@@ -166,4 +229,7 @@ def schedule_key(object_prefix: bytes, name: str) -> bytes:
 
 
 UNFINISHED_INDEX_KEY = b"unfinished_index"  # META: set once the UNFINISHED index covers the data dir
+CREATED_INDEX_KEY = b"created_index"  # META: set once the CREATED index covers the data dir
+LIMIT_RULES_PREFIX = b"limit_rules/"
+LIMIT_RULE_BOOK_KEY = LIMIT_RULES_PREFIX + b"book"  # META: the concurrency rule book (metadata)
 APPLIED_KEY = b"applied"  # META, cluster mode: (log sequence, epoch) of the last record applied

@@ -1,4 +1,5 @@
-"""Writes of metadata (deployments, service overrides, Dapr apps): durable, then replicated.
+"""Writes of metadata (deployments, service overrides, Dapr apps, the limit rule book): durable,
+then replicated.
 
 The registry and the Dapr apps write through this instead of the store, so that the change reaches
 every process before the admin call answers. With several workers, ``commit`` waits for the local
@@ -18,7 +19,7 @@ Change = tuple[bytes, bytes | None]  # (META key, value; None = deleted)
 Replicate = Callable[[list[Change]], Awaitable[None]]
 
 # What of META is metadata (the rest of META is this store's own: partition count, indexes).
-PREFIXES = (keys.DEPLOYMENT_PREFIX, keys.SERVICE_CONFIG_PREFIX, keys.DAPR_APP_PREFIX)
+PREFIXES = (keys.DEPLOYMENT_PREFIX, keys.SERVICE_CONFIG_PREFIX, keys.DAPR_APP_PREFIX, keys.LIMIT_RULES_PREFIX)
 
 
 class Metadata:

@@ -133,16 +133,43 @@ class Store:
         value: bytes | None = self._columns[column].get(key)
         return value
 
-    def scan(self, column: str, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Committed entries under ``prefix`` (used at start-up, when nothing is staged)."""
+    def scan(self, column: str, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Committed entries under ``prefix`` (used at start-up, when nothing is staged, and by
+        readers on threads), from the one past ``after`` if given."""
         it = self._columns[column].iter()
-        it.seek(prefix)
+        it.seek(prefix if after is None else max(after, prefix))
         while it.valid():
             key = it.key()
             if not key.startswith(prefix):
                 break
-            yield key, it.value()
+            if key != after:
+                yield key, it.value()
             it.next()
+
+    def scan_range(
+        self, column: str, begin: bytes, end: bytes, *, reverse: bool = False, after: bytes | None = None
+    ) -> Iterator[bytes]:
+        """Committed keys in ``[begin, end)``, ascending (or descending), strictly past ``after``
+        in that order. Safe on a thread: it reads RocksDB only, never the staged overlay."""
+        it = self._columns[column].iter()
+        if not reverse:
+            it.seek(begin if after is None else max(after, begin))
+            while it.valid():
+                key: bytes = it.key()
+                if key >= end:
+                    break
+                if key != after:
+                    yield key
+                it.next()
+            return
+        it.seek_for_prev(end if after is None else min(after, end))
+        while it.valid():
+            key = it.key()
+            if key < begin:
+                break
+            if key != after and key < end:
+                yield key
+            it.prev()
 
     def scan_merged(self, column: str, prefix: bytes) -> list[tuple[bytes, bytes]]:
         """Entries under ``prefix`` as a reader of staged writes sees them, in key order."""

@@ -18,13 +18,16 @@ from engine.invoker.invoker import Invoker
 from engine.invoker.retry import RetryState
 from engine.partition.commands import Command, Delivered, Invoke
 from engine.partition.processor import Partition
+from engine.partition.reads import CompletedPage, InvocationFilter
 from engine.partition.types import InvocationView, InvokeResult, JournalEntry, OperatorOutcome, Outcome
 from engine.records import InvocationStatus, Schedule
+from engine.storage import keys
 from engine.telemetry.metrics import NO_METRICS, Metrics
 
 T = TypeVar("T")
 SubmitResult = InvokeResult | bool | OperatorOutcome | None
 Inspection = tuple[InvocationStatus, list[JournalEntry]]
+Listed = list[tuple[InvocationStatus, RetryState | None]]  # with the owning invoker's retry bookkeeping
 
 
 class PartitionHandle(Protocol):
@@ -36,9 +39,16 @@ class PartitionHandle(Protocol):
     async def view(self, invocation_id: str) -> InvocationView | None: ...
     async def inspect(self, invocation_id: str) -> Inspection | None: ...
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None: ...
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]: ...
     async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None: ...
     async def retry_state(self, invocation_id: str) -> RetryState | None: ...
     async def reset_retries(self, invocation_id: str) -> None: ...
+    async def lookup(self, invocation_ids: list[str]) -> Listed: ...
+    async def unfinished_matching(self, wanted: InvocationFilter, limit: int | None) -> Listed: ...
+    async def completed_page(
+        self, wanted: InvocationFilter, after: bytes | None, size: int, ordered: bool = True
+    ) -> CompletedPage: ...
+    async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]: ...
     async def deliver(self, messages: list[Delivered]) -> None: ...
 
 
@@ -87,6 +97,11 @@ class LocalHandle:
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return self.partition.reads.read_state(service, key, name)
 
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]:
+        """Every (name, value) of one object's state, staged writes included."""
+        prefix = keys.object_key(self.partition.id, service, key)
+        return [(name[len(prefix) :], value) for name, value in self.partition.store.scan_merged(keys.STATE, prefix)]
+
     async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
         return self.partition.read_schedule(service, key, name)
 
@@ -95,6 +110,25 @@ class LocalHandle:
 
     async def reset_retries(self, invocation_id: str) -> None:
         self._invoker.reset_retries(invocation_id)
+
+    def _with_retries(self, statuses: list[InvocationStatus]) -> Listed:
+        retries = self._invoker.retries
+        return [(status, retries.get(status.id)) for status in statuses]
+
+    async def lookup(self, invocation_ids: list[str]) -> Listed:
+        return self._with_retries(self.partition.reads.lookup(invocation_ids))
+
+    async def unfinished_matching(self, wanted: InvocationFilter, limit: int | None) -> Listed:
+        return self._with_retries(self.partition.reads.unfinished_matching(wanted, limit))
+
+    async def completed_page(
+        self, wanted: InvocationFilter, after: bytes | None, size: int, ordered: bool = True
+    ) -> CompletedPage:
+        # A scan of up to a page of statuses: on a thread, so the partition keeps working.
+        return await asyncio.to_thread(self.partition.reads.completed_page, wanted, after, size, ordered)
+
+    async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]:
+        return self.partition.reads.object_state(service, key)
 
     async def deliver(self, messages: list[Delivered]) -> None:
         """Apply messages from other partitions (each once), answered when durable."""
@@ -124,12 +158,42 @@ class _State(msgspec.Struct, array_like=True):
     name: bytes
 
 
+class _Object(msgspec.Struct, array_like=True):
+    partition: int
+    service: str
+    key: str
+
+
 class _Schedule(msgspec.Struct, array_like=True):
     partition: int
     service: str
     key: str
     name: str
 
+
+class _Lookup(msgspec.Struct, array_like=True):
+    partition: int
+    invocation_ids: list[str]
+
+
+class _Unfinished(msgspec.Struct, array_like=True):
+    partition: int
+    wanted: InvocationFilter
+    limit: int | None
+
+
+class _CompletedPage(msgspec.Struct, array_like=True):
+    partition: int
+    wanted: InvocationFilter
+    after: bytes | None
+    size: int
+    ordered: bool
+
+
+class _ObjectState(msgspec.Struct, array_like=True):
+    partition: int
+    service: str | None
+    key: str | None
 
 class _Deliver(msgspec.Struct, array_like=True):
     partition: int
@@ -165,6 +229,9 @@ class RemoteHandle:
     async def read_state(self, service: str, key: str, name: bytes) -> bytes | None:
         return await self._peer.call("read_state", _State(self.id, service, key, name), bytes | None)  # type: ignore[arg-type]
 
+    async def read_all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]:
+        return await self._peer.call("read_all_state", _Object(self.id, service, key), list[tuple[bytes, bytes]])
+
     async def read_schedule(self, service: str, key: str, name: str) -> Schedule | None:
         args = _Schedule(self.id, service, key, name)
         return await self._peer.call("read_schedule", args, Schedule | None)  # type: ignore[arg-type]
@@ -174,6 +241,21 @@ class RemoteHandle:
 
     async def reset_retries(self, invocation_id: str) -> None:
         await self._peer.call("reset_retries", _ById(self.id, str(invocation_id)), type(None))
+
+    async def lookup(self, invocation_ids: list[str]) -> Listed:
+        return await self._peer.call("lookup", _Lookup(self.id, invocation_ids), Listed)
+
+    async def unfinished_matching(self, wanted: InvocationFilter, limit: int | None) -> Listed:
+        return await self._peer.call("unfinished_matching", _Unfinished(self.id, wanted, limit), Listed)
+
+    async def completed_page(
+        self, wanted: InvocationFilter, after: bytes | None, size: int, ordered: bool = True
+    ) -> CompletedPage:
+        args = _CompletedPage(self.id, wanted, after, size, ordered)
+        return await self._peer.call("completed_page", args, CompletedPage)  # type: ignore[arg-type]
+
+    async def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]:
+        return await self._peer.call("object_state", _ObjectState(self.id, service, key), list[tuple[bytes, bytes]])
 
     async def deliver(self, messages: list[Delivered]) -> None:
         await self._peer.call("deliver_to", _Deliver(self.id, messages), type(None))
@@ -192,7 +274,11 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
         return msgspec.msgpack.Decoder(kind).decode
 
     submit, call, by_id = decoder(_Submit), decoder(_Call), decoder(_ById)
+    state, schedule = decoder(_State), decoder(_Schedule)
+    lookup, unfinished = decoder(_Lookup), decoder(_Unfinished)
+    completed_page, object_state = decoder(_CompletedPage), decoder(_ObjectState)
     state, schedule, deliver = decoder(_State), decoder(_Schedule), decoder(_Deliver)
+    obj = decoder(_Object)
 
     async def on_submit(raw: msgspec.Raw) -> Any:
         args = submit(raw)
@@ -213,10 +299,29 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
         args = state(raw)
         return await owned(args.partition).read_state(args.service, args.key, args.name)
 
+    async def on_read_all_state(raw: msgspec.Raw) -> Any:
+        args = obj(raw)
+        return await owned(args.partition).read_all_state(args.service, args.key)
+
     async def on_read_schedule(raw: msgspec.Raw) -> Any:
         args = schedule(raw)
         return await owned(args.partition).read_schedule(args.service, args.key, args.name)
 
+    async def on_lookup(raw: msgspec.Raw) -> Any:
+        args = lookup(raw)
+        return await owned(args.partition).lookup(args.invocation_ids)
+
+    async def on_unfinished(raw: msgspec.Raw) -> Any:
+        args = unfinished(raw)
+        return await owned(args.partition).unfinished_matching(args.wanted, args.limit)
+
+    async def on_completed_page(raw: msgspec.Raw) -> Any:
+        args = completed_page(raw)
+        return await owned(args.partition).completed_page(args.wanted, args.after, args.size, args.ordered)
+
+    async def on_object_state(raw: msgspec.Raw) -> Any:
+        args = object_state(raw)
+        return await owned(args.partition).object_state(args.service, args.key)
     async def on_deliver(raw: msgspec.Raw) -> None:
         args = deliver(raw)
         await owned(args.partition).deliver(args.messages)
@@ -226,6 +331,11 @@ def partition_ops(local: dict[int, LocalHandle]) -> dict[str, Callable[[msgspec.
         "deliver_to": on_deliver,
         "call": on_call,
         "read_state": on_read_state,
+        "read_all_state": on_read_all_state,
         "read_schedule": on_read_schedule,
+        "lookup": on_lookup,
+        "unfinished_matching": on_unfinished,
+        "completed_page": on_completed_page,
+        "object_state": on_object_state,
         **{name: by_id_op(name) for name in ("attach", "view", "inspect", "retry_state", "reset_retries")},
     }

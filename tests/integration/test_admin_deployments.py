@@ -39,7 +39,7 @@ async def test_patch_service_and_delete_deployment_survive_restart(
         greeter = (await client.get(f"{server.admin}/services/Greeter")).json()
         assert (greeter["public"], greeter["idempotency_retention"]) == (False, "1s")
         refused = await client.post(f"{server.ingress}/restate/call/Greeter/greet", json="x")
-        assert (refused.status_code, refused.json()["message"]) == (400, "service 'Greeter' is private")
+        assert (refused.status_code, refused.json()["message"]) == (400, "the invoked service is not public")
 
         not_forced = await client.delete(f"{server.admin}/deployments/{deployment_id}")
         assert not_forced.status_code == 501
@@ -73,7 +73,7 @@ async def test_patch_deployment_moves_it_to_a_new_uri(
         f"{quill.admin}/deployments/{deployment_id}", json={"uri": second_service.url, "dry_run": True}
     )
     assert dry.status_code == 200, dry.text
-    assert (await client.get(f"{quill.admin}/deployments/{deployment_id}")).json()["uri"] == sdk_service.url
+    assert (await client.get(f"{quill.admin}/deployments/{deployment_id}")).json()["uri"] == sdk_service.url + "/"
 
     updated = await client.patch(
         f"{quill.admin}/v4/deployments/{deployment_id}",
@@ -82,7 +82,7 @@ async def test_patch_deployment_moves_it_to_a_new_uri(
     assert updated.status_code == 200, updated.text
     body = updated.json()
     assert (body["id"], body["uri"], body["additional_headers"]) == (
-        deployment_id, second_service.url, {"x-quill-test": "moved"}
+        deployment_id, second_service.url + "/", {"x-quill-test": "moved"}
     )  # fmt: skip
     assert {s["name"] for s in body["services"]} >= {"Greeter", "Counter"}
     # Invocations now go to the new address.
@@ -94,7 +94,7 @@ async def test_patch_deployment_moves_it_to_a_new_uri(
     }
     assert (await client.get(f"{sdk_service.url}/test/counters", params=counters)).json() == {}
     listed = (await client.get(f"{quill.admin}/deployments")).json()["deployments"]
-    assert [(d["id"], d["uri"]) for d in listed] == [(deployment_id, second_service.url)]
+    assert [(d["id"], d["uri"]) for d in listed] == [(deployment_id, second_service.url + "/")]
 
     assert (await client.patch(f"{quill.admin}/deployments/dp_nope", json={})).status_code == 404
     unreachable = await client.patch(f"{quill.admin}/deployments/{deployment_id}", json={"uri": "http://127.0.0.1:1"})

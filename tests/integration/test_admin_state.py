@@ -52,8 +52,8 @@ async def test_a_locked_object_is_not_edited(quill: Quill, sdk_service: SdkServi
     [
         ("Greeter", {"object_key": "k", "new_state": {}}, 400),
         ("Nope", {"object_key": "k", "new_state": {}}, 404),
-        ("Counter", {"new_state": {}}, 400),
-        ("Counter", {"object_key": "k", "new_state": {"v": [300]}}, 400),
+        ("Counter", {"new_state": {}}, 422),
+        ("Counter", {"object_key": "k", "new_state": {"v": [300]}}, 422),
     ],
 )
 async def test_bad_state_edits(

@@ -113,7 +113,7 @@ BAD_PATH = (
         ),
         ("/restate", 400, "bad path: /restate"),
         ("/restate/bogus/Greeter/greet", 404, "not found"),
-        ("/restate/scope/s1/call/Greeter/greet", 400, "scoped invocations require vqueues to be enabled"),
+        ("/restate/scope/s1/call/Counter/c1/add", 400, "scope is not supported for Virtual Object targets"),
         (
             "/restate/scope/s1/call/Nope/greet",
             404,

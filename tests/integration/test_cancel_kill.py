@@ -39,16 +39,61 @@ async def test_kill_releases_the_object_lock(quill: Quill, sdk_service: SdkServi
     assert (await queued).json() == 1
 
 
-async def test_cancel_of_an_inboxed_invocation_completes_it_without_running(
+async def _assert_forgotten(quill: Quill, client: httpx.AsyncClient, invocation_id: str) -> None:
+    """What Restate answers about an invocation cancelled or killed before it started: nothing is left."""
+    output = await client.get(f"{quill.ingress}/restate/output/{invocation_id}")
+    assert (output.status_code, output.json()) == (
+        404,
+        {"code": 404, "message": "invocation not found", "source": "ingress"},
+    )
+    attach = await client.get(f"{quill.ingress}/restate/attach/{invocation_id}")
+    assert (attach.status_code, attach.json()["source"], attach.headers["x-restate-id"]) == (
+        404,
+        "invocation",
+        invocation_id,
+    )
+    again = await client.patch(f"{quill.admin}/invocations/{invocation_id}/cancel")
+    assert again.status_code == 404
+
+
+async def test_cancel_or_kill_of_an_inboxed_invocation_is_done_at_once_and_forgets_it(
     quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient
 ) -> None:
     await client.post(f"{quill.ingress}/restate/send/Counter/inboxed/hold", json="inboxed-gate")
     await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "holding:inboxed", "total": 1})
+    waiting = asyncio.create_task(client.post(f"{quill.ingress}/restate/call/Counter/inboxed/add", json=7))
     queued = await client.post(f"{quill.ingress}/restate/send/Counter/inboxed/add", json=5)
-    cancelled = await client.patch(f"{quill.admin}/invocations/{queued.json()['invocationId']}/cancel")
-    assert cancelled.status_code == 202
+    for operation in ("cancel", "kill"):
+        invocation_id = queued.json()["invocationId"]
+        answer = await client.patch(f"{quill.admin}/invocations/{invocation_id}/{operation}")
+        assert answer.status_code == 200  # done, not signalled (that would be 202)
+        await _assert_forgotten(quill, client, invocation_id)
+        queued = await client.post(f"{quill.ingress}/restate/send/Counter/inboxed/add", json=5)
+    waiting_id = queued.json()["invocationId"]
+    # The older DELETE form answers 202, whatever it finds.
+    assert (await client.delete(f"{quill.admin}/invocations/{waiting_id}?mode=kill")).status_code == 202
+    await _assert_forgotten(quill, client, waiting_id)
+    assert (await client.delete(f"{quill.admin}/invocations/{waiting_id}")).status_code == 202
+    bad_mode = await client.delete(f"{quill.admin}/invocations/{waiting_id}?mode=bogus")
+    assert bad_mode.status_code == 400 and "unknown variant `bogus`" in bad_mode.json()["message"]
     await client.get(f"{sdk_service.url}/test/open", params={"name": "inboxed-gate"})
-    assert (await client.post(f"{quill.ingress}/restate/call/Counter/inboxed/add", json=0)).json() == 0
+    assert (await waiting).json() == 7  # the one not cancelled ran, alone
+    assert (await client.post(f"{quill.ingress}/restate/call/Counter/inboxed/add", json=0)).json() == 7
+
+
+async def test_cancel_of_a_delayed_send_forgets_it_and_frees_its_idempotency_key(
+    quill: Quill, client: httpx.AsyncClient
+) -> None:
+    send = f"{quill.ingress}/restate/send/Greeter/greet?delay=1h"
+    headers = {"idempotency-key": "delayed-cancel"}
+    sent = await client.post(send, json="later", headers=headers)
+    invocation_id = sent.json()["invocationId"]
+    assert (await client.patch(f"{quill.admin}/invocations/{invocation_id}/cancel")).status_code == 200
+    await _assert_forgotten(quill, client, invocation_id)
+    again = await client.post(send, json="later", headers=headers)
+    assert (again.json()["invocationId"], again.json()["status"]) == (invocation_id, "Accepted")
+    assert (await client.patch(f"{quill.admin}/invocations/{invocation_id}/kill")).status_code == 200
+    await _assert_forgotten(quill, client, invocation_id)
 
 
 async def test_unknown_and_malformed_ids(quill: Quill, client: httpx.AsyncClient) -> None:
@@ -57,7 +102,7 @@ async def test_unknown_and_malformed_ids(quill: Quill, client: httpx.AsyncClient
     assert (await client.patch(f"{quill.admin}/invocations/{unknown}/kill")).status_code == 404
     bad = await client.patch(f"{quill.admin}/invocations/not-an-id/kill")
     assert bad.status_code == 400
-    assert "invocation id" in bad.json()["message"]
+    assert bad.json()["message"] == "The request field 'invocation_id' is invalid. Reason: bad format"
 
 
 async def test_completed_invocations_are_retained_then_purged_on_request(
@@ -144,7 +189,8 @@ async def test_batch_operations(quill: Quill, sdk_service: SdkService, client: h
     purged = (await client.post(f"{url}/purge", json={"invocation_ids": ids})).json()
     assert (purged["succeeded"], purged["failed"]) == (ids, [])
     assert (await client.post(f"{url}/explode", json={"invocation_ids": ids})).status_code == 404
-    assert (await client.post(f"{url}/kill", content=b"{")).status_code == 400
+    malformed = await client.post(f"{url}/kill", content=b"{", headers={"content-type": "application/json"})
+    assert malformed.status_code == 400
     await client.get(f"{sdk_service.url}/test/open", params={"name": "batch-gate"})
 
 

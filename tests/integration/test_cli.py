@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -50,22 +51,23 @@ def quill(registered: Quill) -> Quill:
     return registered
 
 
-def restate(cli: Path, quill: Quill, tmp_path: Path, *args: str) -> str:
+def restate(cli: Path, quill: Quill, tmp_path: Path, *args: str, editor: Path | None = None) -> str:
     env = {
         **os.environ,
         "RESTATE_ADMIN_URL": quill.admin,
         "RESTATE_INGRESS_URL": quill.ingress,
         "RESTATE_CLI_CONFIG_HOME": str(tmp_path / "cli-config"),
         "NO_COLOR": "1",
+        **({"EDITOR": str(editor)} if editor is not None else {}),
     }
     done = subprocess.run([str(cli), *args], check=False, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, f"restate {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
 
-async def run_cli(cli: Path, quill: Quill, tmp_path: Path, *args: str) -> str:
+async def run_cli(cli: Path, quill: Quill, tmp_path: Path, *args: str, editor: Path | None = None) -> str:
     # Off the event loop: the SDK service and quill answer while the CLI waits.
-    return await asyncio.to_thread(restate, cli, quill, tmp_path, *args)
+    return await asyncio.to_thread(restate, cli, quill, tmp_path, *args, editor=editor)
 
 
 async def test_deployments_and_services(
@@ -143,3 +145,60 @@ async def test_deployments_register_and_describe(cli: Path, tmp_path: Path, clie
     finally:
         service.stop()
         fresh.stop()
+
+
+async def test_services_status(
+    cli: Path, quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """`restate services status` (its SQL uses DataFusion's aggregate `first_value(x ORDER BY y)`)."""
+    held = (await client.post(f"{quill.ingress}/restate/send/Counter/cli-status/hold", json="cli-gate-3")).json()
+    await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "holding:cli-status", "total": 1})
+    queued = (await client.post(f"{quill.ingress}/restate/send/Counter/cli-status/add", json=1)).json()
+    try:
+        status = await run_cli(cli, quill, tmp_path, "services", "status")
+        counter = _status_rows(status, "Counter virtual object")
+        assert counter["add"][0] == "1"  # PENDING: the queued add (inboxed in sys_invocation_status)
+        assert counter["hold"][3] == "1"  # RUNNING
+
+        detailed = await run_cli(cli, quill, tmp_path, "services", "status", "Counter")
+        locked = next(line for line in detailed.splitlines() if line.split()[:1] == ["cli-status"])
+        assert held["invocationId"] in locked  # the active key, and who holds its lock
+        assert queued["invocationId"] in detailed  # among the recent invocations
+    finally:
+        await client.get(f"{sdk_service.url}/test/open", params={"name": "cli-gate-3"})
+
+
+def _status_rows(output: str, section: str) -> dict[str, list[str]]:
+    """The handler rows of one service in `services status`: handler -> its columns."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == section)
+    rows: dict[str, list[str]] = {}
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        handler, *columns = line.split()
+        rows[handler] = columns
+    return rows
+
+
+async def test_state_edit(cli: Path, quill: Quill, client: httpx.AsyncClient, tmp_path: Path) -> None:
+    """`restate state edit` opens the state in $EDITOR and posts it back with the CLI's version hash
+    of the state it read: quill must compute the same hash (else the edit is refused as stale)."""
+    await client.post(f"{quill.ingress}/restate/call/Counter/cli-edit/add", json=41)
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        "import json, sys\n"
+        "path = sys.argv[-1]\n"
+        "state = json.load(open(path))\n"
+        "state['value'] = 99\n"
+        "state['note'] = 'edited'\n"
+        "json.dump(state, open(path, 'w'))\n"
+    )
+    launcher = tmp_path / "editor.sh"
+    launcher.write_text(f'#!/bin/sh\nexec {sys.executable} {editor} "$@"\n')
+    launcher.chmod(0o755)
+    edited = await run_cli(cli, quill, tmp_path, "state", "edit", "Counter", "cli-edit", "--yes", editor=launcher)
+    assert "Successfully submitted state update" in edited
+    assert (await client.post(f"{quill.ingress}/restate/call/Counter/cli-edit/get")).json() == 99
+    state = await run_cli(cli, quill, tmp_path, "kv", "get", "Counter", "cli-edit")
+    assert any(line.split() == ["note", '"edited"'] for line in state.splitlines()), state

@@ -227,3 +227,23 @@ async def test_state_with_a_ttl_expires(quill: Quill, client: httpx.AsyncClient)
     assert (await client.get(f"{state}/long")).json() == 2
     bad = [{"operation": "upsert", "request": {"key": "x", "value": 1, "metadata": {"ttlInSeconds": "soon"}}}]
     assert (await client.put(state, json=bad)).status_code == 400
+
+
+async def test_all_of_an_actors_state_in_one_read(quill: Quill, client: httpx.AsyncClient) -> None:
+    """``GET /v1.0/actors/{type}/{id}/state`` (the seed's ``getActorState``): key to value, expired
+    values left out."""
+    state = f"{quill.ingress}/v1.0/actors/CounterActor/all/state"
+    assert (await client.get(state)).json() == {}
+    ops = [
+        {"operation": "upsert", "request": {"key": "n", "value": 1}},
+        {"operation": "upsert", "request": {"key": "doc", "value": {"a": [1, "b"]}}},
+        {"operation": "upsert", "request": {"key": "gone", "value": 3, "metadata": {"ttlInSeconds": "0"}}},
+        {"operation": "upsert", "request": {"key": "kept", "value": "x", "metadata": {"ttlInSeconds": "3600"}}},
+    ]
+    assert (await client.put(state, json=ops)).status_code == 204
+    assert (await client.put(_method(quill, "all", "Add"), json=2)).json() == 2  # the app saves "count"
+    answer = await client.get(state)
+    assert (answer.status_code, answer.headers["content-type"]) == (200, "application/json")
+    assert answer.json() == {"n": 1, "doc": {"a": [1, "b"]}, "kept": "x", "count": 2}
+    unknown = await client.get(f"{quill.ingress}/v1.0/actors/NoSuchActor/x/state")
+    assert (unknown.status_code, unknown.json()["errorCode"]) == (400, "ERR_ACTOR_INSTANCE_MISSING")

@@ -130,15 +130,16 @@ async def test_registration_shapes_and_conflicts(server: DaprQuill, app: DaprApp
         f"{server.admin}/deployments", json={"uri": f"http://127.0.0.1:{free_port()}", "app_id": "gone", "kind": "dapr"}
     )
     assert unreachable.status_code == 400 and "gone" in unreachable.json()["message"]
-    for bad in (
-        {"uri": app.url, "app_id": "a.b", "kind": "dapr"},
-        {"uri": app.url, "app_id": "x", "kind": "grpc"},
-        {"uri": "ftp://x", "app_id": "x", "kind": "dapr"},
-        {"uri": app.url, "app_id": "x", "kind": "dapr", "access": {"defaultAction": "maybe"}},
-        {"uri": app.url, "app_id": "x", "kind": "dapr", "unknown": 1},
+    for bad, status in (
+        ({"uri": app.url, "app_id": "a.b", "kind": "dapr"}, 400),
+        ({"uri": app.url, "app_id": "x", "kind": "grpc"}, 400),
+        ({"uri": "ftp://x", "app_id": "x", "kind": "dapr"}, 400),
+        ({"uri": app.url, "app_id": "x", "kind": "dapr", "access": {"defaultAction": "maybe"}}, 400),
+        # JSON of the wrong shape is a 422, as for every admin body.
+        ({"uri": app.url, "app_id": "x", "kind": "dapr", "unknown": 1}, 422),
     ):
         refused = await client.post(f"{server.admin}/deployments", json=bad)
-        assert refused.status_code == 400, (bad, refused.text)
+        assert refused.status_code == status, (bad, refused.text)
     assert (await client.get(f"{server.admin}/dapr/apps/x")).status_code == 404
 
 

@@ -43,10 +43,13 @@ async def test_unreachable_deployment_is_rejected_and_not_stored(quill: Quill, c
     assert (await client.get(f"{quill.admin}/services")).json() == {"services": []}
 
 
-async def test_bad_registration_bodies_are_400(quill: Quill, client: httpx.AsyncClient) -> None:
-    for body in (b"{", b'{"url": "http://x"}', b'{"uri": "ftp://x"}', b'{"uri": 5}'):
-        response = await client.post(f"{quill.admin}/deployments", content=body)
-        assert response.status_code == 400, body
+async def test_bad_registration_bodies_are_4xx(quill: Quill, client: httpx.AsyncClient) -> None:
+    # Not JSON: 400; JSON of the wrong shape: 422; not an HTTP URL: 400 (tests/integration/test_registration.py).
+    json = {"content-type": "application/json"}
+    bodies = ((b"{", 400), (b'{"url": "http://x"}', 422), (b'{"uri": "ftp://x"}', 400), (b'{"uri": 5}', 422))
+    for body, status in bodies:
+        response = await client.post(f"{quill.admin}/deployments", content=body, headers=json)
+        assert response.status_code == status, body
         assert response.json()["message"]
 
 

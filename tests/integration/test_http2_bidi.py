@@ -34,7 +34,7 @@ def ts_h2_service() -> Iterator[TsService]:
 @pytest.fixture
 async def bidi(h2_quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient) -> Quill:
     deployments = (await client.get(f"{h2_quill.admin}/deployments")).json()["deployments"]
-    if not any(d["uri"] == sdk_service.url for d in deployments):
+    if not any(d["uri"] == sdk_service.url + "/" for d in deployments):
         response = await client.post(f"{h2_quill.admin}/deployments", json={"uri": sdk_service.url})
         assert response.status_code == 201, response.text
     return h2_quill
@@ -43,9 +43,8 @@ async def bidi(h2_quill: Quill, sdk_service: SdkService, client: httpx.AsyncClie
 async def test_registration_without_http11_uses_http2_and_bidi(
     bidi: Quill, sdk_service: SdkService, client: httpx.AsyncClient
 ) -> None:
-    deployment = next(
-        d for d in (await client.get(f"{bidi.admin}/deployments")).json()["deployments"] if d["uri"] == sdk_service.url
-    )
+    listed = (await client.get(f"{bidi.admin}/deployments")).json()["deployments"]
+    deployment = next(d for d in listed if d["uri"] == sdk_service.url + "/")
     assert (deployment["protocol_type"], deployment["http_version"]) == ("BidiStream", "HTTP/2.0")
 
 

@@ -131,7 +131,7 @@ async def test_workflow_output_by_target(quill: Quill, client: httpx.AsyncClient
         ("POST", "/restate/lookup", b'{"target":"bogus"}', 400),
         ("PUT", "/restate/attach", b"{}", 405),
         ("POST", "/restate/output/inv_1aa1LyPnHJpL568xSKLK7vM8UTxeih7Nae", None, 405),
-        ("POST", "/restate/scope/s1/call/Greeter/greet", b'"x"', 400),
+        ("POST", "/restate/lookup", b'{"target":"workflow","workflowName":"S","workflowKey":"k","scope":"a b"}', 400),
     ],
 )
 async def test_bad_queries(

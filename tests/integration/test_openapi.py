@@ -142,7 +142,8 @@ async def test_payload_schemas_come_from_the_handlers(quill: Quill, client: http
     assert add["responses"]["default"] == {"$ref": "#/components/responses/GenericError"}
     send = paths["/restate/send/Counter/{key}/add"]["post"]
     assert send["requestBody"] == add["requestBody"]
-    assert send["responses"]["202"] == {"$ref": "#/components/responses/Send"}
+    # Both codes a send may answer, as Restate lists them.
+    assert send["responses"]["200"] == send["responses"]["202"] == {"$ref": "#/components/responses/Send"}
     # `get` takes no input (manifest `input: {}`), `clear` returns nothing (no output content type).
     assert "requestBody" not in paths["/restate/call/Counter/{key}/get"]["post"]
     assert "getRequest" not in schemas
@@ -153,7 +154,7 @@ async def test_payload_schemas_come_from_the_handlers(quill: Quill, client: http
 async def test_unknown_service_is_404(quill: Quill, client: httpx.AsyncClient) -> None:
     response = await client.get(f"{quill.admin}/services/Nope/openapi")
     assert response.status_code == 404
-    assert response.json()["message"] == "Service 'Nope' not found"
+    assert response.json()["message"] == "The requested service 'Nope' does not exist"
 
 
 async def test_generated_python_client_calls_the_ingress(

@@ -1,15 +1,7 @@
 // TypeScript-SDK services for quill's integration tests, served over HTTP/1.1 (request/response).
 "use strict";
 
-// SDK 1.16.9+ calls Promise.withResolvers, which Node 20 lacks: define the standard function.
-Promise.withResolvers ??= function () {
-  let resolve, reject;
-  const promise = new this((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-};
+require("./polyfill");
 
 const http = require("node:http");
 const restate = require("@restatedev/restate-sdk");
@@ -38,6 +30,18 @@ const greeter = restate.service({
       await ctx.sleep(millis);
       return "rested";
     },
+    // What StartMessage told the SDK (protocol v7): the request's scope, limit key, idempotency key.
+    whoami: async (ctx) => {
+      const request = ctx.request();
+      return {
+        scope: request.scope ?? null,
+        limitKey: request.limitKey ?? null,
+        idempotencyKey: request.idempotencyKey ?? null,
+      };
+    },
+    // A call from a handler into a scope with a limit key (CallCommandMessage.scope / limit_key).
+    callScoped: async (ctx, { scope, limitKey }) =>
+      ctx.scope(scope).serviceClient({ name: "TsGreeter" }).whoami(restate.rpc.opts({ limitKey })),
   },
 });
 

@@ -53,3 +53,25 @@ def test_deployment_ids_are_unique() -> None:
     ids = {new_deployment_id() for _ in range(100)}
     assert len(ids) == 100
     assert all(i.startswith("dp_") for i in ids)
+
+
+def test_a_scope_is_part_of_the_identity_and_owns_the_partition() -> None:
+    scope_key = InvocationId.for_target("Greeter", "", scope="s1").partition_key
+    assert InvocationId.for_target("Counter", "k", scope="s1").partition_key == scope_key
+    assert InvocationId.for_workflow("Signup", "wf1", "s1").partition_key == scope_key
+    assert InvocationId.for_workflow("Signup", "wf1", "s1") != InvocationId.for_workflow("Signup", "wf1")
+    assert InvocationId.for_workflow("Signup", "wf1", "s1") != InvocationId.for_workflow("Signup", "wf1", "s2")
+    scoped = InvocationId.for_idempotent("Greeter", "", "greet", "ik", "s1")
+    assert scoped != InvocationId.for_idempotent("Greeter", "", "greet", "ik")
+    assert scoped == InvocationId.for_idempotent("Greeter", "", "greet", "ik", "s1")  # deterministic
+    # Unscoped ids are what they always were (stored workflow ids and idempotency keys stay valid).
+    assert InvocationId.for_workflow("Signup", "wf1") == "inv_1kfPHhhLeZAP5fygBJNKXHRCwdJPoLfrTm"
+
+
+def test_scoped_objects_have_their_own_keys() -> None:
+    from engine.storage import keys
+
+    plain, scoped = keys.object_key(3, "Signup", "wf1"), keys.object_key(3, "Signup", "wf1", "s1")
+    assert plain != scoped and not scoped.startswith(plain) and not plain.startswith(scoped)
+    assert keys.parse_state_key(keys.state_key(scoped, b"email")) == ("s1", "Signup", "wf1", b"email")
+    assert keys.parse_state_key(keys.state_key(plain, b"email")) == (None, "Signup", "wf1", b"email")

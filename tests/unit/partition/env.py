@@ -151,14 +151,18 @@ def invoke(
     execution_time: int | None = None,
     idempotency_key: str | None = None,
     retention: int | None = None,
+    scope: str | None = None,
+    limit_key: str | None = None,
 ) -> Invoke:
     if invocation_id is None:
         if settings.workflow_run:
-            invocation_id = InvocationId.for_workflow(target.service, target.key)
+            invocation_id = InvocationId.for_workflow(target.service, target.key, scope)
         elif idempotency_key is not None:
-            invocation_id = InvocationId.for_idempotent(target.service, target.key, target.handler, idempotency_key)
+            invocation_id = InvocationId.for_idempotent(
+                target.service, target.key, target.handler, idempotency_key, scope
+            )
         else:
-            invocation_id = InvocationId.for_target(target.service, target.key)
+            invocation_id = InvocationId.for_target(target.service, target.key, scope=scope)
     entry = pb.InputCommandMessage(value=pb.Value(content=body)).SerializeToString()
     return Invoke(
         invocation_id=str(invocation_id),
@@ -168,6 +172,8 @@ def invoke(
         exclusive=settings.exclusive,
         retention=settings.retention_ms if retention is None else retention,
         idempotency_key=idempotency_key,
+        scope=scope,
+        limit_key=limit_key,
     )
 
 

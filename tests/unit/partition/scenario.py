@@ -14,8 +14,9 @@ import random
 import sys
 from pathlib import Path
 
-from engine.ids import InvocationId, hashed_partition_key
-from engine.partition.commands import AttemptEnding, Invoke, SetSchedule, Terminate
+from engine.ids import InvocationId, hashed_partition_key, scope_partition_key
+from engine.limits.rules import LimitRule
+from engine.partition.commands import AttemptEnding, Invoke, SetLimits, SetSchedule, Terminate
 from engine.records import Schedule, Target
 from tests.unit.partition.env import (
     EXCLUSIVE,
@@ -77,6 +78,19 @@ async def run(path: Path) -> str:
         await env.advance(600)
         await env.submit(Terminate(c.invocation_id, kill=True))
         await env.submit(_invoke(6, greet, idempotency_key="ik", retention=5_000))
+        # Flow control: two keys competing under a scope limit, a rule change admitting waiters.
+        for partition in env.partitions:
+            await env.submit(SetLimits(1, [LimitRule("ten", 2), LimitRule("ten/*", 1)]), partition)
+        scoped = [
+            invoke(greet, bytes([n]), invocation_id=str(InvocationId.new(scope_partition_key("ten"), 100 + n)),
+                   scope="ten", limit_key=key)
+            for n, key in enumerate(["a", "b", "a", "b", None, "a/x"])
+        ]  # fmt: skip
+        for command in scoped:
+            await env.submit(command)
+        await env.submit(attempt(scoped[0].invocation_id, 1, [output(b"")]))
+        for partition in env.partitions:
+            await env.submit(SetLimits(2, [LimitRule("ten", 4)]), partition)
         await env.advance(1)
         await env.store.flush()
         digest = hashlib.sha256()

@@ -1,0 +1,1 @@
+"""Flow control: scope and limit-key names, rule patterns and their precedence, the rule book."""
