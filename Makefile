@@ -51,13 +51,16 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 test: $(STAMP) $(TS_STAMP) $(CLI_STAMP) $(CHROMIUM) prometheus lint
-	$(PY) -m pytest -q --ignore=tests/cluster
+	$(PY) -m pytest -q -n 2 --ignore=tests/cluster
 	$(MAKE) test-workers
 	$(MAKE) test-cluster
 
-# The integration suite again, every quill with two worker processes (--workers 2).
-test-workers: $(STAMP) $(TS_STAMP) $(CLI_STAMP) $(CHROMIUM) prometheus
-	QUILL_TEST_WORKERS=2 $(PY) -m pytest -q tests/integration
+# The integration suite again, every quill with two worker processes (--workers 2), but for what a
+# worker process does alone whatever their number: the wheel's packaging, the in-process test
+# harness, the browser UI, the ingress fuzzer and input rules, protocol version negotiation.
+WORKERS_PASS_SKIPS := packaging harness ui ingress_fuzz payload_rules protocol_versions
+test-workers: $(STAMP) $(TS_STAMP) $(CLI_STAMP) prometheus
+	QUILL_TEST_WORKERS=2 $(PY) -m pytest -q -n 2 tests/integration $(WORKERS_PASS_SKIPS:%=--ignore=tests/integration/test_%.py)
 
 # Cluster mode's log against real 3-server NATS JetStream clusters (nats-server from the cluster extra).
 test-cluster: $(STAMP)

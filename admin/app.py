@@ -142,7 +142,7 @@ def create_admin_app(engine: Engine, ingress: AnyAsgi | None = None) -> FastAPI:
 
     @app.get("/health", operation_id="health")
     async def health() -> dict[str, Any]:
-        if (failure := engine.storage_failure) is not None:
+        if (failure := await engine.storage_failure()) is not None:
             raise Unavailable(f"storage unavailable: {failure}")
         return {}
 

@@ -445,8 +445,8 @@ class Engine:
         self._require_storage()
         parsed = _parse_id(invocation_id)
         handle = self._partition_of(parsed)
-        _check(await handle.submit(Pause(str(parsed), True)), invocation_id)
         await handle.reset_retries(str(parsed))
+        _check(await handle.submit(Pause(str(parsed), True)), invocation_id)
 
     async def retry_state(self, invocation_id: str) -> RetryState | None:
         """The invoker's retry bookkeeping for a running invocation (in memory, as Restate's)."""
@@ -645,10 +645,15 @@ class Engine:
         return [row for partition in self._partitions for row in partition.reads.limit_usage()]
 
     # -- storage health ----------------------------------------------------------------------
-    @property
-    def storage_failure(self) -> Exception | None:
-        """Why writes fail right now (a full disk, say), or None; the health endpoints' answer."""
-        return self._store.failure if self._store is not None else None
+    async def storage_failure(self) -> str | None:
+        """Why writes fail right now (a full disk, say), or None: the health endpoints' answer.
+        With --workers every worker is asked, since a full disk fails whichever store writes first."""
+        failures = await self._everywhere("storage", self._local_storage_failure, _Failures)
+        return failures[0] if failures else None
+
+    async def _local_storage_failure(self) -> list[str]:
+        failure = self._store.failure if self._store is not None else None
+        return [] if failure is None else [str(failure)]
 
     def _require_storage(self) -> None:
         """New work is refused while writes fail: it could not be made durable, and staging it
@@ -811,6 +816,7 @@ class Engine:
             "promises": self._local_promises,
             "metrics": self._local_metrics,
             "limits": self._local_limit_usage,
+            "storage": self._local_storage_failure,
         }
 
     def _reload_metadata(self) -> None:
@@ -829,6 +835,7 @@ _Locks = list[tuple[int, str, str, str]]
 _Inbox = list[tuple[int, str, str, int, str]]
 _Promises = list[tuple[int, str, str, str, Promise]]
 _Usage = list[LimitUsage]
+_Failures = list[str]
 T = TypeVar("T")
 
 

@@ -117,7 +117,7 @@ class IngressApp:
             await self._invocation(route, method, scope, receive, send, started)
         elif isinstance(route, HealthPath):
             _allow(method, "GET")
-            if (failure := self._engine.storage_failure) is not None:
+            if (failure := await self._engine.storage_failure()) is not None:
                 raise Unavailable(f"storage unavailable: {failure}")
             await respond_json(send, 200, {"services": sorted(self._engine.schema.services)})
         elif isinstance(route, AwakeablePath):

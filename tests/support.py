@@ -49,6 +49,7 @@ class Process:
         self._ready = threading.Event()
         self._written = threading.Condition()
         self._marker = ready_marker
+        self._started = False  # the marker was seen (not merely the output ended)
         self._proc = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -60,7 +61,7 @@ class Process:
         )
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
-        if not self._ready.wait(30) or self._proc.poll() is not None:
+        if not self._ready.wait(30) or not self._started or self._proc.poll() is not None:
             self.stop()
             raise RuntimeError(f"{argv[:4]} did not start:\n" + "".join(self.output[-40:]))
 
@@ -79,6 +80,7 @@ class Process:
                 self.output.append(line)
                 self._written.notify_all()
             if self._marker in line:
+                self._started = True
                 self._ready.set()
         self._ready.set()  # exited: unblock the waiter, which then checks poll()
 
@@ -210,9 +212,9 @@ class TsService(Process):
         return f"http://127.0.0.1:{self.port}"
 
 
-# /metrics and trace lineage cover the partitions of the process serving them (worker 0 with
-# --workers): their totals are per worker, so those tests run against one process.
+# Trace lineage (which trace a callee joins) is kept by the process that ran the caller: with
+# --workers a callee on another worker starts its own trace, so those tests run against one process.
 one_process = pytest.mark.skipif(
     int(os.environ.get("QUILL_TEST_WORKERS", "1")) > 1,
-    reason="/metrics and trace lineage are per worker process (see README, Metrics: Workers)",
+    reason="trace lineage is per worker process (see README, Tracing)",
 )

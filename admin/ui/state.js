@@ -8,20 +8,23 @@ import { sha256 } from "./sha256.js";
 const hexBytes = (hex) => new Uint8Array((hex.match(/../g) || []).map((b) => parseInt(b, 16)));
 const utf8 = (text) => new TextEncoder().encode(text);
 
-// The admin API's state version: SHA-256 over the entries sorted by name, each as
-// length-prefixed (8 bytes, big-endian) name and value.
+// The admin API's state version, Restate's (the `restate` CLI computes the same): SHA-256 over
+// the entries sorted by name, each as its index (u64 big-endian), 0x01, name, 0x02, value, 0x03;
+// base64url without padding.
 export async function stateVersion(entries) {
   const sorted = [...entries].sort((a, b) => compare(a[0], b[0]));
   const parts = [];
-  for (const [name, value] of sorted) parts.push(length(name.length), name, length(value.length), value);
+  sorted.forEach(([name, value], index) => parts.push(u64(index), [1], name, [2], value, [3]));
   const total = parts.reduce((n, p) => n + p.length, 0);
   const all = new Uint8Array(total);
   let at = 0;
   for (const part of parts) { all.set(part, at); at += part.length; }
-  return sha256(all);
+  const hex = await sha256(all);
+  const binary = (hex.match(/../g) || []).map((b) => String.fromCharCode(parseInt(b, 16))).join("");
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-function length(n) {
+function u64(n) {
   const out = new Uint8Array(8);
   new DataView(out.buffer).setUint32(4, n);
   return out;

@@ -104,7 +104,11 @@ class Invoker:
         task.add_done_callback(self._tasks.discard)
 
     def reset_retries(self, invocation_id: str) -> None:
-        self.retries.pop(invocation_id, None)
+        """A fresh retry budget for an invocation paused because its retries ran out (before its
+        resume is applied: the resumed attempt may fail before anything else runs here)."""
+        retry = self.retries.get(invocation_id)
+        if retry is not None and retry.paused:
+            del self.retries[invocation_id]
 
     async def drain(self, timeout: float) -> None:
         """Start no new attempt; wait up to ``timeout`` for those in flight to finish their step."""

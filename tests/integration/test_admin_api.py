@@ -254,7 +254,9 @@ def test_the_admin_document_lists_every_route_it_serves(tmp_path: Path) -> None:
     documented = {(method, path): op for path, item in document["paths"].items() for method, op in item.items()}
     served = {(method.lower(), route.path): route for route in _served(app.routes) for method in route.methods}
     undocumented = {key for key, route in served.items() if not route.include_in_schema}
-    assert undocumented <= {("get", "/metrics")}  # the Prometheus scrape, not part of Restate's admin API
+    # The Prometheus scrape and the web UI's pages and files: not part of Restate's admin API.
+    ui = {("get", "/"), ("get", "/ui"), ("get", "/ui/assets/{name}"), ("get", "/ui/{page:path}")}
+    assert undocumented <= {("get", "/metrics"), *ui}
     assert served and set(served) - undocumented == set(documented)
     assert {key: documented[key]["operationId"] for key in _RESTATE_OPERATIONS} == _RESTATE_OPERATIONS
     # The errors each route may answer, in Restate's error shape; FastAPI's generic 422 is not one.
