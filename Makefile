@@ -64,7 +64,7 @@ test-workers: $(STAMP) $(TS_STAMP) $(CLI_STAMP) prometheus
 
 # Cluster mode's log against real 3-server NATS JetStream clusters (nats-server from the cluster extra).
 test-cluster: $(STAMP)
-	$(PY) -m pytest -q tests/cluster
+	$(PY) -m pytest -q -n 2 tests/cluster
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run --target quill --handler noop --concurrency 32 --duration 15

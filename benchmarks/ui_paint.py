@@ -40,6 +40,7 @@ def _pages(invocation_id: str, deep: Any) -> list[tuple[str, str, str]]:
         ("invocation", f"/ui/invocations/{invocation_id}", "ol[aria-label=Journal], section[aria-label=Journal] p"),
         ("state", "/ui/state/BenchObject/k1", "textarea#value-last"),
         ("timers", "/ui/timers", "table[aria-label=Timers]"),
+        ("limits", "/ui/limits", "table[aria-label=Rules]"),
         ("sql", "/ui/sql", "#sql-text"),
         ("health", "/ui/health", ".chart svg"),
     ]

@@ -9,6 +9,7 @@ import * as invocations from "./invocations.js";
 import * as invocation from "./invocation.js";
 import * as state from "./state.js";
 import * as more from "./more.js";
+import * as limits from "./limits.js";
 
 const routes = [
   [/^\/ui\/?$/, services.list, "Services"],
@@ -22,6 +23,7 @@ const routes = [
   [/^\/ui\/state\/([^/]+)$/, state.keys, "State"],
   [/^\/ui\/state\/([^/]+)\/(.+)$/, state.entries, "State"],
   [/^\/ui\/timers$/, more.timers, "Timers"],
+  [/^\/ui\/limits$/, limits.page, "Limits"],
   [/^\/ui\/dapr$/, more.dapr, "Dapr"],
   [/^\/ui\/sql$/, more.sql, "SQL"],
   [/^\/ui\/health$/, more.health, "Health"],

@@ -52,7 +52,8 @@ export async function sql(main, context, args, params) {
   };
   clear(main, h("h1", {}, "SQL"),
     h("p", { class: "muted" }, "Tables: sys_invocation, sys_invocation_status, sys_invocation_state, sys_journal,",
-      " sys_journal_events, sys_inbox, sys_keyed_service_status, sys_promise, state, sys_service, sys_deployment."),
+      " sys_journal_events, sys_inbox, sys_keyed_service_status, sys_promise, state, sys_service, sys_deployment,",
+      " sys_rules, sys_user_limits."),
     h("form", { onsubmit: (event) => { event.preventDefault(); run(); } },
       h("div", { class: "field" }, h("label", { for: "sql-text" }, "SQL query"), editor),
       h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary" }, "Run query"))),
