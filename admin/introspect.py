@@ -269,7 +269,7 @@ def entry_view(status: InvocationStatus, index: int, message_type: int, payload:
         target_key = message.key
         invoked_target = "/".join(p for p in (message.service_name, target_key, message.handler_name) if p)
         invoked_id = str(
-            InvocationId.derived(InvocationId(status.id).to_bytes(), index, message.service_name, target_key)
+            InvocationId.derived(InvocationId(status.id).to_bytes(), index, message.service_name, target_key or None)
         )
     wakeup = fields.get("wake_up_time") if message_type == MessageType.SLEEP_COMMAND else None
     promise = None

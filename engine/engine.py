@@ -512,13 +512,13 @@ class Engine:
             invocation_id = InvocationId.for_workflow(target.service, target.key, scope)
         elif request.idempotency_key is not None:
             invocation_id = InvocationId.for_idempotent(
-                target.service, target.key, target.handler, request.idempotency_key, scope
+                target.service, target.object_key, target.handler, request.idempotency_key, scope
             )
         else:
             # An unkeyed invocation may run anywhere: in a partition of this process (a scoped one
             # in its scope's partition, wherever that is).
             invocation_id = InvocationId.for_target(
-                target.service, target.key, self._local_ids, len(self._handles), scope=scope
+                target.service, target.object_key, self._local_ids, len(self._handles), scope=scope
             )
         input_entry = encode_input_command(request.headers, request.body)
         if isinstance(request.body, list):

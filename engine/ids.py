@@ -93,18 +93,18 @@ class InvocationId(str):
     def for_target(
         cls,
         service: str,
-        key: str,
+        key: str | None,
         local: Sequence[int] = (),
         partitions: int = 1,
         scope: str | None = None,
     ) -> InvocationId:
         """A new id in the partition that owns ``(service, key)``, or the scope's: every invocation
         of a scope lives in one partition, which makes its concurrency limits a local decision.
-        Unkeyed targets may run anywhere: a random partition, one of ``local`` (of ``partitions``)
+        Unkeyed targets (``key`` None) may run anywhere: a random partition, one of ``local`` (of ``partitions``)
         when given, so the worker that received the request owns it."""
         if scope is not None:
             return cls.new(scope_partition_key(scope))
-        if key:
+        if key is not None:
             return cls.new(hashed_partition_key(service, key))
         partition_key = random_partition_key()
         if local:
@@ -115,7 +115,9 @@ class InvocationId(str):
         return cls.new(partition_key)
 
     @classmethod
-    def derived(cls, parent: bytes, index: int, service: str, key: str, scope: str | None = None) -> InvocationId:
+    def derived(
+        cls, parent: bytes, index: int, service: str, key: str | None, scope: str | None = None
+    ) -> InvocationId:
         """The id of the invocation that entry ``index`` of invocation ``parent`` (raw bytes)
         creates: derived, not random, so applying the same journal always makes the same id."""
         digest = hashlib.blake2b(parent + index.to_bytes(8, "big"), digest_size=24).digest()
@@ -124,7 +126,7 @@ class InvocationId(str):
         if scope is not None:
             partition_key = scope_partition_key(scope)
         else:
-            partition_key = hashed_partition_key(service, key) if key else int.from_bytes(parent[:8], "big")
+            partition_key = hashed_partition_key(service, key) if key is not None else int.from_bytes(parent[:8], "big")
         return cls.new(partition_key, int.from_bytes(digest[8:], "big"))
 
     @classmethod
@@ -139,15 +141,16 @@ class InvocationId(str):
 
     @classmethod
     def for_idempotent(
-        cls, service: str, key: str, handler: str, idempotency_key: str, scope: str | None = None
+        cls, service: str, key: str | None, handler: str, idempotency_key: str, scope: str | None = None
     ) -> InvocationId:
         """The one id of an idempotent request: repeats resolve to the same invocation. The same
-        key under another scope is another invocation (as in Restate)."""
+        key under another scope is another invocation (as in Restate). ``key`` None: a plain service."""
+        text = key or ""
         if scope is None:
-            parts = b"\x00".join(p.encode() for p in ("ik", service, key, handler, idempotency_key))
-            partition_key = hashed_partition_key(service, key if key else idempotency_key)
+            parts = b"\x00".join(p.encode() for p in ("ik", service, text, handler, idempotency_key))
+            partition_key = hashed_partition_key(service, key if key is not None else idempotency_key)
         else:
-            parts = b"\x00".join(p.encode() for p in ("iks", scope, service, key, handler, idempotency_key))
+            parts = b"\x00".join(p.encode() for p in ("iks", scope, service, text, handler, idempotency_key))
             partition_key = scope_partition_key(scope)
         digest = hashlib.sha256(parts).digest()
         return cls.new(partition_key, int.from_bytes(digest[:16], "big"))

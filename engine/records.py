@@ -32,9 +32,19 @@ class Target(msgspec.Struct, frozen=True, array_like=True):
     service: str
     handler: str
     key: str = ""
+    # A virtual object's or workflow's target, set where its key may be empty: Restate allows the
+    # empty key. Records written before it have a non-empty key for every keyed target.
+    keyed: bool = False
+
+    @property
+    def object_key(self) -> str | None:
+        """The key of the object or workflow targeted; None for a plain service."""
+        return self.key if self.keyed or self.key else None
 
     def __str__(self) -> str:
-        return f"{self.service}/{self.key}/{self.handler}" if self.key else f"{self.service}/{self.handler}"
+        if self.object_key is None:
+            return f"{self.service}/{self.handler}"
+        return f"{self.service}/{self.key}/{self.handler}"
 
 
 class Failure(msgspec.Struct, frozen=True, array_like=True):

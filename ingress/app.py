@@ -152,10 +152,7 @@ class IngressApp:
         flow_scope = None if route.scope is None else scope_of(route.scope)
         if flow_scope is not None and entry.manifest.ty == "VIRTUAL_OBJECT":
             raise BadRequest(SCOPED_VIRTUAL_OBJECT)
-        if route.key == "":
-            # Restate accepts the empty object key; quill's partitions cannot tell it from "no key" yet.
-            raise BadRequest("quill does not support the empty object key yet")
-        target = Target(route.service, route.handler, route.key or "")
+        target = Target(route.service, route.handler, route.key or "", keyed=route.key is not None)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         limit_key = limit_key_of(scope)
         if limit_key is not None and flow_scope is None:

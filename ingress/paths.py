@@ -203,7 +203,7 @@ def _invocation(rest: list[str], schema: Schema) -> InvocationPath:
     needed = 5 if keyed else 4
     if len(rest) < needed:
         raise BadRequest(BAD_INVOCATION_PATH)
-    key = decode_key(rest[1]) if keyed else ""
+    key = decode_key(rest[1]) if keyed else None
     handler, idempotency_key = rest[needed - 3], rest[needed - 2]
     action = _attach_or_output(rest[needed - 1])
     return InvocationPath(action, InvocationId.for_idempotent(service, key, handler, idempotency_key))

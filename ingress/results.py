@@ -57,7 +57,7 @@ def target_from_body(action: Action, body: bytes) -> InvocationId:
         and parsed.idempotency_key is not None
     ):
         return InvocationId.for_idempotent(
-            parsed.service, parsed.key or "", parsed.handler, parsed.idempotency_key, scope
+            parsed.service, parsed.key, parsed.handler, parsed.idempotency_key, scope
         )
     required = _REQUIRED.get(parsed.target)
     if required is None:

@@ -279,12 +279,12 @@ class Invoker:
             "x-restate-cluster-name": self._config.cluster_name,
             **deployment.additional_headers,
         }
-        if status.target.key:
+        if status.target.object_key is not None:
             headers["x-restate-service-key"] = status.target.key
         path = invoke_path(status.target.service, status.target.handler)
         if self._signer is not None:
             # Signed per attempt, as Restate signs every request (a retry gets a fresh token).
-            headers.update(self._signer.headers(path, status.target.key or None))
+            headers.update(self._signer.headers(path, status.target.object_key))
         url = deployment.uri.rstrip("/") + path
         if observed.trace is not None:
             headers.update(observed.trace.headers)

@@ -24,6 +24,7 @@ class InvocationSettings(msgspec.Struct, frozen=True, array_like=True):
     workflow_run: bool  # the run handler of a workflow: once per key
     retention_ms: int  # how long a completed idempotent / workflow invocation is kept
     virtual_object: bool = False  # a virtual object's handler (those cannot be scoped)
+    keyed: bool = False  # a virtual object's or workflow's handler: its target has a key, maybe empty
 
 
 class AttemptEnding(StrEnum):

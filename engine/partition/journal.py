@@ -127,17 +127,20 @@ class JournalApplier:
         targets: Mapping[str, InvocationSettings],
     ) -> None:
         state = self._state
-        target = Target(command.service_name, command.handler_name, command.key)
-        settings = targets.get(f"{target.service}/{target.handler}")
+        settings = targets.get(f"{command.service_name}/{command.handler_name}")
+        keyed = settings is not None and settings.keyed
+        target = Target(command.service_name, command.handler_name, command.key, keyed)
         idempotency_key = command.idempotency_key if command.HasField("idempotency_key") else None
         flow = _flow_control(command, settings)
         scope, limit_key = flow if isinstance(flow, tuple) else (None, None)
         if settings is not None and settings.workflow_run:
             callee = InvocationId.for_workflow(target.service, target.key, scope)
         elif idempotency_key is not None:
-            callee = InvocationId.for_idempotent(target.service, target.key, target.handler, idempotency_key, scope)
+            callee = InvocationId.for_idempotent(
+                target.service, target.object_key, target.handler, idempotency_key, scope
+            )
         else:
-            callee = InvocationId.derived(active.raw_id, index, target.service, target.key, scope)
+            callee = InvocationId.derived(active.raw_id, index, target.service, target.object_key, scope)
         id_notification = pb.CallInvocationIdCompletionNotificationMessage(
             completion_id=command.invocation_id_notification_idx, invocation_id=str(callee)
         )
@@ -324,7 +327,9 @@ def _target_invocation(
     if which == "idempotent_request_target":
         t = command.idempotent_request_target
         scope = t.scope if t.HasField("scope") and t.scope else None
-        return InvocationId.for_idempotent(t.service_name, t.service_key, t.handler_name, t.idempotency_key, scope)
+        # The command does not say whether its target is keyed: an empty key reads as none.
+        key = t.service_key or None
+        return InvocationId.for_idempotent(t.service_name, key, t.handler_name, t.idempotency_key, scope)
     if which == "workflow_target":
         w = command.workflow_target
         scope = w.scope if w.HasField("scope") and w.scope else None

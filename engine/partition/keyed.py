@@ -73,7 +73,7 @@ class KeyedCommands:
             return  # replaced by a newer registration, which armed its own timer
         target = schedule.target
         parent = hashlib.blake2b(timer.schedule, digest_size=24).digest()
-        invocation_id = InvocationId.derived(parent, timer.fire_at, target.service, target.key)
+        invocation_id = InvocationId.derived(parent, timer.fire_at, target.service, target.object_key)
         self._lifecycle.invoke(
             Invoke(str(invocation_id), target, schedule.input_entry, exclusive=schedule.exclusive), step
         )

@@ -201,7 +201,7 @@ class PartitionReads:
         """(service, key, name, promise) of workflow promises, of one service or object if given."""
         return [
             (*_object_of(raw_key), _decode_promise(value))
-            for raw_key, value in self._state.store.scan_merged(keys.PROMISES, self._object_prefix(service, key))
+            for raw_key, value in self._scan(keys.PROMISES, service, key)
         ]
 
     def locks(self) -> list[tuple[str, str, str]]:
@@ -221,14 +221,18 @@ class PartitionReads:
 
     def object_state(self, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]:
         """(STATE key, value) of one service's or object's state (everything if neither is given)."""
-        return self._state.store.scan_merged(keys.STATE, self._object_prefix(service, key))
+        return self._scan(keys.STATE, service, key)
 
-    def _object_prefix(self, service: str | None, key: str | None) -> bytes:
+    def _scan(self, family: str, service: str | None, key: str | None) -> list[tuple[bytes, bytes]]:
+        """What ``family`` holds about every object, one service's (scoped ones too) or one
+        unscoped object."""
+        partition, store = self._state.id, self._state.store
         if service is None:
-            return keys.partition_prefix(self._state.id)
+            return store.scan_merged(family, keys.partition_prefix(partition))
         if key is None:
-            return keys.service_prefix(self._state.id, service)
-        return keys.object_key(self._state.id, service, key)
+            unscoped = store.scan_merged(family, keys.service_prefix(partition, service))
+            return unscoped + store.scan_merged(family, keys.service_prefix(partition, service, scoped=True))
+        return store.scan_merged(family, keys.object_key(partition, service, key))
 
     @property
     def active_count(self) -> int:

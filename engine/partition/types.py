@@ -64,4 +64,5 @@ class Active:
         self.raw_id = InvocationId(status.id).to_bytes()
         self.key = keys.invocation_key(partition, self.raw_id)
         target = status.target
-        self.object = keys.object_key(partition, target.service, target.key, status.scope) if target.key else None
+        keyed = target.object_key is not None
+        self.object = keys.object_key(partition, target.service, target.key, status.scope) if keyed else None

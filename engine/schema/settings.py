@@ -79,6 +79,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             self.workflow_run,
             int(retention * 1000),
             virtual_object=self.service_ty is ServiceType.VIRTUAL_OBJECT,
+            keyed=self.service_ty is not ServiceType.SERVICE,
         )
 
 

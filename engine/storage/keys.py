@@ -104,10 +104,12 @@ def object_key(partition: int, service: str, key: str, scope: str | None = None)
     return head + _INDEX.pack(len(key_bytes)) + key_bytes
 
 
-def service_prefix(partition: int, service: str) -> bytes:
-    """Prefix of every object key of ``service`` in a partition (see ``object_key``)."""
+def service_prefix(partition: int, service: str, scoped: bool = False) -> bytes:
+    """Prefix of every unscoped (or every ``scoped``) object key of ``service`` in a partition (see
+    ``object_key``)."""
     service_bytes = service.encode()
-    return _PARTITION.pack(partition) + _INDEX.pack(len(service_bytes)) + service_bytes
+    length = len(service_bytes) | (_SCOPED if scoped else 0)
+    return _PARTITION.pack(partition) + _INDEX.pack(length) + service_bytes
 
 
 def state_key(object_prefix: bytes, name: bytes) -> bytes:

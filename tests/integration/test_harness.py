@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from quill.testing import create_test_harness, harness
@@ -58,17 +57,6 @@ def test_quill_can_run_as_a_child_process_over_http_1_1() -> None:
         with h.admin_client() as admin:
             (deployment,) = admin.get("/deployments").json()["deployments"]
     assert deployment["http_version"] == "HTTP/1.1"
-
-
-def test_start_up_to_first_call_is_quick() -> None:
-    timings = []
-    for _ in range(2):  # the first pays for importing the server
-        started = time.perf_counter()
-        with harness(app) as h, h.ingress_client() as client:
-            assert client.post("/Greeter/greet", json="quick").status_code == 200
-            timings.append(time.perf_counter() - started)
-    print(f"harness start-up to first call: {', '.join(f'{t:.2f}s' for t in timings)}")
-    assert timings[1] < 5.0  # measured 0.5-0.8 s; generous for a shared machine
 
 
 async def test_create_test_harness_has_the_sdk_harness_shape() -> None:

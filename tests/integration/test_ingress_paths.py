@@ -112,15 +112,19 @@ async def test_valid_forms_reach_their_targets(quill: Quill, client: httpx.Async
     assert (head.status_code, head.content, head.headers["x-restate-error-source"]) == (405, b"", "ingress")
 
 
-async def test_an_empty_object_key_is_a_key_not_a_bad_path(quill: Quill, client: httpx.AsyncClient) -> None:
-    # Restate accepts the empty key; quill's partitions cannot tell it from "no key" yet, so it
-    # says so (a deliberate deviation, see the README) instead of running it without its lock.
-    for path in ("/restate/call/Counter//add", "/Counter//add"):
-        answer = await client.post(f"{quill.ingress}{path}", json=1)
-        assert (answer.status_code, answer.json()["message"]) == (
-            400,
-            "quill does not support the empty object key yet",
-        )
+async def test_an_empty_object_key_is_a_key_of_its_own(quill: Quill, client: httpx.AsyncClient) -> None:
+    # As in Restate: "" is a key like any other (its own state and lock), not "no key".
+    first = await client.post(f"{quill.ingress}/restate/call/Counter//add", json=1)
+    assert first.status_code == 200, first.text
+    assert (await client.post(f"{quill.ingress}/Counter//add", json=2)).json() == 3
+    # A handler's call to the empty key reaches the same object.
+    assert (await client.post(f"{quill.ingress}/Caller/call_counter", json="")).json() == 8
+    assert (await client.post(f"{quill.ingress}/restate/call/Counter/not-empty/get")).json() == 0
+    invocation = await client.get(f"{quill.admin}/invocations/{first.headers['x-restate-id']}")
+    assert invocation.json()["target"] == "Counter//add"
+    query = {"query": "SELECT service_key, value_utf8 FROM state WHERE service_name = 'Counter' AND service_key = ''"}
+    state = await client.post(f"{quill.admin}/query", json=query, headers={"accept": "application/json"})
+    assert [row["service_key"] for row in state.json()["rows"]] == [""]
 
 
 async def test_cors_as_the_reference_answers_it(quill: Quill, client: httpx.AsyncClient) -> None:

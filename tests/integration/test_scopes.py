@@ -256,6 +256,10 @@ async def test_scoped_idempotency_keys_and_workflows_are_other_invocations(
     assert output.json() == "w@x confirmed with ok-s1"
     # Only the scoped run was confirmed: the unscoped one of the same key still waits.
     assert (await client.post(f"{ingress}/restate/output", json=workflow)).status_code == 470
+    # The scoped run's state (durable: it completed) is among the service's rows of the state table.
+    query = "SELECT scope, value_utf8 FROM state WHERE service_name = 'Signup' AND key = 'email' AND scope = 's1'"
+    rows = await client.post(f"{quill.admin}/query", json={"query": query}, headers={"accept": "application/json"})
+    assert rows.json()["rows"] == [{"scope": "s1", "value_utf8": '"w@x"'}]
 
 
 @pytest.mark.parametrize(

@@ -56,14 +56,14 @@ def test_deployment_ids_are_unique() -> None:
 
 
 def test_a_scope_is_part_of_the_identity_and_owns_the_partition() -> None:
-    scope_key = InvocationId.for_target("Greeter", "", scope="s1").partition_key
+    scope_key = InvocationId.for_target("Greeter", None, scope="s1").partition_key
     assert InvocationId.for_target("Counter", "k", scope="s1").partition_key == scope_key
     assert InvocationId.for_workflow("Signup", "wf1", "s1").partition_key == scope_key
     assert InvocationId.for_workflow("Signup", "wf1", "s1") != InvocationId.for_workflow("Signup", "wf1")
     assert InvocationId.for_workflow("Signup", "wf1", "s1") != InvocationId.for_workflow("Signup", "wf1", "s2")
-    scoped = InvocationId.for_idempotent("Greeter", "", "greet", "ik", "s1")
-    assert scoped != InvocationId.for_idempotent("Greeter", "", "greet", "ik")
-    assert scoped == InvocationId.for_idempotent("Greeter", "", "greet", "ik", "s1")  # deterministic
+    scoped = InvocationId.for_idempotent("Greeter", None, "greet", "ik", "s1")
+    assert scoped != InvocationId.for_idempotent("Greeter", None, "greet", "ik")
+    assert scoped == InvocationId.for_idempotent("Greeter", None, "greet", "ik", "s1")  # deterministic
     # Unscoped ids are what they always were (stored workflow ids and idempotency keys stay valid).
     assert InvocationId.for_workflow("Signup", "wf1") == "inv_1kfPHhhLeZAP5fygBJNKXHRCwdJPoLfrTm"
 

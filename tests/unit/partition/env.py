@@ -159,10 +159,10 @@ def invoke(
             invocation_id = InvocationId.for_workflow(target.service, target.key, scope)
         elif idempotency_key is not None:
             invocation_id = InvocationId.for_idempotent(
-                target.service, target.key, target.handler, idempotency_key, scope
+                target.service, target.object_key, target.handler, idempotency_key, scope
             )
         else:
-            invocation_id = InvocationId.for_target(target.service, target.key, scope=scope)
+            invocation_id = InvocationId.for_target(target.service, target.object_key, scope=scope)
     entry = pb.InputCommandMessage(value=pb.Value(content=body)).SerializeToString()
     return Invoke(
         invocation_id=str(invocation_id),
