@@ -36,17 +36,21 @@ def _worker_of(service: str, key: str) -> int:
     return hashed_partition_key(service, key) % PARTITIONS % 2
 
 
-async def _retrying(request: httpx.Request, client: httpx.AsyncClient) -> httpx.Response:
+async def _retrying(request: httpx.Request, client: httpx.AsyncClient, server: Quill) -> httpx.Response:
     """Send until a worker answers other than 503 (one may be down or restarting)."""
     deadline = asyncio.get_running_loop().time() + 60
+    last = ""
     while True:
         try:
             response = await client.send(request)
             if response.status_code != 503:
                 return response
-        except httpx.TransportError:
-            pass  # the connection went to the worker that was killed
-        assert asyncio.get_running_loop().time() < deadline, "no answer within 60s"
+            last = f"503 {response.text}"
+        except httpx.TransportError as exc:
+            last = repr(exc)  # the connection went to the worker that was killed
+        if asyncio.get_running_loop().time() > deadline:
+            tail = "".join(server.output[-60:])
+            raise AssertionError(f"no answer to {request.method} {request.url} within 60s ({last}); server:\n{tail}")
         await asyncio.sleep(0.1)
 
 
@@ -65,20 +69,19 @@ async def test_a_sigkilled_worker_loses_no_cross_worker_call_and_applies_none_tw
             )
             for key in keys
         ]
-        first = await asyncio.gather(*(_retrying(r, client) for r in sends[:20]))
+        first = await asyncio.gather(*(_retrying(r, client, two_workers) for r in sends[:20]))
         os.kill(two_workers.worker_pid(1), signal.SIGKILL)
-        rest = await asyncio.gather(*(_retrying(r, client) for r in sends[20:]))
+        rest = await asyncio.gather(*(_retrying(r, client, two_workers) for r in sends[20:]))
         ids = [response.json()["invocationId"] for response in [*first, *rest]]
         await asyncio.to_thread(two_workers.wait_for_line, "worker 1 of 2 serving", 2)
         for invocation_id in ids:
             attach = client.build_request("GET", f"{two_workers.ingress}/restate/attach/{invocation_id}")
-            result = await _retrying(attach, client)
+            result = await _retrying(attach, client, two_workers)
             assert result.status_code == 200, result.text
             assert result.json() == 5  # the callee added 5 to 0: it ran once
         for key in keys:
-            value = await _retrying(
-                client.build_request("GET", f"{two_workers.ingress}/restate/call/Counter/{key}/get"), client
-            )
+            get = client.build_request("GET", f"{two_workers.ingress}/restate/call/Counter/{key}/get")
+            value = await _retrying(get, client, two_workers)
             assert value.json() == 5, key
 
 
