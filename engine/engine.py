@@ -192,7 +192,7 @@ class Engine:
             executor.remote = lambda source, key, message: node.deliverer.send(
                 node.worker_of(self._partition_id(recipient(message))), source, key, message
             )
-            await node.start()
+            node.deliverer.start()
             self._handles = [
                 local[p] if p in local else RemoteHandle(p, node.peers[node.worker_of(p)]) for p in range(count)
             ]
@@ -202,6 +202,8 @@ class Engine:
             partition.recover()
         for partition in self._partitions:
             partition.redeliver_outbox()
+        if self._node is not None:
+            await self._node.serve()
         self._recovered = True
         await self.enforce_limits()  # a crash may have come between a rule change and its delivery
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_expired(), name="quill-retention-sweeper")

@@ -37,7 +37,10 @@ class PartitionState:
         self.active: dict[str, Active] = {}
         self.admission = Admission(lambda invocation_id, step: self.run(self.active[invocation_id], step))
         self.lsn = self._last_sequence(keys.LOG)
-        self.outbox_sequence = self._last_sequence(keys.OUTBOX)
+        # Receivers in other processes drop a sequence they already applied from this partition,
+        # so a sequence is never used twice: the mark keeps the last one when the outbox is empty.
+        mark = self.store.get(keys.META, keys.outbox_mark_key(partition_id))
+        self.outbox_sequence = max(self._last_sequence(keys.OUTBOX), int(mark) if mark is not None else 0)
 
     def _last_sequence(self, column: str) -> int:
         last = self.store.last_key(column, keys.partition_prefix(self.id))
@@ -165,6 +168,7 @@ class PartitionState:
         self.outbox_sequence += 1
         key = keys.outbox_key(self.id, self.outbox_sequence)
         self.store.put(keys.OUTBOX, key, _encode(message))
+        self.store.put(keys.META, keys.outbox_mark_key(self.id), str(self.outbox_sequence).encode())
         step.effects.append(Deliver(key, message))
 
 

@@ -150,6 +150,11 @@ def outbox_sequence(key: bytes) -> int:
     return int.from_bytes(key[2:10], "big")
 
 
+def outbox_mark_key(partition: int) -> bytes:
+    """META: the last outbox sequence a partition used, kept when its outbox is empty."""
+    return b"outbox_mark/" + _PARTITION.pack(partition)
+
+
 def inbound_key(partition: int, source: int) -> bytes:
     return _PARTITION.pack(partition) + _PARTITION.pack(source)
 

@@ -67,9 +67,11 @@ class WorkerNode:
     def worker_of(self, partition: int) -> int:
         return partition % self.plan.count
 
-    async def start(self) -> None:
+    async def serve(self) -> None:
+        """Answer the peers: only once this worker's partitions are recovered, since a delivery
+        applied to a partition still loading its state would be lost by the load. (The
+        deliverer is started before recovery, which may send.)"""
         await self._server.start()
-        self.deliverer.start()
         if self.plan.index != METADATA_OWNER:
             self._sync = asyncio.get_running_loop().create_task(self._catch_up(), name="quill-metadata-sync")
 

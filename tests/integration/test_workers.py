@@ -50,8 +50,26 @@ async def _retrying(request: httpx.Request, client: httpx.AsyncClient, server: Q
             last = repr(exc)  # the connection went to the worker that was killed
         if asyncio.get_running_loop().time() > deadline:
             tail = "".join(server.output[-60:])
-            raise AssertionError(f"no answer to {request.method} {request.url} within 60s ({last}); server:\n{tail}")
+            stuck = await _unfinished(server, client)
+            raise AssertionError(
+                f"no answer to {request.method} {request.url} within 60s ({last}); unfinished: {stuck}; server:\n{tail}"
+            )
         await asyncio.sleep(0.1)
+
+
+async def _unfinished(server: Quill, client: httpx.AsyncClient) -> object:
+    """What is not completed, for a failure message."""
+    query = "SELECT id, target, status, journal_size, invoked_by_id FROM sys_invocation WHERE status != 'completed'"
+    try:
+        rows = await client.post(f"{server.admin}/query", json={"query": query}, headers={"accept": "application/json"})
+        locks = await client.post(
+            f"{server.admin}/query",
+            json={"query": "SELECT * FROM sys_keyed_service_status"},
+            headers={"accept": "application/json"},
+        )
+        return {"invocations": rows.json(), "locks": locks.json()}
+    except httpx.HTTPError as exc:
+        return repr(exc)
 
 
 async def test_a_sigkilled_worker_loses_no_cross_worker_call_and_applies_none_twice(two_workers: Quill) -> None:
