@@ -148,6 +148,8 @@ async def _read(request: Request, read: Callable[[bytes], Any]) -> Any:
         return PlainTextResponse("Expected request with `Content-Type: application/json`", status_code=415)
     try:
         return read(await request.body())
+    except RecursionError:  # nested deeper than Python's stack; serde stops at 128 levels
+        return PlainTextResponse("Failed to parse the request body as JSON: recursion limit exceeded", status_code=400)
     except JsonBodyError as exc:
         if exc.syntax:
             return PlainTextResponse(f"Failed to parse the request body as JSON: {exc}", status_code=400)

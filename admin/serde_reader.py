@@ -29,6 +29,9 @@ _LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
 _I64_MIN, _U64_MAX = -(2**63), 2**64 - 1
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class JsonBodyError(Exception):
     """``syntax``: the body is not JSON (400); else it is JSON of the wrong shape (422)."""
 
@@ -99,6 +102,8 @@ class Reader:
             raise self.syntax(
                 "control character (\\u0000-\\u001F) found while parsing a string" if control else "invalid escape"
             ) from exc
+        if _SURROGATE.search(value):  # Python's scanner takes a lone surrogate escape; serde refuses it
+            raise self.syntax("lone leading surrogate in hex escape")
         self.pos = end
         text: str = value
         return text

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,6 +198,15 @@ class SdkService(Process):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    async def wait(self, client: httpx.AsyncClient, prefix: str, total: int = 1) -> None:
+        """Until the service recorded ``total`` events named ``prefix...`` (its /test/wait)."""
+        answer = await client.get(f"{self.url}/test/wait", params={"prefix": prefix, "total": total})
+        assert answer.status_code == 200, f"fewer than {total} '{prefix}' events: {answer.text}"
+
+    async def open(self, client: httpx.AsyncClient, gate: str) -> None:
+        """Let the handlers waiting at ``gate`` go on (its /test/open)."""
+        assert (await client.get(f"{self.url}/test/open", params={"name": gate})).status_code == 200
 
 
 class TsService(Process):

@@ -103,11 +103,12 @@ class Invoker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def reset_retries(self, invocation_id: str) -> None:
-        """A fresh retry budget for an invocation paused because its retries ran out (before its
-        resume is applied: the resumed attempt may fail before anything else runs here)."""
+    def reset_retries(self, invocation_id: str, paused: bool) -> None:
+        """A fresh retry budget for a paused invocation that is resumed (``paused``: by an operator;
+        or paused because its retries ran out, durably or not yet), before the resume is applied:
+        the resumed attempt may fail before anything else runs here. A running one keeps its own."""
         retry = self.retries.get(invocation_id)
-        if retry is not None and retry.paused:
+        if retry is not None and (paused or retry.paused):
             del self.retries[invocation_id]
 
     async def drain(self, timeout: float) -> None:

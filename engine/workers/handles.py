@@ -20,7 +20,7 @@ from engine.partition.commands import Command, Delivered, Invoke
 from engine.partition.processor import Partition
 from engine.partition.reads import CompletedPage, InvocationFilter
 from engine.partition.types import InvocationView, InvokeResult, JournalEntry, OperatorOutcome, Outcome
-from engine.records import InvocationStatus, Schedule
+from engine.records import InvocationStatus, Phase, Schedule
 from engine.storage import keys
 from engine.telemetry.metrics import NO_METRICS, Metrics
 
@@ -109,7 +109,8 @@ class LocalHandle:
         return self._invoker.retries.get(invocation_id)
 
     async def reset_retries(self, invocation_id: str) -> None:
-        self._invoker.reset_retries(invocation_id)
+        paused = self.partition.reads.phase(invocation_id) is Phase.PAUSED
+        self._invoker.reset_retries(invocation_id, paused)
 
     def _with_retries(self, statuses: list[InvocationStatus]) -> Listed:
         retries = self._invoker.retries

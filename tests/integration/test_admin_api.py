@@ -200,6 +200,25 @@ async def test_sql_errors_and_no_file_access(quill: Quill, client: httpx.AsyncCl
     assert bad.status_code == 400 and bad.json()["message"]
     files = await client.post(f"{quill.admin}/query", json={"query": "SELECT * FROM read_text('/etc/hostname')"})
     assert files.status_code == 400
+    # Deeper than the planner recurses: DuckDB answers, never a 500.
+    nested = "SELECT " + "(" * 3000 + "1" + ")" * 3000 + " FROM sys_invocation"
+    long_and = "SELECT 1 FROM sys_invocation WHERE " + " AND ".join(["id = 'x'"] * 3000)
+    for query in (nested, long_and):
+        answer = await client.post(f"{quill.admin}/query", json={"query": query})
+        assert answer.status_code in (200, 400), answer.text[:200]
+
+
+async def test_limit_rule_bodies_that_do_not_parse_are_400(quill: Quill, client: httpx.AsyncClient) -> None:
+    deep = '[{"pattern":"a","x":' + "[" * 5000 + "]" * 5000 + "}]"
+    for body, message in (
+        (deep, "recursion limit exceeded"),
+        ('[{"pattern":"\\ud800"}]', "lone leading surrogate in hex escape"),
+        ('[{"pattern":"a","description":"\\ud800"}]', "lone leading surrogate in hex escape"),
+    ):
+        answer = await client.put(
+            f"{quill.admin}/limits/rules", content=body, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400 and message in answer.text, answer.text
 
 
 async def test_admin_openapi_is_valid(quill: Quill, client: httpx.AsyncClient) -> None:

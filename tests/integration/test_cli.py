@@ -97,12 +97,12 @@ async def test_invocations_cancel_kill_purge(
     cli: Path, quill: Quill, sdk_service: SdkService, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     held = (await client.post(f"{quill.ingress}/restate/send/Counter/cli-cancel/hold", json="cli-gate-1")).json()
-    await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "holding:cli-cancel", "total": 1})
+    await sdk_service.wait(client, "holding:cli-cancel", 1)
     cancelled = await run_cli(cli, quill, tmp_path, "invocations", "cancel", "--yes", held["invocationId"])
     assert held["invocationId"] in cancelled and "Counter/cli-cancel/hold" in cancelled
     assert "[OK]: Cancelled 1 invocations" in cancelled
     # The handler sits inside a `ctx.run`: it sees the cancellation once the run is over.
-    await client.get(f"{sdk_service.url}/test/open", params={"name": "cli-gate-1"})
+    await sdk_service.open(client, "cli-gate-1")
     await client.get(f"{quill.ingress}/restate/attach/{held['invocationId']}")
     assert (await client.get(f"{quill.admin}/invocations/{held['invocationId']}")).json()["status"] == "completed"
 
@@ -116,7 +116,7 @@ async def test_invocations_cancel_kill_purge(
     assert done.headers["x-restate-id"] in purged and "[OK]: Purged 1 invocations" in purged
     assert (await client.get(f"{quill.ingress}/restate/output/{done.headers['x-restate-id']}")).status_code == 404
 
-    await client.get(f"{sdk_service.url}/test/open", params={"name": "cli-gate-2"})
+    await sdk_service.open(client, "cli-gate-2")
 
 
 async def test_state_and_sql(cli: Path, quill: Quill, client: httpx.AsyncClient, tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ async def test_services_status(
 ) -> None:
     """`restate services status` (its SQL uses DataFusion's aggregate `first_value(x ORDER BY y)`)."""
     held = (await client.post(f"{quill.ingress}/restate/send/Counter/cli-status/hold", json="cli-gate-3")).json()
-    await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "holding:cli-status", "total": 1})
+    await sdk_service.wait(client, "holding:cli-status", 1)
     queued = (await client.post(f"{quill.ingress}/restate/send/Counter/cli-status/add", json=1)).json()
     try:
         status = await run_cli(cli, quill, tmp_path, "services", "status")
@@ -165,7 +165,7 @@ async def test_services_status(
         assert held["invocationId"] in locked  # the active key, and who holds its lock
         assert queued["invocationId"] in detailed  # among the recent invocations
     finally:
-        await client.get(f"{sdk_service.url}/test/open", params={"name": "cli-gate-3"})
+        await sdk_service.open(client, "cli-gate-3")
 
 
 def _status_rows(output: str, section: str) -> dict[str, list[str]]:

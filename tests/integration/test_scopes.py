@@ -59,11 +59,11 @@ async def _hold(client: httpx.AsyncClient, server: Quill, scope: str, gate: str,
 
 
 async def _entered(client: httpx.AsyncClient, service: SdkService, prefix: str, total: int) -> None:
-    await client.get(f"{service.url}/test/wait", params={"prefix": f"entered:{prefix}", "total": total})
+    await service.wait(client, f"entered:{prefix}", total)
 
 
 async def _open(client: httpx.AsyncClient, service: SdkService, gate: str) -> None:
-    await client.get(f"{service.url}/test/open", params={"name": gate})
+    await service.open(client, gate)
 
 
 async def _statuses(client: httpx.AsyncClient, server: Quill, ids: list[str]) -> list[str]:

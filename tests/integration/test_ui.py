@@ -92,7 +92,7 @@ async def test_root_redirects_and_every_page_renders(ui: Watched, ui_quill: Quil
     assert urlsplit(page.url).path == "/ui/"
     for name in ("Services", "Deployments", "Invocations", "State", "Timers", "Limits", "Dapr", "SQL", "Health"):
         await page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True).click()
-        await expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(name if name != "SQL" else "SQL"))
+        await expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(name))
     await expect(page.get_by_role("status").first).to_be_visible()
 
 
@@ -241,13 +241,13 @@ async def test_limits_rules_and_what_runs_and_waits(ui: Watched, registered: Qui
             url = f"{registered.ingress}/restate/scope/ui-batch/send/Durable/process"
             sent = await client.post(url, json=f"uilimit-{n}")
             assert sent.status_code == 202, sent.text
-        await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "entered:uilimit", "total": 1})
+        await sdk_service.wait(client, "entered:uilimit", 1)
         row = page.get_by_role("table", name="Usage").locator("tbody tr").filter(has_text="ui-batch")
         # Scope, limit key, level, running, limit, rule, available, waiting (refreshed every 2 s).
         cells = ["ui-batch", "", re.compile(r"\w+"), "1", "1", "ui-batch", "0", "1"]
         await expect(row.locator("td")).to_have_text(cells)
-        await client.get(f"{sdk_service.url}/test/open", params={"name": "uilimit"})
-        await client.get(f"{sdk_service.url}/test/wait", params={"prefix": "done:uilimit", "total": 2})
+        await sdk_service.open(client, "uilimit")
+        await sdk_service.wait(client, "done:uilimit", 2)
     await page.get_by_role("table", name="Rules").get_by_role("button", name="Delete").click()
     await page.get_by_role("button", name="Confirm").click()
     await expect(page.get_by_role("table", name="Rules")).not_to_contain_text("ui-batch")

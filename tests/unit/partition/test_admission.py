@@ -209,6 +209,8 @@ async def test_cancel_of_an_invocation_waiting_after_a_suspension_reaches_it_whe
         assert await env.submit(Terminate(sleeper.invocation_id, kill=False)) is OperatorOutcome.SIGNALLED
         await _finish(env, other)
         assert env.started(sleeper.invocation_id) == [1, 2]  # it runs, and its journal has the cancel
+        status, _ = env.partition_of(sleeper.invocation_id).reads.inspect(sleeper.invocation_id) or (None, [])
+        assert status is not None and 1 in status.signal_ids  # signal 1: the built-in CANCEL
 
 
 async def test_waiting_invocations_and_held_slots_survive_a_restart_in_order(tmp_path: Path) -> None:
@@ -253,6 +255,13 @@ async def test_a_signal_to_a_waiting_invocation_is_journaled_for_later(tmp_path:
         await env.submit(second)
         await env.submit(Signal(second.invocation_id, 17, None, b"v"))
         assert _phase(env, second) is Phase.WAITING and env.pushed(second.invocation_id) == []
+        await _finish(env, first)
+        assert env.started(second.invocation_id) == [1]  # it runs with the signal in its journal
+        status, journal = env.partition_of(second.invocation_id).reads.inspect(second.invocation_id) or (None, [])
+        assert status is not None and 17 in status.signal_ids
+        notifications = [payload for kind, payload in journal if kind == MessageType.SIGNAL_NOTIFICATION]
+        signals = [pb.SignalNotificationMessage.FromString(payload) for payload in notifications]
+        assert [(n.idx, n.value.content) for n in signals] == [(17, b"v")]
 
 
 def _scoped_call(scope: str | None, limit_key: str | None) -> tuple[int, bytes]:
